@@ -1,0 +1,271 @@
+//! The commands that change configurations.
+
+use std::collections::BTreeMap;
+
+use hookbus_core::{CommandError, Context, Handler, Permission, Reply, Timestamp, register_command};
+use hookbus_script::ScriptEngine;
+use hookbus_store::DbResultExt;
+use schemars::JsonSchema;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    ConfigFields, WebHookConfig, WebhookKey, entity,
+    input::{ConfigSpec, Execution, Problems},
+};
+
+const KEY_TAKEN: &str = "A webhook configuration with this key already exists";
+const PATH_TAKEN: &str = "A webhook configuration with this path already exists";
+
+/// Creates a configuration.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateWebHookConfigCommand {
+    /// Required, unique, `[A-Za-z0-9._-]{1,100}`; cannot be changed later.
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub fields: ConfigFields,
+    /// Fields this command does not have; refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+impl Handler for CreateWebHookConfigCommand {
+    const PERMISSION: Permission = Permission::WebhooksWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let Self { key, fields, unknown } = self;
+        let mut problems = unknown_fields(unknown, |_| None);
+        let key = problems.check(WebhookKey::parse(key.as_deref().unwrap_or_default()));
+        let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
+        let key = key.ok_or_else(|| CommandError::validation("Key is required"))?;
+
+        let db = ctx.service::<DatabaseConnection>()?;
+        let txn = db.begin().await.or_internal()?;
+        if find_by(&txn, entity::Column::Key, key.as_str()).await?.is_some() {
+            return Err(CommandError::conflict(KEY_TAKEN, format!("Key '{}' is taken", key.as_str())));
+        }
+        if find_by(&txn, entity::Column::Path, spec.path.as_str()).await?.is_some() {
+            return Err(CommandError::conflict(PATH_TAKEN, format!("Path '{}' is taken", spec.path.as_str())));
+        }
+        let now = hookbus_core::now();
+        let mut row = entity::ActiveModel {
+            key: Set(key.as_str().to_owned()),
+            version: Set(1),
+            created_at: Set(now),
+            ..Default::default()
+        };
+        apply(&mut row, spec, now);
+        let saved = row.insert(&txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
+        txn.commit().await.or_internal()?;
+        Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
+    }
+}
+register_command!("CreateWebHookConfigCommand" => CreateWebHookConfigCommand);
+
+/// Replaces every field of a configuration but its key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateWebHookConfigCommand {
+    pub id: i32,
+    #[serde(flatten)]
+    pub fields: ConfigFields,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+impl Handler for UpdateWebHookConfigCommand {
+    const PERMISSION: Permission = Permission::WebhooksWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let Self { id, fields, unknown } = self;
+        let problems =
+            unknown_fields(unknown, |name| (name == "key").then(|| "key: Key cannot be changed after creation".into()));
+        let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
+
+        let db = ctx.service::<DatabaseConnection>()?;
+        let txn = db.begin().await.or_internal()?;
+        let existing = entity::Entity::find_by_id(*id)
+            .one(&txn)
+            .await
+            .or_internal()?
+            .ok_or_else(|| CommandError::not_found("Update failed", "Configuration not found"))?;
+        if let Some(other) = find_by(&txn, entity::Column::Path, spec.path.as_str()).await?
+            && other.id != existing.id
+        {
+            return Err(CommandError::conflict(PATH_TAKEN, format!("Path '{}' is taken", spec.path.as_str())));
+        }
+        let version = existing.version;
+        let mut row = existing.into_active_model();
+        row.version = Set(version + 1);
+        apply(&mut row, spec, hookbus_core::now());
+        let saved = row.update(&txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
+        txn.commit().await.or_internal()?;
+        Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
+    }
+}
+register_command!("UpdateWebHookConfigCommand" => UpdateWebHookConfigCommand);
+
+/// Turns a configuration on.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActivateWebHookConfigCommand {
+    pub id: i32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Activated {
+    id: i32,
+    key: String,
+    is_enabled: bool,
+    activated_at: Timestamp,
+}
+
+impl Handler for ActivateWebHookConfigCommand {
+    const PERMISSION: Permission = Permission::WebhooksWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let saved = set_enabled(ctx, self.id, true, "Activation failed", "Configuration is already active").await?;
+        let data = Activated { id: saved.id, key: saved.key, is_enabled: true, activated_at: saved.updated_at };
+        Reply::new(data, "Webhook configuration activated successfully")
+    }
+}
+register_command!("ActivateWebHookConfigCommand" => ActivateWebHookConfigCommand);
+
+/// Turns a configuration off: the router answers 404 for it until it is activated again.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeactivateWebHookConfigCommand {
+    pub id: i32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Deactivated {
+    id: i32,
+    key: String,
+    is_enabled: bool,
+    deactivated_at: Timestamp,
+}
+
+impl Handler for DeactivateWebHookConfigCommand {
+    const PERMISSION: Permission = Permission::WebhooksWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let saved =
+            set_enabled(ctx, self.id, false, "Deactivation failed", "Configuration is already inactive").await?;
+        let data = Deactivated { id: saved.id, key: saved.key, is_enabled: false, deactivated_at: saved.updated_at };
+        Reply::new(data, "Webhook configuration deactivated successfully")
+    }
+}
+register_command!("DeactivateWebHookConfigCommand" => DeactivateWebHookConfigCommand);
+
+/// Deletes a configuration; its key and path can be used again.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteWebHookConfigCommand {
+    pub id: i32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Deleted {
+    id: i32,
+    key: String,
+    deleted_at: Timestamp,
+}
+
+impl Handler for DeleteWebHookConfigCommand {
+    const PERMISSION: Permission = Permission::WebhooksWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let db = ctx.service::<DatabaseConnection>()?;
+        let txn = db.begin().await.or_internal()?;
+        let existing = entity::Entity::find_by_id(self.id)
+            .one(&txn)
+            .await
+            .or_internal()?
+            .ok_or_else(|| CommandError::not_found("Deletion failed", "Configuration not found"))?;
+        entity::Entity::delete_by_id(existing.id).exec(&txn).await.or_internal()?;
+        txn.commit().await.or_internal()?;
+        let data = Deleted { id: existing.id, key: existing.key, deleted_at: hookbus_core::now() };
+        Reply::new(data, "Webhook configuration deleted successfully")
+    }
+}
+register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
+
+/// Reports every unknown field; `special` may give a field a message of its own.
+fn unknown_fields(unknown: &BTreeMap<String, Value>, special: impl Fn(&str) -> Option<String>) -> Problems {
+    let mut problems = Problems::default();
+    for name in unknown.keys() {
+        problems.push(special(name).unwrap_or_else(|| format!("{name}: unknown field `{name}`")));
+    }
+    problems
+}
+
+async fn find_by(
+    db: &impl ConnectionTrait,
+    column: entity::Column,
+    value: &str,
+) -> Result<Option<entity::Model>, CommandError> {
+    entity::Entity::find().filter(column.eq(value)).one(db).await.or_internal()
+}
+
+async fn set_enabled(
+    ctx: &Context,
+    id: i32,
+    enabled: bool,
+    failure: &str,
+    already: &str,
+) -> Result<entity::Model, CommandError> {
+    let db = ctx.service::<DatabaseConnection>()?;
+    let txn = db.begin().await.or_internal()?;
+    let existing = entity::Entity::find_by_id(id)
+        .one(&txn)
+        .await
+        .or_internal()?
+        .ok_or_else(|| CommandError::not_found(failure, "Configuration not found"))?;
+    if existing.is_enabled == enabled {
+        return Err(CommandError::conflict(failure, already));
+    }
+    let version = existing.version;
+    let mut row = existing.into_active_model();
+    row.is_enabled = Set(enabled);
+    row.version = Set(version + 1);
+    row.updated_at = Set(hookbus_core::now());
+    let saved = row.update(&txn).await.or_internal()?;
+    txn.commit().await.or_internal()?;
+    Ok(saved)
+}
+
+/// Writes a validated spec into a row.
+fn apply(row: &mut entity::ActiveModel, spec: ConfigSpec, now: Timestamp) {
+    let ConfigSpec { description, is_enabled, path, action, execution, allowable_ips, idempotency_key, respond_async } =
+        spec;
+    row.description = Set(description);
+    row.is_enabled = Set(is_enabled);
+    row.path = Set(path.as_str().to_owned());
+    row.action = Set(action.as_str().to_owned());
+    row.execution_type = Set(execution.execution_type().code());
+    let (command_name, command_chain, execution_code, process_definition_id) = match execution {
+        Execution::NativeCommand(name) => (Some(name), None, None, None),
+        Execution::CommandChain(steps) => (None, Some(serde_json::json!(steps)), None, None),
+        Execution::Code(code) => (None, None, Some(code), None),
+        Execution::StartProcess(id) => (None, None, None, Some(id)),
+    };
+    row.command_name = Set(command_name);
+    row.command_chain = Set(command_chain);
+    row.execution_code = Set(execution_code);
+    row.process_definition_id = Set(process_definition_id);
+    row.allowable_ips = Set((!allowable_ips.is_empty()).then(|| allowable_ips.to_string()));
+    row.idempotency_key = Set(idempotency_key.map(|key| key.to_string()));
+    row.respond_async = Set(respond_async);
+    row.updated_at = Set(now);
+}

@@ -1,0 +1,18 @@
+//! Router configurations (`WebHookConfig`): the eight commands of seed 001 and the rules a
+//! configuration must satisfy before it is saved.
+//!
+//! Everything a configuration carries is parsed when it is saved: the key and path, the HTTP method,
+//! the IP allow-list (into addresses and CIDR ranges), the JSONPaths of a command chain and of the
+//! idempotency key, and the rhai script (compiled). A stored configuration is therefore always one
+//! the router can run. This crate does not serve the router itself.
+
+mod commands;
+mod queries;
+pub mod entity;
+mod input;
+mod model;
+mod view;
+
+pub use input::{ChainStepInput, ConfigFields};
+pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};
+pub use view::WebHookConfig;

@@ -1,0 +1,125 @@
+//! The queries over configurations.
+
+use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, register_command};
+use hookbus_store::DbResultExt;
+use schemars::JsonSchema;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
+use serde::Deserialize;
+
+use crate::{ExecutionType, WebHookConfig, entity};
+
+/// Lists configurations, by id, with optional filters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetWebHookConfigListQuery {
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u64>,
+    /// Case-insensitive substring of the key, description or path.
+    #[serde(default)]
+    pub search_text: Option<String>,
+    #[serde(default)]
+    pub is_enabled: Option<bool>,
+    #[serde(default)]
+    pub execution_type: Option<i64>,
+}
+
+impl Handler for GetWebHookConfigListQuery {
+    const PERMISSION: Permission = Permission::WebhooksRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let mut filter = Condition::all();
+        if let Some(text) = self.search_text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+            let mut any = Condition::any();
+            for column in [entity::Column::Key, entity::Column::Description, entity::Column::Path] {
+                any = any.add(Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(&pattern).escape('\\')));
+            }
+            filter = filter.add(any);
+        }
+        if let Some(enabled) = self.is_enabled {
+            filter = filter.add(entity::Column::IsEnabled.eq(enabled));
+        }
+        if let Some(code) = self.execution_type {
+            let kind = ExecutionType::from_code(code).map_err(CommandError::validation)?;
+            filter = filter.add(entity::Column::ExecutionType.eq(kind.code()));
+        }
+        let db = ctx.service::<DatabaseConnection>()?;
+        let total = entity::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
+        let rows = entity::Entity::find()
+            .filter(filter)
+            .order_by_asc(entity::Column::Id)
+            .offset(page.offset())
+            .limit(page.size())
+            .all(db)
+            .await
+            .or_internal()?;
+        let items: Vec<WebHookConfig> = rows.into_iter().map(WebHookConfig::from).collect();
+        Reply::new(Page::new(items, total, page), "Webhook configurations retrieved successfully")
+    }
+}
+register_command!("GetWebHookConfigListQuery" => GetWebHookConfigListQuery);
+
+/// One configuration by id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetWebHookConfigByIdQuery {
+    pub id: i32,
+}
+
+impl Handler for GetWebHookConfigByIdQuery {
+    const PERMISSION: Permission = Permission::WebhooksRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let db = ctx.service::<DatabaseConnection>()?;
+        let row = entity::Entity::find_by_id(self.id).one(db).await.or_internal()?.ok_or_else(|| {
+            CommandError::not_found("Configuration not found", "No webhook configuration found with the specified ID")
+        })?;
+        Reply::new(WebHookConfig::from(row), "Webhook configuration retrieved successfully")
+    }
+}
+register_command!("GetWebHookConfigByIdQuery" => GetWebHookConfigByIdQuery);
+
+/// One configuration by key; with no key (or an empty one), every configuration.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LookupWebHookByKeyCommand {
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl Handler for LookupWebHookByKeyCommand {
+    const PERMISSION: Permission = Permission::WebhooksRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let db = ctx.service::<DatabaseConnection>()?;
+        match self.key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            None => {
+                let rows = entity::Entity::find().order_by_asc(entity::Column::Id).all(db).await.or_internal()?;
+                let all: Vec<WebHookConfig> = rows.into_iter().map(WebHookConfig::from).collect();
+                Reply::new(all, "Webhook configuration found")
+            }
+            Some(key) => {
+                let row = entity::Entity::find()
+                    .filter(entity::Column::Key.eq(key))
+                    .one(db)
+                    .await
+                    .or_internal()?
+                    .ok_or_else(|| {
+                        CommandError::not_found("Lookup failed", "No webhook configuration found with the specified key")
+                    })?;
+                Reply::new(WebHookConfig::from(row), "Webhook configuration found")
+            }
+        }
+    }
+}
+register_command!("LookupWebHookByKeyCommand" => LookupWebHookByKeyCommand);
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}

@@ -1,0 +1,90 @@
+use std::{
+    any::{Any, TypeId, type_name},
+    collections::HashMap,
+    fmt,
+    sync::Arc,
+};
+
+use uuid::Uuid;
+
+use crate::{CommandError, PermissionSet};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The token from `HOOKBUS_BOOTSTRAP_TOKEN`.
+    Bootstrap,
+    /// A stored API token, by id.
+    Token(Uuid),
+    /// hookbus itself, e.g. the router running a configured command.
+    Internal(&'static str),
+}
+
+/// The owner a token is bound to. A bound token sees only that owner's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Partner(Uuid),
+    Customer(String),
+}
+
+/// An authenticated caller and what it may do.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: Subject,
+    pub permissions: PermissionSet,
+    pub owner: Option<Owner>,
+}
+
+/// What a handler needs that is not in its command: shared services, by type.
+///
+/// Feature crates insert their services once at start-up; handlers borrow them with
+/// [`Services::get`]. A type map keeps this crate free of storage and transport types.
+#[derive(Default)]
+pub struct Services {
+    map: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl Services {
+    pub fn insert<T: Send + Sync + 'static>(&mut self, service: T) {
+        self.map.insert(TypeId::of::<T>(), Arc::new(service));
+    }
+
+    /// The service of type `T`. A missing one is a wiring bug, reported as an internal error.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Result<&T, CommandError> {
+        self.map
+            .get(&TypeId::of::<T>())
+            .and_then(|service| service.downcast_ref::<T>())
+            .ok_or_else(|| CommandError::internal(MissingService(type_name::<T>())))
+    }
+}
+
+impl fmt::Debug for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Services").field("count", &self.map.len()).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("service {0} was not registered at start-up")]
+struct MissingService(&'static str);
+
+/// Everything a command handler can see: the caller and the services.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub principal: Principal,
+    services: Arc<Services>,
+}
+
+impl Context {
+    pub fn new(principal: Principal, services: Arc<Services>) -> Self {
+        Self { principal, services }
+    }
+
+    pub fn service<T: Send + Sync + 'static>(&self) -> Result<&T, CommandError> {
+        self.services.get::<T>()
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+}

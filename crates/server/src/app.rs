@@ -1,0 +1,140 @@
+//! Wiring: the database, the services every feature crate needs, and the HTTP server.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use actix_web::{
+    App, HttpMessage, HttpServer,
+    dev::{Server, ServerHandle, Service},
+    http::header::{HeaderName, HeaderValue},
+    web,
+};
+use hookbus_core::Services;
+use hookbus_script::ScriptEngine;
+use hookbus_store::Db;
+use hookbus_tokens::TokenAuthority;
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::{envelope, metrics::Metrics, routes, settings::Settings};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub metrics: Arc<Metrics>,
+    pub db: Db,
+    pub body_limit: usize,
+}
+
+/// A start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database")]
+    Database(#[source] sea_orm::DbErr),
+    #[error("cannot apply the migrations")]
+    Migrate(#[source] sea_orm::DbErr),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built server, listening but not yet serving.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.addr).finish()
+    }
+}
+
+impl Application {
+    /// Opens and migrates the database, builds the services and binds the listener.
+    ///
+    /// The server does not handle signals itself: `main` turns SIGTERM into a graceful
+    /// [`ServerHandle::stop`], and tests stop it through the handle.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let db = hookbus_store::connect(&settings.database.url, settings.database.max_connections)
+            .await
+            .map_err(StartupError::Database)?;
+        hookbus_store::migrate(&db).await.map_err(StartupError::Migrate)?;
+
+        let bootstrap = Some(settings.auth.bootstrap_token.as_str()).filter(|t| !t.is_empty());
+        let mut services = Services::default();
+        services.insert(db.clone());
+        services.insert(TokenAuthority::new(db.clone(), bootstrap));
+        services.insert(ScriptEngine::new(settings.script.clone()));
+
+        let state = web::Data::new(AppState {
+            services: Arc::new(services),
+            metrics: Arc::new(Metrics::new()),
+            db,
+            body_limit: settings.server.body_limit_bytes,
+        });
+
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(|request, service| {
+                    let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let method = request.method().to_string();
+                    let state = request.app_data::<web::Data<AppState>>().cloned();
+                    let request_id = request.extensions().get::<RequestId>().copied();
+                    let response = service.call(request);
+                    async move {
+                        let mut response = response.await?;
+                        if let Some(state) = state {
+                            state.metrics.record_request(&route, &method, response.status().as_u16());
+                        }
+                        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+                            response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
+                        }
+                        Ok(response)
+                    }
+                })
+                .wrap(TracingLogger::default())
+                .service(
+                    web::resource("/api/bpm/cmd")
+                        .route(web::post().to(routes::bus::execute))
+                        .default_service(web::to(routes::bus::method_not_allowed)),
+                )
+                .route("/api/bpm/commands", web::get().to(routes::bus::list))
+                .route("/healthz", web::get().to(routes::ops::healthz))
+                .route("/readyz", web::get().to(routes::ops::readyz))
+                .route("/metrics", web::get().to(routes::ops::metrics))
+                .default_service(web::to(envelope::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .disable_signals()
+        .bind(settings.server.listen)
+        .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
+
+        let addr = server.addrs().first().copied().unwrap_or(settings.server.listen);
+        Ok(Self { server: server.run(), addr })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server: gracefully (finishing in-flight requests) or at once.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped through the handle.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+

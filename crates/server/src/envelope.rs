@@ -1,0 +1,25 @@
+//! Turning bus results into HTTP responses. Every response carries the envelope.
+
+use actix_web::{
+    HttpResponse,
+    http::{StatusCode, header},
+};
+use hookbus_core::{CommandError, Envelope};
+
+pub fn error_response(error: &CommandError) -> HttpResponse {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    if let CommandError::MethodNotAllowed { allow } = error {
+        response.insert_header((header::ALLOW, allow.as_str()));
+    }
+    response.json(Envelope::from(error))
+}
+
+pub fn ok_response(envelope: Envelope) -> HttpResponse {
+    HttpResponse::Ok().json(envelope)
+}
+
+/// A 404 for any path no route serves.
+pub async fn not_found() -> HttpResponse {
+    error_response(&CommandError::not_found("Not found", "no route serves this path"))
+}

@@ -1,0 +1,20 @@
+//! The hookbus server: configuration, HTTP, the CLI, metrics, and the wiring of the feature
+//! crates. This is the only crate that knows HTTP; handlers here translate between HTTP and the
+//! bus and hold no business rules.
+
+// Feature crates register their commands through `inventory`; naming them here makes sure they
+// are linked into every binary and test that uses the server.
+use hookbus_configs as _;
+use hookbus_tokens as _;
+
+pub mod app;
+mod auth;
+pub mod cli;
+mod envelope;
+mod metrics;
+mod routes;
+pub mod settings;
+pub mod telemetry;
+
+pub use app::Application;
+pub use settings::Settings;

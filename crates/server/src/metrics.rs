@@ -1,0 +1,77 @@
+//! Prometheus metrics, served at `/metrics`. One registry per application, so that instances in
+//! one process (as in tests) do not mix their figures.
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// The matched route pattern, never the raw path, so that the label set stays small.
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    command: String,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    commands: HistogramFamily<CommandLabels>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hookbus");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
+        let commands: HistogramFamily<CommandLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register("command_duration_seconds", "Command latency by $type and outcome", commands.clone());
+        Self { registry, requests, commands }
+    }
+
+    pub fn record_request(&self, route: &str, method: &str, status: u16) {
+        let labels = RequestLabels { route: route.to_owned(), method: method.to_owned(), status };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn record_command(&self, command: &str, ok: bool, elapsed: Duration) {
+        let labels = CommandLabels { command: command.to_owned(), outcome: if ok { "ok" } else { "error" } };
+        self.commands.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

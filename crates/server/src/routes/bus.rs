@@ -1,0 +1,95 @@
+//! `POST /api/bpm/cmd` and `GET /api/bpm/commands`.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_LENGTH, web};
+use futures_util::StreamExt;
+use hookbus_core::{CommandError, Context, Envelope, parse_command, run_command};
+use hookbus_tokens::TokenAuthority;
+use serde::Serialize;
+
+use crate::{
+    app::AppState,
+    auth::authenticate,
+    envelope::{error_response, ok_response},
+};
+
+/// Runs the command in the body for the bearer token's principal.
+pub async fn execute(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    match execute_inner(&request, payload, &state).await {
+        Ok(envelope) => ok_response(envelope),
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn execute_inner(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Envelope, CommandError> {
+    let principal = authenticate(request, state.services.get::<TokenAuthority>()?).await?;
+    let body = read_body(request, payload, state.body_limit).await?;
+    let command = parse_command(&body)?;
+    let ctx = Context::new(principal, state.services.clone());
+    let started = Instant::now();
+    let result = run_command(command.as_ref(), &ctx).await;
+    state.metrics.record_command(command.name(), result.is_ok(), started.elapsed());
+    result.map(Envelope::from)
+}
+
+/// Reads the body, refusing it as soon as it is known to be over `limit`.
+async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, CommandError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(CommandError::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| CommandError::InvalidCommand(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(CommandError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[derive(Serialize)]
+struct CommandDescription {
+    name: &'static str,
+    permission: hookbus_core::Permission,
+    schema: serde_json::Value,
+}
+
+/// Every registered command with its permission and the JSON Schema of its fields.
+pub async fn list(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let tokens = match state.services.get::<TokenAuthority>() {
+        Ok(tokens) => tokens,
+        Err(error) => return error_response(&error),
+    };
+    if let Err(error) = authenticate(&request, tokens).await {
+        return error_response(&error);
+    }
+    let commands: Vec<CommandDescription> = hookbus_core::catalog()
+        .into_iter()
+        .map(|info| CommandDescription {
+            name: info.name,
+            permission: info.permission,
+            schema: serde_json::to_value(info.schema()).unwrap_or_default(),
+        })
+        .collect();
+    match serde_json::to_value(commands) {
+        Ok(data) => ok_response(Envelope {
+            success: true,
+            data,
+            message: "Commands retrieved successfully".into(),
+            errors: None,
+        }),
+        Err(e) => error_response(&CommandError::internal(e)),
+    }
+}
+
+/// Any method but POST on the bus.
+pub async fn method_not_allowed() -> HttpResponse {
+    error_response(&CommandError::MethodNotAllowed { allow: "POST".into() })
+}

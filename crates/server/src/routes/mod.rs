@@ -1,0 +1,4 @@
+//! HTTP routes. Handlers here only translate between HTTP and the bus.
+
+pub mod bus;
+pub mod ops;

@@ -1,0 +1,30 @@
+//! `/healthz`, `/readyz` and `/metrics`.
+
+use actix_web::{HttpResponse, web};
+use hookbus_core::{CommandError, Envelope};
+use serde_json::json;
+
+use crate::{app::AppState, envelope::error_response};
+
+/// The process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Envelope { success: true, data: json!({"status": "ok"}), message: "OK".into(), errors: None })
+}
+
+/// The database answers.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if hookbus_store::ping(&state.db).await {
+        HttpResponse::Ok().json(Envelope {
+            success: true,
+            data: json!({"status": "ready", "database": "ok"}),
+            message: "Ready".into(),
+            errors: None,
+        })
+    } else {
+        error_response(&CommandError::Unavailable("Database unreachable".into()))
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+}

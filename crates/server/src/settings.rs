@@ -1,0 +1,161 @@
+//! Configuration: read and checked once, at start, into [`Settings`]. Nothing reads the
+//! environment after that.
+
+use std::{net::SocketAddr, path::Path};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use hookbus_script::ScriptLimits;
+use serde::Deserialize;
+
+/// The embedded defaults, every key commented.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Environment variables with fixed names, and the key each sets.
+const FIXED_ENV: [(&str, &str); 3] = [
+    ("listen", "server.listen"),
+    ("database_url", "database.url"),
+    ("bootstrap_token", "auth.bootstrap_token"),
+];
+
+/// Variables under the `HOOKBUS_` prefix that are not configuration keys.
+const NOT_KEYS: [&str; 3] = ["config", "token", "url"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub script: ScriptLimits,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub bootstrap_token: String,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bootstrap token is a secret: never print it.
+        f.debug_struct("AuthSettings").field("bootstrap_token", &"<redacted>").finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that stops start-up; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Defaults, then the `HOOKBUS_CONFIG` file if given, then the environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Ok(path) = std::env::var("HOOKBUS_CONFIG") {
+            if !Path::new(&path).is_file() {
+                return Err(SettingsError(format!("HOOKBUS_CONFIG: no such file {path}")));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        Self::extract(figment.merge(environment()))
+    }
+
+    /// The embedded defaults alone, for tests and tools that set fields themselves.
+    pub fn defaults() -> Result<Self, SettingsError> {
+        Self::extract(Figment::from(Toml::string(DEFAULT_TOML)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, SettingsError> {
+        let settings: Settings = figment.extract().map_err(|e| SettingsError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Rules serde cannot express.
+    fn check(&self) -> Result<(), SettingsError> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(SettingsError("database.url must start with sqlite:// or postgres://".into()));
+        }
+        if self.database.max_connections == 0 {
+            return Err(SettingsError("database.max_connections must be at least 1".into()));
+        }
+        if self.server.body_limit_bytes == 0 {
+            return Err(SettingsError("server.body_limit_bytes must be at least 1".into()));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(SettingsError(format!("log.level: '{}' is not a valid filter", self.log.level)));
+        }
+        Ok(())
+    }
+}
+
+/// `HOOKBUS_*` variables: the fixed names, and `HOOKBUS_<SECTION>__<KEY>` for the rest.
+fn environment() -> Env {
+    Env::prefixed("HOOKBUS_")
+        .filter(|key| !NOT_KEYS.contains(&key.as_str()) && !key.as_str().starts_with("test_"))
+        .map(|key| match FIXED_ENV.iter().find(|(name, _)| key == *name) {
+            Some((_, path)) => (*path).into(),
+            None => key.as_str().replace("__", ".").into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let settings = Settings::defaults().ok();
+        assert_eq!(settings.map(|s| s.server.listen.port()), Some(8080));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(("server.listen", "not an address"));
+        let error = Settings::extract(figment).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("server.listen"), "{error}");
+
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(("database.url", "mysql://x"));
+        let error = Settings::extract(figment).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("database.url"), "{error}");
+
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(("server.wrokers", 3));
+        let error = Settings::extract(figment).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("wrokers"), "{error}");
+    }
+}

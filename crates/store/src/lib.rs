@@ -1,0 +1,71 @@
+//! Database access shared by the feature crates: connecting to SQLite or PostgreSQL, applying the
+//! migrations, and turning database errors into client-facing errors in one place.
+//!
+//! Feature crates own their entities and queries; this crate owns only what they share.
+
+use std::time::Duration;
+
+use hookbus_core::CommandError;
+use hookbus_migrations::Migrator;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+use sea_orm_migration::MigratorTrait;
+
+pub use sea_orm::DatabaseConnection as Db;
+
+/// Opens a pool. A SQLite file is created when missing and runs in WAL mode, so readers do not
+/// wait for the writer.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let url = if url.starts_with("sqlite:") && !url.contains("mode=") && !url.contains(":memory:") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .await?;
+    }
+    Ok(db)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Whether the database answers.
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.ping().await.is_ok()
+}
+
+/// Turns database errors into client-facing errors.
+pub trait DbResultExt<T> {
+    /// Any database error is internal: logged with an id, never shown.
+    fn or_internal(self) -> Result<T, CommandError>;
+
+    /// A unique-constraint violation is a 409 with this message and detail; anything else is
+    /// internal. Handlers check uniqueness before writing to name the field; this catches the race
+    /// where two writers pass that check together.
+    fn conflict_on_unique(self, message: &str, detail: &str) -> Result<T, CommandError>;
+}
+
+impl<T> DbResultExt<T> for Result<T, DbErr> {
+    fn or_internal(self) -> Result<T, CommandError> {
+        self.map_err(CommandError::internal)
+    }
+
+    fn conflict_on_unique(self, message: &str, detail: &str) -> Result<T, CommandError> {
+        self.map_err(|e| match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => CommandError::conflict(message, detail),
+            _ => CommandError::internal(e),
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! `CreateApiTokenCommand`, `RevokeApiTokenCommand`, `GetApiTokenListQuery`.
+
+use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
+use schemars::JsonSchema;
+use sea_orm::{
+    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{NewToken, TokenAuthority, TokenView, authority::TOKENS_PERMISSION, entity, issue_token};
+
+/// Issues a token. The answer is the only time the token value is shown.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApiTokenCommand {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    #[serde(default)]
+    pub partner_id: Option<Uuid>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Handler for CreateApiTokenCommand {
+    const PERMISSION: Permission = TOKENS_PERMISSION;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let Self { name, permissions, partner_id, customer_id, expires_at } = self;
+        let new = NewToken::parse(name.clone(), permissions, *partner_id, customer_id.clone(), *expires_at)?;
+        let issued = issue_token(ctx.service::<DatabaseConnection>()?, new).await?;
+        Reply::new(issued, "API token created successfully")
+    }
+}
+register_command!("CreateApiTokenCommand" => CreateApiTokenCommand);
+
+/// Revokes a token: it stops working at once on this instance and within seconds on every other.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokeApiTokenCommand {
+    pub id: Uuid,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Revoked {
+    id: Uuid,
+    name: String,
+    revoked_at: Timestamp,
+}
+
+impl Handler for RevokeApiTokenCommand {
+    const PERMISSION: Permission = TOKENS_PERMISSION;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let db = ctx.service::<DatabaseConnection>()?;
+        let token = entity::Entity::find_by_id(self.id)
+            .one(db)
+            .await
+            .map_err(CommandError::internal)?
+            .ok_or_else(|| CommandError::not_found("Revocation failed", "Token not found"))?;
+        if token.revoked_at.is_some() {
+            return Err(CommandError::conflict("Revocation failed", "Token is already revoked"));
+        }
+        let hash = token.token_hash.clone();
+        let mut active = token.into_active_model();
+        let revoked_at = hookbus_core::now();
+        active.revoked_at = Set(Some(revoked_at));
+        let token = active.update(db).await.map_err(CommandError::internal)?;
+        ctx.service::<TokenAuthority>()?.forget(&hash);
+        Reply::new(Revoked { id: token.id, name: token.name, revoked_at }, "API token revoked successfully")
+    }
+}
+register_command!("RevokeApiTokenCommand" => RevokeApiTokenCommand);
+
+/// Lists tokens, newest first, without their values.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetApiTokenListQuery {
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u64>,
+}
+
+impl Handler for GetApiTokenListQuery {
+    const PERMISSION: Permission = TOKENS_PERMISSION;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let db = ctx.service::<DatabaseConnection>()?;
+        let total = entity::Entity::find().count(db).await.map_err(CommandError::internal)?;
+        let rows = entity::Entity::find()
+            .order_by_desc(entity::Column::CreatedAt)
+            .order_by_desc(entity::Column::Id)
+            .offset(page.offset())
+            .limit(page.size())
+            .all(db)
+            .await
+            .map_err(CommandError::internal)?;
+        let items = rows.into_iter().map(TokenView::from).collect();
+        Reply::new(Page::new(items, total, page), "API tokens retrieved successfully")
+    }
+}
+register_command!("GetApiTokenListQuery" => GetApiTokenListQuery);

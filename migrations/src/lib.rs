@@ -1,0 +1,23 @@
+//! The database schema, as ordered migrations that run on SQLite and PostgreSQL alike.
+//!
+//! The server applies them at start-up and `hookbus migrate` applies them on demand. A migration,
+//! once released, is never edited: change the schema with a new one.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_api_tokens;
+mod m20261122_000002_webhook_configs;
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_api_tokens::Migration),
+            Box::new(m20261122_000002_webhook_configs::Migration),
+        ]
+    }
+}
