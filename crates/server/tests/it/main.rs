@@ -1,0 +1,10 @@
+//! Integration tests: the real server, in-process on `127.0.0.1:0`, with a real database of its own
+//! (a fresh SQLite file, or a fresh PostgreSQL database when `HOOKBUS_TEST_DATABASE=postgres`),
+//! spoken to over HTTP.
+
+mod auth;
+mod bus;
+mod configs;
+mod ops;
+mod support;
+mod tokens;

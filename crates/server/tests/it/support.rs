@@ -1,0 +1,301 @@
+//! `TestApp`: one running server and its database, and helpers to talk to it.
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use actix_web::dev::ServerHandle;
+use hookbus_server::{Application, Settings};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The bootstrap token every test server accepts as `admin`.
+pub const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789";
+
+/// Where tests put their databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// From `HOOKBUS_TEST_DATABASE` (`sqlite`, the default, or `postgres`). Anything else is a
+    /// mistake in the test command and fails the test rather than silently picking SQLite.
+    pub fn from_env() -> Self {
+        match std::env::var("HOOKBUS_TEST_DATABASE").as_deref() {
+            Err(_) | Ok("") | Ok("sqlite") => Self::Sqlite,
+            Ok("postgres") => Self::Postgres,
+            Ok(other) => panic!("HOOKBUS_TEST_DATABASE={other}: expected sqlite or postgres"),
+        }
+    }
+}
+
+/// The server that owns test databases on PostgreSQL.
+fn postgres_admin_url() -> String {
+    std::env::var("HOOKBUS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that lives as long as the test: a SQLite file in a temporary folder, or a
+/// PostgreSQL database that is dropped at the end.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        match Backend::from_env() {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary folder");
+                let url = format!("sqlite://{}", dir.path().join("hookbus.db").display());
+                Self { url, postgres_name: None, _dir: Some(dir) }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("hookbus_test_{}", Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url).await.expect("PostgreSQL is reachable for tests");
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+                admin.close().await.ok();
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                Self { url: format!("{base}/{name}"), postgres_name: Some(name), _dir: None }
+            }
+        }
+    }
+
+    /// A direct connection, for checking rows behind the server's back.
+    pub async fn connect(&self) -> DatabaseConnection {
+        let url = if self.url.starts_with("sqlite") { format!("{}?mode=rw", self.url) } else { self.url.clone() };
+        Database::connect(url).await.expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else { return };
+        // Drop runs outside any async context we can rely on: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let admin = Database::connect(postgres_admin_url()).await.ok()?;
+                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Builds a [`TestApp`]; every option has a sensible default.
+pub struct TestAppBuilder {
+    database: Option<std::sync::Arc<TestDatabase>>,
+    body_limit: Option<usize>,
+}
+
+impl TestAppBuilder {
+    /// Shares another app's database, to run two instances side by side.
+    pub fn database(mut self, database: std::sync::Arc<TestDatabase>) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = Some(bytes);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        init_logging();
+        let database = match self.database {
+            Some(database) => database,
+            None => std::sync::Arc::new(TestDatabase::create().await),
+        };
+        let mut settings = Settings::defaults().expect("embedded defaults");
+        settings.server.listen = "127.0.0.1:0".parse().expect("address");
+        settings.server.workers = 2;
+        settings.server.shutdown_timeout_secs = 1;
+        settings.database.url = database.url.clone();
+        settings.database.max_connections = 5;
+        settings.auth.bootstrap_token = ADMIN_TOKEN.into();
+        if let Some(limit) = self.body_limit {
+            settings.server.body_limit_bytes = limit;
+        }
+        let app = Application::build(settings).await.expect("the application starts");
+        let address = format!("http://{}", app.local_addr());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp { address, client: reqwest::Client::new(), handle, database }
+    }
+}
+
+/// Logs from the server under test, when `TEST_LOG` is set.
+fn init_logging() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if std::env::var_os("TEST_LOG").is_some() && !DONE.swap(true, Ordering::SeqCst) {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    }
+}
+
+/// One running server.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    pub database: std::sync::Arc<TestDatabase>,
+}
+
+/// A response: its status, headers and JSON body (`Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Asserts the envelope of a failure with this status and message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, message: &str) {
+        assert_eq!(self.status, status, "status of {:#}", self.body);
+        assert_eq!(self.body["success"], json!(false), "{:#}", self.body);
+        assert_eq!(self.body["data"], Value::Null, "{:#}", self.body);
+        assert_eq!(self.message(), message, "{:#}", self.body);
+        assert!(self.body["errors"].is_array(), "errors must be a list: {:#}", self.body);
+    }
+
+    /// Asserts a success with this message, and returns its data.
+    #[track_caller]
+    pub fn assert_ok(&self, message: &str) -> &Value {
+        assert_eq!(self.status, 200, "status of {:#}", self.body);
+        assert_eq!(self.body["success"], json!(true), "{:#}", self.body);
+        assert_eq!(self.message(), message, "{:#}", self.body);
+        self.data()
+    }
+
+    /// Whether some entry of `errors` contains `text`.
+    pub fn has_error(&self, text: &str) -> bool {
+        self.errors().iter().any(|e| e.contains(text))
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder { database: None, body_limit: None }
+    }
+
+    /// Posts a command with the bootstrap admin token.
+    pub async fn admin(&self, command: Value) -> Reply {
+        self.cmd(Some(ADMIN_TOKEN), command).await
+    }
+
+    /// Posts a command with `token` (or none).
+    pub async fn cmd(&self, token: Option<&str>, command: Value) -> Reply {
+        self.post_raw(token, "application/json", command.to_string().into_bytes()).await
+    }
+
+    /// Posts raw bytes to the bus.
+    pub async fn post_raw(&self, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Reply {
+        let mut request =
+            self.client.post(format!("{}/api/bpm/cmd", self.address)).header("content-type", content_type).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_reply(request.send().await.expect("the server answers")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_reply(request.send().await.expect("the server answers")).await
+    }
+
+    /// Issues a token with these permissions through the bus; returns `(id, token)`.
+    pub async fn token(&self, permissions: &[&str]) -> (String, String) {
+        let reply = self.admin(json!({"$type": "CreateApiTokenCommand", "name": "test", "permissions": permissions})).await;
+        let data = reply.assert_ok("API token created successfully");
+        (data["id"].as_str().unwrap_or_default().to_owned(), data["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Rows in `table`, read directly from the database.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let db = self.database.connect().await;
+        let backend = db.get_database_backend();
+        let row = db
+            .query_one_raw(Statement::from_string(backend, format!("SELECT COUNT(*) AS n FROM {table}")))
+            .await
+            .expect("count query")
+            .expect("one row");
+        row.try_get::<i64>("", "n").expect("a count")
+    }
+
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sending the stop command does not need the returned future to be awaited.
+        drop(self.handle.stop(false));
+    }
+}
+
+async fn into_reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, body }
+}
+
+/// A valid type-0 configuration, to be adjusted per test.
+pub fn native_config(key: &str) -> Value {
+    json!({
+        "$type": "CreateWebHookConfigCommand",
+        "key": key,
+        "description": format!("{key} notifications"),
+        "isEnabled": true,
+        "path": format!("/hooks/{key}"),
+        "action": "POST",
+        "executionType": 0,
+        "commandName": "GetWebHookConfigListQuery",
+    })
+}
+
+/// Waits up to `limit` for `check` to hold, polling every 50 ms; returns the time it took.
+pub async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
