@@ -15,9 +15,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261122_000001_api_tokens::Migration),
-            Box::new(m20261122_000002_webhook_configs::Migration),
-        ]
+        vec![Box::new(m20261122_000001_api_tokens::Migration), Box::new(m20261122_000002_webhook_configs::Migration)]
     }
 }

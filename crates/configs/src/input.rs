@@ -217,7 +217,9 @@ impl ConfigFields {
         };
         let idempotency_key = match idempotency_key.as_deref().map(str::trim) {
             None | Some("") => Some(None),
-            Some(text) => problems.check(IdempotencyKey::parse(text).map_err(|e| format!("idempotencyKey: {e}"))).map(Some),
+            Some(text) => {
+                problems.check(IdempotencyKey::parse(text).map_err(|e| format!("idempotencyKey: {e}"))).map(Some)
+            }
         };
 
         problems.into_result(|| {

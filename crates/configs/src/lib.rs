@@ -7,10 +7,10 @@
 //! the router can run. This crate does not serve the router itself.
 
 mod commands;
-mod queries;
 pub mod entity;
 mod input;
 mod model;
+mod queries;
 mod view;
 
 pub use input::{ChainStepInput, ConfigFields};

@@ -111,7 +111,10 @@ impl Handler for LookupWebHookByKeyCommand {
                     .await
                     .or_internal()?
                     .ok_or_else(|| {
-                        CommandError::not_found("Lookup failed", "No webhook configuration found with the specified key")
+                        CommandError::not_found(
+                            "Lookup failed",
+                            "No webhook configuration found with the specified key",
+                        )
                     })?;
                 Reply::new(WebHookConfig::from(row), "Webhook configuration found")
             }

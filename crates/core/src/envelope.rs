@@ -20,11 +20,6 @@ impl From<Reply> for Envelope {
 
 impl From<&CommandError> for Envelope {
     fn from(error: &CommandError) -> Self {
-        Self {
-            success: false,
-            data: serde_json::Value::Null,
-            message: error.message(),
-            errors: Some(error.details()),
-        }
+        Self { success: false, data: serde_json::Value::Null, message: error.message(), errors: Some(error.details()) }
     }
 }

@@ -85,7 +85,9 @@ impl ScriptEngine {
             .set_max_array_size(limits.max_array_size)
             .set_max_map_size(limits.max_map_size)
             .set_max_modules(0)
-            .disable_symbol("eval");
+            .disable_symbol("eval")
+            .disable_symbol("import")
+            .disable_symbol("export");
         Self { engine, limits }
     }
 

@@ -137,4 +137,3 @@ impl Application {
         self.server.await
     }
 }
-

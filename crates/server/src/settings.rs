@@ -14,11 +14,8 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// Environment variables with fixed names, and the key each sets.
-const FIXED_ENV: [(&str, &str); 3] = [
-    ("listen", "server.listen"),
-    ("database_url", "database.url"),
-    ("bootstrap_token", "auth.bootstrap_token"),
-];
+const FIXED_ENV: [(&str, &str); 3] =
+    [("listen", "server.listen"), ("database_url", "database.url"), ("bootstrap_token", "auth.bootstrap_token")];
 
 /// Variables under the `HOOKBUS_` prefix that are not configuration keys.
 const NOT_KEYS: [&str; 3] = ["config", "token", "url"];
@@ -126,12 +123,12 @@ impl Settings {
 
 /// `HOOKBUS_*` variables: the fixed names, and `HOOKBUS_<SECTION>__<KEY>` for the rest.
 fn environment() -> Env {
-    Env::prefixed("HOOKBUS_")
-        .filter(|key| !NOT_KEYS.contains(&key.as_str()) && !key.as_str().starts_with("test_"))
-        .map(|key| match FIXED_ENV.iter().find(|(name, _)| key == *name) {
+    Env::prefixed("HOOKBUS_").filter(|key| !NOT_KEYS.contains(&key.as_str()) && !key.as_str().starts_with("test_")).map(
+        |key| match FIXED_ENV.iter().find(|(name, _)| key == *name) {
             Some((_, path)) => (*path).into(),
             None => key.as_str().replace("__", ".").into(),
-        })
+        },
+    )
 }
 
 #[cfg(test)]

@@ -45,11 +45,7 @@ impl TokenAuthority {
         if let Some(bootstrap) = &self.bootstrap_hash
             && bool::from(bootstrap.as_bytes().ct_eq(hash.as_bytes()))
         {
-            return Ok(Principal {
-                subject: Subject::Bootstrap,
-                permissions: PermissionSet::admin(),
-                owner: None,
-            });
+            return Ok(Principal { subject: Subject::Bootstrap, permissions: PermissionSet::admin(), owner: None });
         }
         let cached = match self.cache.get(&hash) {
             Some(cached) => cached,

@@ -22,7 +22,11 @@ pub async fn execute(request: HttpRequest, payload: web::Payload, state: web::Da
     }
 }
 
-async fn execute_inner(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Envelope, CommandError> {
+async fn execute_inner(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Envelope, CommandError> {
     let principal = authenticate(request, state.services.get::<TokenAuthority>()?).await?;
     let body = read_body(request, payload, state.body_limit).await?;
     let command = parse_command(&body)?;

@@ -8,7 +8,12 @@ use crate::{app::AppState, envelope::error_response};
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Envelope { success: true, data: json!({"status": "ok"}), message: "OK".into(), errors: None })
+    HttpResponse::Ok().json(Envelope {
+        success: true,
+        data: json!({"status": "ok"}),
+        message: "OK".into(),
+        errors: None,
+    })
 }
 
 /// The database answers.

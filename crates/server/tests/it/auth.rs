@@ -51,9 +51,8 @@ async fn a_token_needs_the_commands_permission() {
     assert_eq!(no_read.errors(), vec!["requires permission webhooks:read"]);
 
     // Token management needs admin, which only admin grants.
-    let escalate = app
-        .cmd(Some(&writer), json!({"$type": "CreateApiTokenCommand", "name": "x", "permissions": ["admin"]}))
-        .await;
+    let escalate =
+        app.cmd(Some(&writer), json!({"$type": "CreateApiTokenCommand", "name": "x", "permissions": ["admin"]})).await;
     escalate.assert_error(403, "Forbidden");
     assert_eq!(escalate.errors(), vec!["requires permission admin"]);
 }
@@ -64,7 +63,9 @@ async fn admin_implies_every_permission() {
     let (_, admin) = app.token(&["admin"]).await;
     app.cmd(Some(&admin), native_config("by-admin")).await.assert_ok("Webhook configuration created successfully");
     app.cmd(Some(&admin), list()).await.assert_ok("Webhook configurations retrieved successfully");
-    app.cmd(Some(&admin), json!({"$type": "GetApiTokenListQuery"})).await.assert_ok("API tokens retrieved successfully");
+    app.cmd(Some(&admin), json!({"$type": "GetApiTokenListQuery"}))
+        .await
+        .assert_ok("API tokens retrieved successfully");
 }
 
 #[tokio::test]
@@ -133,5 +134,7 @@ async fn an_owner_bound_token_carries_its_owner() {
 #[tokio::test]
 async fn the_bootstrap_token_is_admin() {
     let app = TestApp::spawn().await;
-    app.cmd(Some(ADMIN_TOKEN), json!({"$type": "GetApiTokenListQuery"})).await.assert_ok("API tokens retrieved successfully");
+    app.cmd(Some(ADMIN_TOKEN), json!({"$type": "GetApiTokenListQuery"}))
+        .await
+        .assert_ok("API tokens retrieved successfully");
 }

@@ -51,9 +51,14 @@ async fn create_reports_every_missing_field_at_once() {
     let app = TestApp::spawn().await;
     let reply = app.admin(json!({"$type": "CreateWebHookConfigCommand"})).await;
     reply.assert_error(422, "Validation failed");
-    for expected in
-        ["Key is required", "Description is required", "IsEnabled is required", "Path is required", "Action is required", "ExecutionType is required"]
-    {
+    for expected in [
+        "Key is required",
+        "Description is required",
+        "IsEnabled is required",
+        "Path is required",
+        "Action is required",
+        "ExecutionType is required",
+    ] {
         assert!(reply.errors().iter().any(|e| e == expected), "{expected} missing from {:?}", reply.errors());
     }
 }
@@ -165,7 +170,8 @@ async fn command_chains_are_checked_when_saved() {
 #[tokio::test]
 async fn allow_lists_and_idempotency_keys_are_parsed_when_saved() {
     let app = TestApp::spawn().await;
-    let bad_ips = app.admin(with(native_config("x"), json!({"allowableIPs": "10.0.0.1, 300.1.1.1, 10.0.0.0/40"}))).await;
+    let bad_ips =
+        app.admin(with(native_config("x"), json!({"allowableIPs": "10.0.0.1, 300.1.1.1, 10.0.0.0/40"}))).await;
     bad_ips.assert_error(422, "Validation failed");
     assert_eq!(
         bad_ips.errors(),
@@ -245,7 +251,8 @@ async fn update_replaces_everything_but_the_key() {
     let with_key = app.admin(with(update.clone(), json!({"key": "renamed"}))).await;
     assert_invalid(&with_key, "Key cannot be changed");
 
-    let partial = app.admin(json!({"$type": "UpdateWebHookConfigCommand", "id": original["id"], "description": "x"})).await;
+    let partial =
+        app.admin(json!({"$type": "UpdateWebHookConfigCommand", "id": original["id"], "description": "x"})).await;
     assert_invalid(&partial, "Path is required");
 
     create(&app, native_config("taken")).await;
@@ -305,7 +312,8 @@ async fn get_by_id_and_lookup_by_key() {
     lost.assert_error(404, "Lookup failed");
     assert_eq!(lost.errors(), vec!["No webhook configuration found with the specified key"]);
 
-    for all in [json!({"$type": "LookupWebHookByKeyCommand"}), json!({"$type": "LookupWebHookByKeyCommand", "key": ""})] {
+    for all in [json!({"$type": "LookupWebHookByKeyCommand"}), json!({"$type": "LookupWebHookByKeyCommand", "key": ""})]
+    {
         let reply = app.admin(all).await;
         assert_eq!(reply.assert_ok("Webhook configuration found"), &json!([a, b]));
     }
@@ -334,7 +342,10 @@ async fn list_pages_and_filters() {
     };
 
     let first = page(json!({})).await;
-    assert_eq!((first["totalCount"].clone(), first["pageNumber"].clone(), first["pageSize"].clone()), (json!(12), json!(1), json!(10)));
+    assert_eq!(
+        (first["totalCount"].clone(), first["pageNumber"].clone(), first["pageSize"].clone()),
+        (json!(12), json!(1), json!(10))
+    );
     assert_eq!(first["items"].as_array().map(Vec::len), Some(10));
     let second = page(json!({"pageNumber": 2, "pageSize": 10})).await;
     assert_eq!(second["items"].as_array().map(Vec::len), Some(2));

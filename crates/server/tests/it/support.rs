@@ -236,7 +236,8 @@ impl TestApp {
 
     /// Issues a token with these permissions through the bus; returns `(id, token)`.
     pub async fn token(&self, permissions: &[&str]) -> (String, String) {
-        let reply = self.admin(json!({"$type": "CreateApiTokenCommand", "name": "test", "permissions": permissions})).await;
+        let reply =
+            self.admin(json!({"$type": "CreateApiTokenCommand", "name": "test", "permissions": permissions})).await;
         let data = reply.assert_ok("API token created successfully");
         (data["id"].as_str().unwrap_or_default().to_owned(), data["token"].as_str().unwrap_or_default().to_owned())
     }
@@ -252,7 +253,6 @@ impl TestApp {
             .expect("one row");
         row.try_get::<i64>("", "n").expect("a count")
     }
-
 }
 
 impl Drop for TestApp {

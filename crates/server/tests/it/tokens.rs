@@ -10,7 +10,9 @@ use crate::support::{TestApp, within};
 async fn a_token_is_shown_once_and_stored_hashed() {
     let app = TestApp::spawn().await;
     let reply = app
-        .admin(json!({"$type": "CreateApiTokenCommand", "name": "ci", "permissions": ["webhooks:read", "inbound:read"]}))
+        .admin(
+            json!({"$type": "CreateApiTokenCommand", "name": "ci", "permissions": ["webhooks:read", "inbound:read"]}),
+        )
         .await;
     let data = reply.assert_ok("API token created successfully").clone();
     let token = data["token"].as_str().unwrap_or_default().to_owned();
@@ -29,10 +31,8 @@ async fn a_token_is_shown_once_and_stored_hashed() {
     let db = app.database.connect().await;
     use sea_orm::{ConnectionTrait, Statement};
     let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_string(backend, "SELECT token_hash FROM api_tokens"))
-        .await
-        .expect("select");
+    let rows =
+        db.query_all_raw(Statement::from_string(backend, "SELECT token_hash FROM api_tokens")).await.expect("select");
     let stored: Vec<String> = rows.iter().filter_map(|r| r.try_get::<String>("", "token_hash").ok()).collect();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0], token);
@@ -73,7 +73,8 @@ async fn revoking_twice_or_an_unknown_token() {
     again.assert_error(409, "Revocation failed");
     assert_eq!(again.errors(), vec!["Token is already revoked"]);
 
-    let unknown = app.admin(json!({"$type": "RevokeApiTokenCommand", "id": "0192f0c4-0000-7000-8000-000000000000"})).await;
+    let unknown =
+        app.admin(json!({"$type": "RevokeApiTokenCommand", "id": "0192f0c4-0000-7000-8000-000000000000"})).await;
     unknown.assert_error(404, "Revocation failed");
 }
 
@@ -89,9 +90,7 @@ async fn a_revocation_reaches_every_instance_within_two_seconds() {
 
     first.admin(json!({"$type": "RevokeApiTokenCommand", "id": id})).await.assert_ok("API token revoked successfully");
     first.cmd(Some(&token), list.clone()).await.assert_error(401, "Unauthorized");
-    let took = within(Duration::from_secs(2), || async {
-        second.cmd(Some(&token), list.clone()).await.status == 401
-    })
-    .await;
+    let took =
+        within(Duration::from_secs(2), || async { second.cmd(Some(&token), list.clone()).await.status == 401 }).await;
     assert!(took.is_some(), "the second instance still accepted the token after 2 s");
 }
