@@ -52,7 +52,7 @@ impl Reply {
 
 /// Registers a [`Handler`] type as a bus command under an explicit wire name.
 ///
-/// ```ignore
+/// ```text
 /// hookbus_core::register_command!("GetWebHookConfigByIdQuery" => GetWebHookConfigByIdQuery);
 /// ```
 ///

@@ -97,7 +97,7 @@ impl Settings {
     }
 
     fn extract(figment: Figment) -> Result<Self, SettingsError> {
-        let settings: Settings = figment.extract().map_err(|e| SettingsError(e.to_string()))?;
+        let settings: Settings = figment.extract().map_err(describe)?;
         settings.check()?;
         Ok(settings)
     }
@@ -121,14 +121,35 @@ impl Settings {
     }
 }
 
+/// One line per problem, each naming the key as `default.toml` spells it and where the value
+/// came from.
+fn describe(error: figment::Error) -> SettingsError {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_else(|| "configuration".into());
+            if key.is_empty() {
+                format!("{} (from {source})", e.kind)
+            } else {
+                format!("{key}: {} (from {source})", e.kind)
+            }
+        })
+        .collect();
+    SettingsError(lines.join("; "))
+}
+
 /// `HOOKBUS_*` variables: the fixed names, and `HOOKBUS_<SECTION>__<KEY>` for the rest.
 fn environment() -> Env {
-    Env::prefixed("HOOKBUS_").filter(|key| !NOT_KEYS.contains(&key.as_str()) && !key.as_str().starts_with("test_")).map(
-        |key| match FIXED_ENV.iter().find(|(name, _)| key == *name) {
+    Env::prefixed("HOOKBUS_")
+        .filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            !NOT_KEYS.contains(&key.as_str()) && !key.starts_with("test_")
+        })
+        .map(|key| match FIXED_ENV.iter().find(|(name, _)| key == *name) {
             Some((_, path)) => (*path).into(),
             None => key.as_str().replace("__", ".").into(),
-        },
-    )
+        })
 }
 
 #[cfg(test)]

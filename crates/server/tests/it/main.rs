@@ -4,6 +4,7 @@
 
 mod auth;
 mod bus;
+mod cli;
 mod configs;
 mod ops;
 mod support;

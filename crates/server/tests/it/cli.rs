@@ -1,0 +1,144 @@
+//! The `hookbus` binary itself: its subcommands, start-up checks and graceful stop.
+//!
+//! These tests block on child processes, so they run on a multi-thread runtime: the in-process
+//! server they talk to keeps being driven meanwhile.
+
+use std::{
+    net::TcpListener,
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, within};
+
+fn hookbus(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookbus"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOOKBUS_DATABASE_URL", database_url)
+        .env("HOOKBUS_LOG__LEVEL", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("the binary runs")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_then_create_a_token_that_the_server_accepts() {
+    let database = TestDatabase::create().await;
+    let migrated = run(hookbus(&database.url).arg("migrate"));
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("migrations applied"));
+
+    let created = run(hookbus(&database.url).args([
+        "token",
+        "create",
+        "--name",
+        "deploy",
+        "--permission",
+        "webhooks:read",
+        "--permission",
+        "webhooks:write",
+    ]));
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let issued: Value = serde_json::from_slice(&created.stdout).expect("the token as JSON");
+    assert_eq!(issued["permissions"], json!(["webhooks:read", "webhooks:write"]));
+    let token = issued["token"].as_str().unwrap_or_default().to_owned();
+
+    let app = TestApp::builder().database(std::sync::Arc::new(database)).spawn().await;
+    app.cmd(Some(&token), json!({"$type": "GetWebHookConfigListQuery"}))
+        .await
+        .assert_ok("Webhook configurations retrieved successfully");
+
+    let refused = run(hookbus(&app.database.url).args(["token", "create", "--name", "x", "--permission", "root"]));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown permission 'root'"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmd_posts_to_a_running_server() {
+    let app = TestApp::spawn().await;
+    let output = run(hookbus(&app.database.url).args([
+        "cmd",
+        r#"{"$type": "LookupWebHookByKeyCommand", "key": "none"}"#,
+        "--url",
+        &app.address,
+        "--token",
+        ADMIN_TOKEN,
+    ]));
+    assert!(!output.status.success(), "a failed command exits non-zero");
+    let envelope: Value = serde_json::from_slice(&output.stdout).expect("the envelope");
+    assert_eq!(envelope["message"], json!("Lookup failed"));
+
+    let output = run(hookbus(&app.database.url).env("HOOKBUS_TOKEN", ADMIN_TOKEN).args([
+        "cmd",
+        r#"{"$type": "GetWebHookConfigListQuery"}"#,
+        "--url",
+        &app.address,
+    ]));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let envelope: Value = serde_json::from_slice(&output.stdout).expect("the envelope");
+    assert_eq!(envelope["data"]["totalCount"], json!(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_setting_stops_start_up_naming_the_key() {
+    let database = TestDatabase::create().await;
+    let cases = [
+        ("HOOKBUS_LISTEN", "not-an-address", "server.listen"),
+        ("HOOKBUS_SERVER__WORKERS", "many", "server.workers"),
+        ("HOOKBUS_SERVER__WROKERS", "2", "wrokers"),
+        ("HOOKBUS_LOG__FORMAT", "xml", "log.format"),
+    ];
+    for (variable, value, key) in cases {
+        let output = run(hookbus(&database.url).env(variable, value).arg("serve"));
+        assert!(!output.status.success(), "{variable}={value} must stop start-up");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{variable}={value}: {stderr}");
+    }
+    let output = run(hookbus("mysql://localhost/x").arg("serve"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+
+    let missing = run(hookbus(&database.url).env("HOOKBUS_CONFIG", "/no/such/file.toml").arg("serve"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("HOOKBUS_CONFIG"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_layers_over_the_defaults_and_sigterm_stops_gracefully() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let port = free_port();
+    let file = dir.path().join("hookbus.toml");
+    std::fs::write(&file, format!("[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 1\n")).expect("write config");
+
+    let mut child = hookbus(&database.url)
+        .env("HOOKBUS_CONFIG", &file)
+        .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let ready = within(Duration::from_secs(20), || async { client.get(&url).send().await.is_ok() }).await;
+    assert!(ready.is_some(), "the server listens on the port from the config file");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let exited = within(Duration::from_secs(10), || {
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        async move { exited }
+    })
+    .await;
+    assert!(exited.is_some(), "SIGTERM stops the server");
+    let code = child.wait().expect("exit status");
+    assert!(code.success(), "a graceful stop exits 0, got {code}");
+}
