@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_api_tokens;
 mod m20261122_000002_webhook_configs;
+mod m20261122_000003_config_generation;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -15,6 +16,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_api_tokens::Migration), Box::new(m20261122_000002_webhook_configs::Migration)]
+        vec![
+            Box::new(m20261122_000001_api_tokens::Migration),
+            Box::new(m20261122_000002_webhook_configs::Migration),
+            Box::new(m20261122_000003_config_generation::Migration),
+        ]
     }
 }

@@ -7,14 +7,16 @@ use hookbus_script::ScriptEngine;
 use hookbus_store::DbResultExt;
 use schemars::JsonSchema;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, QueryFilter, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    ConfigFields, WebHookConfig, WebhookKey, entity,
+    ConfigFields, WebHookConfig, WebhookKey,
+    cache::{Change, ConfigCache, bump_generation},
+    entity,
     input::{ConfigSpec, Execution, Problems},
 };
 
@@ -46,7 +48,7 @@ impl Handler for CreateWebHookConfigCommand {
         let key = key.ok_or_else(|| CommandError::validation("Key is required"))?;
 
         let db = ctx.service::<DatabaseConnection>()?;
-        let txn = db.begin().await.or_internal()?;
+        let txn = hookbus_store::begin_write(db).await?;
         if find_by(&txn, entity::Column::Key, key.as_str()).await?.is_some() {
             return Err(CommandError::conflict(KEY_TAKEN, format!("Key '{}' is taken", key.as_str())));
         }
@@ -62,7 +64,7 @@ impl Handler for CreateWebHookConfigCommand {
         };
         apply(&mut row, spec, now);
         let saved = row.insert(&txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
-        txn.commit().await.or_internal()?;
+        commit(ctx, txn, Change::Upsert(saved.clone())).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
 }
@@ -90,7 +92,7 @@ impl Handler for UpdateWebHookConfigCommand {
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
 
         let db = ctx.service::<DatabaseConnection>()?;
-        let txn = db.begin().await.or_internal()?;
+        let txn = hookbus_store::begin_write(db).await?;
         let existing = entity::Entity::find_by_id(*id)
             .one(&txn)
             .await
@@ -106,7 +108,7 @@ impl Handler for UpdateWebHookConfigCommand {
         row.version = Set(version + 1);
         apply(&mut row, spec, hookbus_core::now());
         let saved = row.update(&txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
-        txn.commit().await.or_internal()?;
+        commit(ctx, txn, Change::Upsert(saved.clone())).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
 }
@@ -187,19 +189,28 @@ impl Handler for DeleteWebHookConfigCommand {
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let db = ctx.service::<DatabaseConnection>()?;
-        let txn = db.begin().await.or_internal()?;
+        let txn = hookbus_store::begin_write(db).await?;
         let existing = entity::Entity::find_by_id(self.id)
             .one(&txn)
             .await
             .or_internal()?
             .ok_or_else(|| CommandError::not_found("Deletion failed", "Configuration not found"))?;
         entity::Entity::delete_by_id(existing.id).exec(&txn).await.or_internal()?;
-        txn.commit().await.or_internal()?;
+        commit(ctx, txn, Change::Remove(existing.id)).await?;
         let data = Deleted { id: existing.id, key: existing.key, deleted_at: hookbus_core::now() };
         Reply::new(data, "Webhook configuration deleted successfully")
     }
 }
 register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
+
+/// Bumps the generation, commits, and applies the change to this instance's cache at once, so that
+/// the instance reads its own writes.
+async fn commit(ctx: &Context, txn: DatabaseTransaction, change: Change) -> Result<(), CommandError> {
+    let generation = bump_generation(&txn).await?;
+    txn.commit().await.or_internal()?;
+    ctx.service::<ConfigCache>()?.record(generation, change);
+    Ok(())
+}
 
 /// Reports every unknown field; `special` may give a field a message of its own.
 fn unknown_fields(unknown: &BTreeMap<String, Value>, special: impl Fn(&str) -> Option<String>) -> Problems {
@@ -226,7 +237,7 @@ async fn set_enabled(
     already: &str,
 ) -> Result<entity::Model, CommandError> {
     let db = ctx.service::<DatabaseConnection>()?;
-    let txn = db.begin().await.or_internal()?;
+    let txn = hookbus_store::begin_write(db).await?;
     let existing = entity::Entity::find_by_id(id)
         .one(&txn)
         .await
@@ -241,7 +252,7 @@ async fn set_enabled(
     row.version = Set(version + 1);
     row.updated_at = Set(hookbus_core::now());
     let saved = row.update(&txn).await.or_internal()?;
-    txn.commit().await.or_internal()?;
+    commit(ctx, txn, Change::Upsert(saved.clone())).await?;
     Ok(saved)
 }
 

@@ -6,6 +6,7 @@
 //! idempotency key, and the rhai script (compiled). A stored configuration is therefore always one
 //! the router can run. This crate does not serve the router itself.
 
+mod cache;
 mod commands;
 pub mod entity;
 mod input;
@@ -13,6 +14,7 @@ mod model;
 mod queries;
 mod view;
 
+pub use cache::{CachedConfig, ConfigCache};
 pub use input::{ChainStepInput, ConfigFields};
 pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};
 pub use view::WebHookConfig;

@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use serde::Deserialize;
 
-use crate::{ExecutionType, WebHookConfig, entity};
+use crate::{ExecutionType, WebHookConfig, cache::ConfigCache, entity};
 
 /// Lists configurations, by id, with optional filters.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -76,10 +76,20 @@ impl Handler for GetWebHookConfigByIdQuery {
     const PERMISSION: Permission = Permission::WebhooksRead;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let db = ctx.service::<DatabaseConnection>()?;
-        let row = entity::Entity::find_by_id(self.id).one(db).await.or_internal()?.ok_or_else(|| {
-            CommandError::not_found("Configuration not found", "No webhook configuration found with the specified ID")
-        })?;
+        let cached = ctx.service::<ConfigCache>()?.by_id(self.id);
+        let row = match cached {
+            Some(row) => row.as_ref().clone(),
+            None => entity::Entity::find_by_id(self.id)
+                .one(ctx.service::<DatabaseConnection>()?)
+                .await
+                .or_internal()?
+                .ok_or_else(|| {
+                    CommandError::not_found(
+                        "Configuration not found",
+                        "No webhook configuration found with the specified ID",
+                    )
+                })?,
+        };
         Reply::new(WebHookConfig::from(row), "Webhook configuration retrieved successfully")
     }
 }

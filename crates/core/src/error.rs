@@ -59,14 +59,7 @@ impl CommandError {
     /// carries only that id.
     pub fn internal(cause: impl StdError) -> Self {
         let id = Uuid::now_v7();
-        let mut chain = cause.to_string();
-        let mut source = cause.source();
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        tracing::error!(error_id = %id, error = %chain, "internal error");
+        tracing::error!(error_id = %id, error = %error_chain(&cause), "internal error");
         Self::Internal { id }
     }
 
@@ -115,4 +108,16 @@ impl CommandError {
             Self::Internal { id } => vec![format!("error id {id}")],
         }
     }
+}
+
+/// An error and its sources, outermost first, joined by `": "`.
+pub fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

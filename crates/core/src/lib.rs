@@ -19,7 +19,7 @@ pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply};
 pub use context::{Context, Owner, Principal, Services, Subject};
 pub use dispatch::{parse_command, parse_command_value, run_command};
 pub use envelope::Envelope;
-pub use error::CommandError;
+pub use error::{CommandError, error_chain};
 pub use paging::{Page, PageRequest};
 pub use permission::{Permission, PermissionSet};
 pub use registry::{CommandInfo, catalog, lookup};

@@ -1,6 +1,6 @@
 //! Wiring: the database, the services every feature crate needs, and the HTTP server.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{
     App, HttpMessage, HttpServer,
@@ -8,6 +8,7 @@ use actix_web::{
     http::header::{HeaderName, HeaderValue},
     web,
 };
+use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
 use hookbus_script::ScriptEngine;
 use hookbus_store::Db;
@@ -32,6 +33,8 @@ pub enum StartupError {
     Database(#[source] sea_orm::DbErr),
     #[error("cannot apply the migrations")]
     Migrate(#[source] sea_orm::DbErr),
+    #[error("cannot load the router configurations")]
+    Cache(#[source] hookbus_core::CommandError),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -63,11 +66,15 @@ impl Application {
             .map_err(StartupError::Database)?;
         hookbus_store::migrate(&db).await.map_err(StartupError::Migrate)?;
 
+        let configs = ConfigCache::load(db.clone()).await.map_err(StartupError::Cache)?;
+        configs.spawn_refresher(Duration::from_millis(settings.router.config_refresh_ms));
+
         let bootstrap = Some(settings.auth.bootstrap_token.as_str()).filter(|t| !t.is_empty());
         let mut services = Services::default();
         services.insert(db.clone());
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
         services.insert(ScriptEngine::new(settings.script.clone()));
+        services.insert(configs);
 
         let state = web::Data::new(AppState {
             services: Arc::new(services),

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hookbus_core::{Permission, Timestamp};
+use hookbus_core::{Permission, Timestamp, error_chain};
 use hookbus_tokens::NewToken;
 use uuid::Uuid;
 
@@ -171,15 +171,4 @@ async fn post_command(url: &str, token: Option<&str>, json: String) -> ExitCode 
         .unwrap_or(body);
     println!("{pretty}");
     if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -27,7 +27,14 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub script: ScriptLimits,
+    pub router: RouterSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSettings {
+    pub config_refresh_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +117,9 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(SettingsError("database.max_connections must be at least 1".into()));
+        }
+        if self.router.config_refresh_ms == 0 {
+            return Err(SettingsError("router.config_refresh_ms must be at least 1".into()));
         }
         if self.server.body_limit_bytes == 0 {
             return Err(SettingsError("server.body_limit_bytes must be at least 1".into()));

@@ -1,9 +1,10 @@
 //! `CreateApiTokenCommand`, `RevokeApiTokenCommand`, `GetApiTokenListQuery`.
 
 use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_store::DbResultExt;
 use schemars::JsonSchema;
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder, QuerySelect, Set,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -59,17 +60,21 @@ impl Handler for RevokeApiTokenCommand {
         let token = entity::Entity::find_by_id(self.id)
             .one(db)
             .await
-            .map_err(CommandError::internal)?
+            .or_internal()?
             .ok_or_else(|| CommandError::not_found("Revocation failed", "Token not found"))?;
-        if token.revoked_at.is_some() {
+        // One conditional update: of two concurrent revocations, exactly one changes the row.
+        let revoked_at = hookbus_core::now();
+        let changed = entity::Entity::update_many()
+            .col_expr(entity::Column::RevokedAt, Expr::value(Some(revoked_at)))
+            .filter(entity::Column::Id.eq(token.id))
+            .filter(entity::Column::RevokedAt.is_null())
+            .exec(db)
+            .await
+            .or_internal()?;
+        if changed.rows_affected == 0 {
             return Err(CommandError::conflict("Revocation failed", "Token is already revoked"));
         }
-        let hash = token.token_hash.clone();
-        let mut active = token.into_active_model();
-        let revoked_at = hookbus_core::now();
-        active.revoked_at = Set(Some(revoked_at));
-        let token = active.update(db).await.map_err(CommandError::internal)?;
-        ctx.service::<TokenAuthority>()?.forget(&hash);
+        ctx.service::<TokenAuthority>()?.forget(&token.token_hash);
         Reply::new(Revoked { id: token.id, name: token.name, revoked_at }, "API token revoked successfully")
     }
 }
@@ -91,7 +96,7 @@ impl Handler for GetApiTokenListQuery {
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let db = ctx.service::<DatabaseConnection>()?;
-        let total = entity::Entity::find().count(db).await.map_err(CommandError::internal)?;
+        let total = entity::Entity::find().count(db).await.or_internal()?;
         let rows = entity::Entity::find()
             .order_by_desc(entity::Column::CreatedAt)
             .order_by_desc(entity::Column::Id)
@@ -99,7 +104,7 @@ impl Handler for GetApiTokenListQuery {
             .limit(page.size())
             .all(db)
             .await
-            .map_err(CommandError::internal)?;
+            .or_internal()?;
         let items = rows.into_iter().map(TokenView::from).collect();
         Reply::new(Page::new(items, total, page), "API tokens retrieved successfully")
     }

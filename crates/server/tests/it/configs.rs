@@ -366,3 +366,63 @@ async fn list_pages_and_filters() {
     let zero = app.admin(json!({"$type": "GetWebHookConfigListQuery", "pageNumber": 0})).await;
     assert_invalid(&zero, "pageNumber must be 1 or more");
 }
+
+/// Concurrent creates of one key: exactly one wins, every other gets the 409, none a 500, and one
+/// row exists. Shows that the writes are atomic under contention on either database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_key_conflict_cleanly() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..16).map(|i| {
+        let command = with(native_config("race"), json!({"path": format!("/hooks/race-{i}")}));
+        app.admin(command)
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    for reply in replies.iter().filter(|r| r.status == 409) {
+        reply.assert_error(409, "A webhook configuration with this key already exists");
+    }
+    assert_eq!(app.count_rows("webhook_configs").await, 1);
+}
+
+/// Two instances on one database: a configuration created through one is found through the other
+/// at once; an update or delete reaches the other within two seconds; each instance reads its own
+/// writes immediately.
+#[tokio::test]
+async fn changes_reach_every_instance_within_two_seconds() {
+    let first = TestApp::spawn().await;
+    let second = TestApp::builder().database(std::sync::Arc::clone(&first.database)).spawn().await;
+    let created = create(&first, native_config("shared")).await;
+    let id = created["id"].clone();
+    let get = json!({"$type": "GetWebHookConfigByIdQuery", "id": id});
+    let by_key = json!({"$type": "LookupWebHookByKeyCommand", "key": "shared"});
+
+    let seen = second.admin(get.clone()).await;
+    assert_eq!(seen.assert_ok("Webhook configuration retrieved successfully")["key"], json!("shared"));
+    second.admin(by_key.clone()).await.assert_ok("Webhook configuration found");
+
+    let update = with(
+        native_config("shared"),
+        json!({"$type": "UpdateWebHookConfigCommand", "id": id, "key": null, "description": "changed"}),
+    );
+    first.admin(update).await.assert_ok("Webhook configuration updated successfully");
+    let own = first.admin(get.clone()).await;
+    assert_eq!(own.data()["description"], json!("changed"), "the writing instance reads its write at once");
+    let took = crate::support::within(std::time::Duration::from_secs(2), || async {
+        second.admin(get.clone()).await.data()["description"] == json!("changed")
+    })
+    .await;
+    assert!(took.is_some(), "the update did not reach the second instance within 2 s");
+
+    first
+        .admin(json!({"$type": "DeleteWebHookConfigCommand", "id": id}))
+        .await
+        .assert_ok("Webhook configuration deleted successfully");
+    first.admin(get.clone()).await.assert_error(404, "Configuration not found");
+    let took = crate::support::within(std::time::Duration::from_secs(2), || async {
+        second.admin(get.clone()).await.status == 404 && second.admin(by_key.clone()).await.status == 404
+    })
+    .await;
+    assert!(took.is_some(), "the delete did not reach the second instance within 2 s");
+}

@@ -1,0 +1,99 @@
+//! `just bench`: requests/s and p99 latency of the bus, each as a ratio to a bare actix JSON echo
+//! route measured in the same run (the ceiling for this machine at that moment).
+//!
+//! Every server runs in this process with the same number of workers; `wrk` (Debian's package)
+//! generates the load from another process. Figures on a shared machine are noisy: compare the
+//! ratios, not the absolute numbers, across runs.
+
+mod scenario;
+mod wrk;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::Parser;
+use scenario::{Backend, Scenario, Target};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// HTTP workers in each server.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Databases to measure.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<Backend>,
+    /// PostgreSQL server for the benchmark database.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = wrk::check_installed() {
+        eprintln!("hookbus-bench: {e}");
+        return ExitCode::FAILURE;
+    }
+    let workdir = tempfile::tempdir().expect("a temporary folder");
+    let duration = Duration::from_secs(args.seconds);
+    let scripts = workdir.path().to_path_buf();
+
+    let echo = Target::echo(args.workers).await;
+    let baseline = run(&echo, Scenario::Echo, &scripts, duration, args.connections, None);
+    let mut failed = baseline.is_none();
+
+    for backend in &args.backends {
+        let target = match Target::hookbus(*backend, args.workers, &args.postgres_url, workdir.path()).await {
+            Ok(target) => target,
+            Err(e) => {
+                eprintln!("hookbus-bench: {backend}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        for scenario in [Scenario::GetById, Scenario::Create] {
+            failed |= run(&target, scenario, &scripts, duration, args.connections, baseline.as_ref()).is_none();
+        }
+        target.finish().await;
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Warms up, measures, prints one line; `None` when the run failed or saw errors.
+fn run(
+    target: &Target,
+    scenario: Scenario,
+    scripts: &std::path::Path,
+    duration: Duration,
+    connections: u32,
+    baseline: Option<&wrk::Measurement>,
+) -> Option<wrk::Measurement> {
+    let script: PathBuf = scenario.write_script(scripts, target.token()).ok()?;
+    let url = target.url(scenario);
+    let _ = wrk::run(&url, &script, Duration::from_secs(2), connections);
+    let measured = match wrk::run(&url, &script, duration, connections) {
+        Ok(measured) => measured,
+        Err(e) => {
+            eprintln!("hookbus-bench: {} {}: {e}", target.name(), scenario.name());
+            return None;
+        }
+    };
+    let ratio = baseline.map_or("  (ceiling)".to_owned(), |echo| {
+        format!("  {:>5.1}% of echo throughput", 100.0 * measured.requests_per_sec / echo.requests_per_sec)
+    });
+    println!(
+        "{:<10} {:<30} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {:>5}{ratio}",
+        target.name(),
+        scenario.name(),
+        measured.requests_per_sec,
+        measured.p50_ms,
+        measured.p99_ms,
+        measured.errors,
+    );
+    (measured.errors == 0).then_some(measured)
+}

@@ -1,0 +1,175 @@
+//! The servers under load and the requests sent to them.
+
+use std::{fmt, path::Path, path::PathBuf};
+
+use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
+use hookbus_server::{Application, Settings};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "bench-bootstrap-token-0123456789abcdef";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// A bare actix route that parses the JSON body and sends it back.
+    Echo,
+    /// `GetWebHookConfigByIdQuery` through the bus: auth, dispatch, one indexed read.
+    GetById,
+    /// `CreateWebHookConfigCommand` with a new key each time: validation and a transaction.
+    Create,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Echo => "echo (bare actix JSON)",
+            Scenario::GetById => "GetWebHookConfigByIdQuery",
+            Scenario::Create => "CreateWebHookConfigCommand",
+        }
+    }
+
+    /// A wrk script sending this scenario's requests.
+    pub fn write_script(self, dir: &Path, token: &str) -> std::io::Result<PathBuf> {
+        let headers = format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+        );
+        let body = match self {
+            Scenario::Echo | Scenario::GetById => {
+                format!("{headers}wrk.body = '{{\"$type\":\"GetWebHookConfigByIdQuery\",\"id\":1}}'\n")
+            }
+            // Each wrk thread numbers its own keys, so that every request creates a new one.
+            Scenario::Create => format!(
+                "{headers}\
+                 local threads = 0\n\
+                 function setup(thread) threads = threads + 1; thread:set(\"tid\", threads) end\n\
+                 local counter = 0\n\
+                 function request()\n\
+                 \x20 counter = counter + 1\n\
+                 \x20 local key = \"bench-\" .. tid .. \"-\" .. counter\n\
+                 \x20 local body = '{{\"$type\":\"CreateWebHookConfigCommand\",\"key\":\"' .. key .. \
+                 '\",\"description\":\"benchmark\",\"isEnabled\":true,\"path\":\"/bench/' .. key .. \
+                 '\",\"action\":\"POST\",\"executionType\":0,\"commandName\":\"GetWebHookConfigListQuery\"}}'\n\
+                 \x20 return wrk.format(nil, nil, nil, body)\n\
+                 end\n"
+            ),
+        };
+        let path = dir.join(format!("{self:?}.lua"));
+        std::fs::write(&path, body)?;
+        Ok(path)
+    }
+}
+
+/// A server under load.
+pub struct Target {
+    name: String,
+    base: String,
+    handle: ServerHandle,
+    postgres: Option<(String, String)>,
+}
+
+impl Target {
+    pub async fn echo(workers: usize) -> Self {
+        let server = HttpServer::new(|| {
+            App::new().route(
+                "/echo",
+                web::post().to(|body: web::Json<Value>| async move { HttpResponse::Ok().json(body.into_inner()) }),
+            )
+        })
+        .workers(workers)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind the echo server");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self { name: "echo".into(), base: format!("http://{addr}"), handle, postgres: None }
+    }
+
+    pub async fn hookbus(backend: Backend, workers: usize, postgres_url: &str, dir: &Path) -> Result<Self, String> {
+        let mut settings = Settings::defaults().map_err(|e| e.to_string())?;
+        settings.server.listen = "127.0.0.1:0".parse().map_err(|_| "address")?;
+        settings.server.workers = workers;
+        settings.auth.bootstrap_token = TOKEN.into();
+        let mut postgres = None;
+        settings.database.url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.join("bench.db").display()),
+            Backend::Postgres => {
+                let name = format!("hookbus_bench_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(postgres_url).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.map_err(|e| e.to_string())?;
+                let base = postgres_url.rsplit_once('/').map_or(postgres_url, |(base, _)| base);
+                postgres = Some((postgres_url.to_owned(), name.clone()));
+                format!("{base}/{name}")
+            }
+        };
+        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        let base = format!("http://{}", app.local_addr());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let target = Self { name: backend.to_string(), base, handle, postgres };
+        target.seed().await?;
+        Ok(target)
+    }
+
+    /// The configuration `GetById` reads.
+    async fn seed(&self) -> Result<(), String> {
+        let command = json!({
+            "$type": "CreateWebHookConfigCommand", "key": "seed", "description": "read by the benchmark",
+            "isEnabled": true, "path": "/bench/seed", "action": "POST", "executionType": 0,
+            "commandName": "GetWebHookConfigListQuery",
+        });
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/bpm/cmd", self.base))
+            .bearer_auth(TOKEN)
+            .json(&command)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        match body["data"]["id"].as_i64() {
+            Some(1) => Ok(()),
+            _ => Err(format!("seeding failed: {body}")),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn token(&self) -> &str {
+        TOKEN
+    }
+
+    pub fn url(&self, scenario: Scenario) -> String {
+        match scenario {
+            Scenario::Echo => format!("{}/echo", self.base),
+            _ => format!("{}/api/bpm/cmd", self.base),
+        }
+    }
+
+    pub async fn finish(self) {
+        self.handle.stop(false).await;
+        if let Some((admin_url, name)) = self.postgres
+            && let Ok(admin) = Database::connect(&admin_url).await
+        {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
+}
