@@ -53,15 +53,18 @@ impl Scenario {
             Scenario::Echo | Scenario::GetById => {
                 format!("{headers}wrk.body = '{{\"$type\":\"GetWebHookConfigByIdQuery\",\"id\":1}}'\n")
             }
-            // Each wrk thread numbers its own keys, so that every request creates a new one.
+            // Each wrk thread numbers its own keys under the run's prefix (the script's argument), so
+            // that every request of every run creates a new configuration.
             Scenario::Create => format!(
                 "{headers}\
                  local threads = 0\n\
                  function setup(thread) threads = threads + 1; thread:set(\"tid\", threads) end\n\
                  local counter = 0\n\
+                 local run = \"\"\n\
+                 function init(args) run = args[1] or \"run\" end\n\
                  function request()\n\
                  \x20 counter = counter + 1\n\
-                 \x20 local key = \"bench-\" .. tid .. \"-\" .. counter\n\
+                 \x20 local key = run .. \"-\" .. tid .. \"-\" .. counter\n\
                  \x20 local body = '{{\"$type\":\"CreateWebHookConfigCommand\",\"key\":\"' .. key .. \
                  '\",\"description\":\"benchmark\",\"isEnabled\":true,\"path\":\"/bench/' .. key .. \
                  '\",\"action\":\"POST\",\"executionType\":0,\"commandName\":\"GetWebHookConfigListQuery\"}}'\n\

@@ -24,6 +24,11 @@ pub fn run(url: &str, script: &Path, duration: Duration, connections: u32) -> Re
         .args(["--latency", "--timeout", "5s", "-s"])
         .arg(script)
         .arg(url)
+        .arg("--")
+        .arg(format!(
+            "r{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ))
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let report = String::from_utf8_lossy(&output.stdout);

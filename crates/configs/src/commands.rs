@@ -4,12 +4,9 @@ use std::collections::BTreeMap;
 
 use hookbus_core::{CommandError, Context, Handler, Permission, Reply, Timestamp, register_command};
 use hookbus_script::ScriptEngine;
-use hookbus_store::DbResultExt;
+use hookbus_store::{DbResultExt, Store, WriteTransaction};
 use schemars::JsonSchema;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    IntoActiveModel, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,12 +44,11 @@ impl Handler for CreateWebHookConfigCommand {
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
         let key = key.ok_or_else(|| CommandError::validation("Key is required"))?;
 
-        let db = ctx.service::<DatabaseConnection>()?;
-        let txn = hookbus_store::begin_write(db).await?;
-        if find_by(&txn, entity::Column::Key, key.as_str()).await?.is_some() {
+        let txn = ctx.service::<Store>()?.begin_write().await?;
+        if find_by(&*txn, entity::Column::Key, key.as_str()).await?.is_some() {
             return Err(CommandError::conflict(KEY_TAKEN, format!("Key '{}' is taken", key.as_str())));
         }
-        if find_by(&txn, entity::Column::Path, spec.path.as_str()).await?.is_some() {
+        if find_by(&*txn, entity::Column::Path, spec.path.as_str()).await?.is_some() {
             return Err(CommandError::conflict(PATH_TAKEN, format!("Path '{}' is taken", spec.path.as_str())));
         }
         let now = hookbus_core::now();
@@ -63,7 +59,7 @@ impl Handler for CreateWebHookConfigCommand {
             ..Default::default()
         };
         apply(&mut row, spec, now);
-        let saved = row.insert(&txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
+        let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
         commit(ctx, txn, Change::Upsert(saved.clone())).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
@@ -91,14 +87,13 @@ impl Handler for UpdateWebHookConfigCommand {
             unknown_fields(unknown, |name| (name == "key").then(|| "key: Key cannot be changed after creation".into()));
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
 
-        let db = ctx.service::<DatabaseConnection>()?;
-        let txn = hookbus_store::begin_write(db).await?;
+        let txn = ctx.service::<Store>()?.begin_write().await?;
         let existing = entity::Entity::find_by_id(*id)
-            .one(&txn)
+            .one(&*txn)
             .await
             .or_internal()?
             .ok_or_else(|| CommandError::not_found("Update failed", "Configuration not found"))?;
-        if let Some(other) = find_by(&txn, entity::Column::Path, spec.path.as_str()).await?
+        if let Some(other) = find_by(&*txn, entity::Column::Path, spec.path.as_str()).await?
             && other.id != existing.id
         {
             return Err(CommandError::conflict(PATH_TAKEN, format!("Path '{}' is taken", spec.path.as_str())));
@@ -107,7 +102,7 @@ impl Handler for UpdateWebHookConfigCommand {
         let mut row = existing.into_active_model();
         row.version = Set(version + 1);
         apply(&mut row, spec, hookbus_core::now());
-        let saved = row.update(&txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
+        let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
         commit(ctx, txn, Change::Upsert(saved.clone())).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
@@ -188,14 +183,13 @@ impl Handler for DeleteWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let db = ctx.service::<DatabaseConnection>()?;
-        let txn = hookbus_store::begin_write(db).await?;
+        let txn = ctx.service::<Store>()?.begin_write().await?;
         let existing = entity::Entity::find_by_id(self.id)
-            .one(&txn)
+            .one(&*txn)
             .await
             .or_internal()?
             .ok_or_else(|| CommandError::not_found("Deletion failed", "Configuration not found"))?;
-        entity::Entity::delete_by_id(existing.id).exec(&txn).await.or_internal()?;
+        entity::Entity::delete_by_id(existing.id).exec(&*txn).await.or_internal()?;
         commit(ctx, txn, Change::Remove(existing.id)).await?;
         let data = Deleted { id: existing.id, key: existing.key, deleted_at: hookbus_core::now() };
         Reply::new(data, "Webhook configuration deleted successfully")
@@ -205,9 +199,9 @@ register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
 
 /// Bumps the generation, commits, and applies the change to this instance's cache at once, so that
 /// the instance reads its own writes.
-async fn commit(ctx: &Context, txn: DatabaseTransaction, change: Change) -> Result<(), CommandError> {
-    let generation = bump_generation(&txn).await?;
-    txn.commit().await.or_internal()?;
+async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<(), CommandError> {
+    let generation = bump_generation(&*txn).await?;
+    txn.commit().await?;
     ctx.service::<ConfigCache>()?.record(generation, change);
     Ok(())
 }
@@ -236,10 +230,9 @@ async fn set_enabled(
     failure: &str,
     already: &str,
 ) -> Result<entity::Model, CommandError> {
-    let db = ctx.service::<DatabaseConnection>()?;
-    let txn = hookbus_store::begin_write(db).await?;
+    let txn = ctx.service::<Store>()?.begin_write().await?;
     let existing = entity::Entity::find_by_id(id)
-        .one(&txn)
+        .one(&*txn)
         .await
         .or_internal()?
         .ok_or_else(|| CommandError::not_found(failure, "Configuration not found"))?;
@@ -251,7 +244,7 @@ async fn set_enabled(
     row.is_enabled = Set(enabled);
     row.version = Set(version + 1);
     row.updated_at = Set(hookbus_core::now());
-    let saved = row.update(&txn).await.or_internal()?;
+    let saved = row.update(&*txn).await.or_internal()?;
     commit(ctx, txn, Change::Upsert(saved.clone())).await?;
     Ok(saved)
 }

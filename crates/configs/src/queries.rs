@@ -1,10 +1,10 @@
 //! The queries over configurations.
 
 use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, register_command};
-use hookbus_store::DbResultExt;
+use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::Deserialize;
@@ -49,7 +49,7 @@ impl Handler for GetWebHookConfigListQuery {
             let kind = ExecutionType::from_code(code).map_err(CommandError::validation)?;
             filter = filter.add(entity::Column::ExecutionType.eq(kind.code()));
         }
-        let db = ctx.service::<DatabaseConnection>()?;
+        let db = ctx.service::<Store>()?.db();
         let total = entity::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
         let rows = entity::Entity::find()
             .filter(filter)
@@ -79,16 +79,16 @@ impl Handler for GetWebHookConfigByIdQuery {
         let cached = ctx.service::<ConfigCache>()?.by_id(self.id);
         let row = match cached {
             Some(row) => row.as_ref().clone(),
-            None => entity::Entity::find_by_id(self.id)
-                .one(ctx.service::<DatabaseConnection>()?)
-                .await
-                .or_internal()?
-                .ok_or_else(|| {
-                    CommandError::not_found(
-                        "Configuration not found",
-                        "No webhook configuration found with the specified ID",
-                    )
-                })?,
+            None => {
+                entity::Entity::find_by_id(self.id).one(ctx.service::<Store>()?.db()).await.or_internal()?.ok_or_else(
+                    || {
+                        CommandError::not_found(
+                            "Configuration not found",
+                            "No webhook configuration found with the specified ID",
+                        )
+                    },
+                )?
+            }
         };
         Reply::new(WebHookConfig::from(row), "Webhook configuration retrieved successfully")
     }
@@ -107,7 +107,7 @@ impl Handler for LookupWebHookByKeyCommand {
     const PERMISSION: Permission = Permission::WebhooksRead;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let db = ctx.service::<DatabaseConnection>()?;
+        let db = ctx.service::<Store>()?.db();
         match self.key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             None => {
                 let rows = entity::Entity::find().order_by_asc(entity::Column::Id).all(db).await.or_internal()?;

@@ -11,8 +11,9 @@ use actix_web::{
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
 use hookbus_script::ScriptEngine;
-use hookbus_store::Db;
+use hookbus_store::Store;
 use hookbus_tokens::TokenAuthority;
+use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{envelope, metrics::Metrics, routes, settings::Settings};
@@ -22,7 +23,7 @@ use crate::{envelope, metrics::Metrics, routes, settings::Settings};
 pub struct AppState {
     pub services: Arc<Services>,
     pub metrics: Arc<Metrics>,
-    pub db: Db,
+    pub db: DatabaseConnection,
     pub body_limit: usize,
 }
 
@@ -71,7 +72,7 @@ impl Application {
 
         let bootstrap = Some(settings.auth.bootstrap_token.as_str()).filter(|t| !t.is_empty());
         let mut services = Services::default();
-        services.insert(db.clone());
+        services.insert(Store::new(db.clone()));
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
         services.insert(ScriptEngine::new(settings.script.clone()));
         services.insert(configs);

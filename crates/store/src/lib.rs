@@ -3,7 +3,7 @@
 //!
 //! Feature crates own their entities and queries; this crate owns only what they share.
 
-use std::time::Duration;
+use std::{ops::Deref, sync::Arc, time::Duration};
 
 use hookbus_core::CommandError;
 use hookbus_migrations::Migrator;
@@ -13,7 +13,74 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use sea_orm::DatabaseConnection as Db;
+/// The database, and on SQLite the queue its writers take turns in.
+///
+/// SQLite allows one writer at a time. Left to itself, a waiting writer sleeps and retries in
+/// SQLite's busy handler, which is unfair: under load some writers wait for seconds. Writers of one
+/// instance therefore queue first-come-first-served on an async mutex before `BEGIN`. PostgreSQL
+/// needs no gate.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    writers: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Store {
+    /// Opens the pool; see [`connect`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        connect(url, max_connections).await.map(Self::new)
+    }
+
+    pub fn new(db: DatabaseConnection) -> Self {
+        let writers = (db.get_database_backend() == DbBackend::Sqlite).then(Arc::default);
+        Self { db, writers }
+    }
+
+    /// For reads, and for writes of a single statement.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Begins a transaction that will write.
+    ///
+    /// On SQLite it waits its turn among this instance's writers, then takes the write lock at
+    /// `BEGIN` (`IMMEDIATE`): a deferred transaction that reads and then writes would fail with
+    /// `SQLITE_BUSY` when another writer got there first. PostgreSQL ignores the mode.
+    pub async fn begin_write(&self) -> Result<WriteTransaction, CommandError> {
+        let turn = match &self.writers {
+            Some(writers) => Some(Arc::clone(writers).lock_owned().await),
+            None => None,
+        };
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = self.db.begin_with_options(options).await.or_internal()?;
+        Ok(WriteTransaction { txn, _turn: turn })
+    }
+}
+
+/// A write transaction holding its writer's turn until it ends. Use it as a connection through
+/// `&*txn`.
+#[derive(Debug)]
+pub struct WriteTransaction {
+    txn: DatabaseTransaction,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<(), CommandError> {
+        self.txn.commit().await.or_internal()
+    }
+}
+
+impl Deref for WriteTransaction {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
 
 /// Opens a pool. A SQLite file is created when missing and runs in WAL mode, so readers do not
 /// wait for the writer.
@@ -42,17 +109,6 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
-}
-
-/// Begins a transaction that will write.
-///
-/// On SQLite it takes the write lock at `BEGIN` (`IMMEDIATE`): a deferred transaction that reads
-/// and then writes fails with `SQLITE_BUSY` when another writer got there first, instead of waiting
-/// its turn. PostgreSQL ignores the mode.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, CommandError> {
-    let options =
-        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
-    db.begin_with_options(options).await.or_internal()
 }
 
 /// Whether the database answers.

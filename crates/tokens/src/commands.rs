@@ -1,11 +1,9 @@
 //! `CreateApiTokenCommand`, `RevokeApiTokenCommand`, `GetApiTokenListQuery`.
 
 use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
-use hookbus_store::DbResultExt;
+use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,7 +29,7 @@ impl Handler for CreateApiTokenCommand {
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let Self { name, permissions, partner_id, customer_id, expires_at } = self;
         let new = NewToken::parse(name.clone(), permissions, *partner_id, customer_id.clone(), *expires_at)?;
-        let issued = issue_token(ctx.service::<DatabaseConnection>()?, new).await?;
+        let issued = issue_token(ctx.service::<Store>()?.db(), new).await?;
         Reply::new(issued, "API token created successfully")
     }
 }
@@ -56,7 +54,7 @@ impl Handler for RevokeApiTokenCommand {
     const PERMISSION: Permission = TOKENS_PERMISSION;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let db = ctx.service::<DatabaseConnection>()?;
+        let db = ctx.service::<Store>()?.db();
         let token = entity::Entity::find_by_id(self.id)
             .one(db)
             .await
@@ -95,7 +93,7 @@ impl Handler for GetApiTokenListQuery {
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
-        let db = ctx.service::<DatabaseConnection>()?;
+        let db = ctx.service::<Store>()?.db();
         let total = entity::Entity::find().count(db).await.or_internal()?;
         let rows = entity::Entity::find()
             .order_by_desc(entity::Column::CreatedAt)
