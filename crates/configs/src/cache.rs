@@ -34,7 +34,7 @@ pub type CachedConfig = Arc<entity::Model>;
 /// A change this instance made, with the generation its transaction gave it.
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
-    Upsert(entity::Model),
+    Upsert(CachedConfig),
     Remove(i32),
 }
 
@@ -60,7 +60,7 @@ impl State {
                 }
                 self.by_key.insert(model.key.clone(), model.id);
                 self.by_path.insert(model.path.clone(), model.id);
-                self.by_id.insert(model.id, Arc::new(model.clone()));
+                self.by_id.insert(model.id, Arc::clone(model));
             }
             Change::Remove(id) => {
                 if let Some(old) = self.by_id.remove(id) {
@@ -161,7 +161,7 @@ impl ConfigCache {
         let pending = std::mem::take(&mut state.pending);
         let mut fresh = State { generation, ..State::default() };
         for row in rows {
-            fresh.apply(&Change::Upsert(row));
+            fresh.apply(&Change::Upsert(Arc::new(row)));
         }
         for (g, change) in pending.into_iter().filter(|(g, _)| *g > generation) {
             fresh.apply(&change);

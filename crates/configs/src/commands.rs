@@ -1,6 +1,6 @@
 //! The commands that change configurations.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use hookbus_core::{CommandError, Context, Handler, Permission, Reply, Timestamp, register_command};
 use hookbus_script::ScriptEngine;
@@ -60,7 +60,7 @@ impl Handler for CreateWebHookConfigCommand {
         };
         apply(&mut row, spec, now);
         let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
-        commit(ctx, txn, Change::Upsert(saved.clone())).await?;
+        commit(ctx, txn, Change::Upsert(Arc::new(saved.clone()))).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
 }
@@ -103,7 +103,7 @@ impl Handler for UpdateWebHookConfigCommand {
         row.version = Set(version + 1);
         apply(&mut row, spec, hookbus_core::now());
         let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
-        commit(ctx, txn, Change::Upsert(saved.clone())).await?;
+        commit(ctx, txn, Change::Upsert(Arc::new(saved.clone()))).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
 }
@@ -245,7 +245,7 @@ async fn set_enabled(
     row.version = Set(version + 1);
     row.updated_at = Set(hookbus_core::now());
     let saved = row.update(&*txn).await.or_internal()?;
-    commit(ctx, txn, Change::Upsert(saved.clone())).await?;
+    commit(ctx, txn, Change::Upsert(Arc::new(saved.clone()))).await?;
     Ok(saved)
 }
 
