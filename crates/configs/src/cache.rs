@@ -26,10 +26,10 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement, TransactionTrait, Value as DbValue,
 };
 
-use crate::entity;
+use crate::{ConfigEntry, entity};
 
 /// A configuration as cached.
-pub type CachedConfig = Arc<entity::Model>;
+pub type CachedConfig = Arc<ConfigEntry>;
 
 /// A change this instance made, with the generation its transaction gave it.
 #[derive(Debug, Clone)]
@@ -52,20 +52,21 @@ struct State {
 impl State {
     fn apply(&mut self, change: &Change) {
         match change {
-            Change::Upsert(model) => {
+            Change::Upsert(entry) => {
+                let model = &entry.model;
                 if let Some(old) = self.by_id.get(&model.id) {
-                    let (key, path) = (old.key.clone(), old.path.clone());
+                    let (key, path) = (old.model.key.clone(), old.model.path.clone());
                     self.by_key.remove(&key);
                     self.by_path.remove(&path);
                 }
                 self.by_key.insert(model.key.clone(), model.id);
                 self.by_path.insert(model.path.clone(), model.id);
-                self.by_id.insert(model.id, Arc::clone(model));
+                self.by_id.insert(model.id, Arc::clone(entry));
             }
             Change::Remove(id) => {
                 if let Some(old) = self.by_id.remove(id) {
-                    self.by_key.remove(&old.key);
-                    self.by_path.remove(&old.path);
+                    self.by_key.remove(&old.model.key);
+                    self.by_path.remove(&old.model.path);
                 }
             }
         }
@@ -161,7 +162,13 @@ impl ConfigCache {
         let pending = std::mem::take(&mut state.pending);
         let mut fresh = State { generation, ..State::default() };
         for row in rows {
-            fresh.apply(&Change::Upsert(Arc::new(row)));
+            match ConfigEntry::try_from(row) {
+                Ok(entry) => fresh.apply(&Change::Upsert(Arc::new(entry))),
+                // Serving the rest beats serving nothing; the bad one answers 404 until fixed.
+                Err(e) => {
+                    CommandError::internal(e);
+                }
+            }
         }
         for (g, change) in pending.into_iter().filter(|(g, _)| *g > generation) {
             fresh.apply(&change);

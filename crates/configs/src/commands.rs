@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    ConfigFields, WebHookConfig, WebhookKey,
+    ConfigEntry, ConfigFields, WebHookConfig, WebhookKey,
     cache::{Change, ConfigCache, bump_generation},
     entity,
     input::{ConfigSpec, Execution, Problems},
@@ -60,7 +60,7 @@ impl Handler for CreateWebHookConfigCommand {
         };
         apply(&mut row, spec, now);
         let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
-        commit(ctx, txn, Change::Upsert(Arc::new(saved.clone()))).await?;
+        commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
 }
@@ -103,7 +103,7 @@ impl Handler for UpdateWebHookConfigCommand {
         row.version = Set(version + 1);
         apply(&mut row, spec, hookbus_core::now());
         let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
-        commit(ctx, txn, Change::Upsert(Arc::new(saved.clone()))).await?;
+        commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
 }
@@ -206,6 +206,11 @@ async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<
     Ok(())
 }
 
+/// The cache entry of a row just saved.
+fn entry(saved: &entity::Model) -> Result<Arc<ConfigEntry>, CommandError> {
+    ConfigEntry::try_from(saved.clone()).map(Arc::new).map_err(CommandError::internal)
+}
+
 /// Reports every unknown field; `special` may give a field a message of its own.
 fn unknown_fields(unknown: &BTreeMap<String, Value>, special: impl Fn(&str) -> Option<String>) -> Problems {
     let mut problems = Problems::default();
@@ -245,7 +250,7 @@ async fn set_enabled(
     row.version = Set(version + 1);
     row.updated_at = Set(hookbus_core::now());
     let saved = row.update(&*txn).await.or_internal()?;
-    commit(ctx, txn, Change::Upsert(Arc::new(saved.clone()))).await?;
+    commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
     Ok(saved)
 }
 

@@ -9,12 +9,14 @@
 mod cache;
 mod commands;
 pub mod entity;
+mod entry;
 mod input;
 mod model;
 mod queries;
 mod view;
 
 pub use cache::{CachedConfig, ConfigCache};
+pub use entry::{ChainStep, ConfigEntry, CorruptConfig, StepInput};
 pub use input::{ChainStepInput, ConfigFields};
 pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};
 pub use view::WebHookConfig;

@@ -78,7 +78,7 @@ impl Handler for GetWebHookConfigByIdQuery {
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let cached = ctx.service::<ConfigCache>()?.by_id(self.id);
         let row = match cached {
-            Some(row) => row.as_ref().clone(),
+            Some(entry) => entry.model.clone(),
             None => {
                 entity::Entity::find_by_id(self.id).one(ctx.service::<Store>()?.db()).await.or_internal()?.ok_or_else(
                     || {

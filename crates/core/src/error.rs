@@ -19,6 +19,16 @@ pub enum CommandError {
     /// 403: the token is valid but lacks the command's permission.
     #[error("Forbidden: requires permission {0}")]
     Forbidden(Permission),
+    /// 403: refused for a reason other than a permission (e.g. the client IP).
+    #[error("Forbidden: {0}")]
+    Denied(String),
+    /// 400: a request body that is not what its content type says (e.g. malformed JSON).
+    #[error("Invalid request body: {0}")]
+    InvalidBody(String),
+    /// Another error, with the status of the inner one and a message saying where it happened
+    /// (e.g. "Step 2 (GetX) failed"); the details are the inner message and details.
+    #[error("{message}: {inner}")]
+    Wrapped { message: String, inner: Box<CommandError> },
     /// 404: the entity does not exist (or belongs to another owner).
     #[error("{message}")]
     NotFound { message: String, errors: Vec<String> },
@@ -66,7 +76,9 @@ impl CommandError {
     /// The HTTP status this kind maps to.
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidCommand(_) => 400,
+            Self::InvalidCommand(_) | Self::InvalidBody(_) => 400,
+            Self::Denied(_) => 403,
+            Self::Wrapped { inner, .. } => inner.status(),
             Self::Unauthorized => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound { .. } => 404,
@@ -84,7 +96,9 @@ impl CommandError {
         match self {
             Self::InvalidCommand(_) => "Invalid command".into(),
             Self::Unauthorized => "Unauthorized".into(),
-            Self::Forbidden(_) => "Forbidden".into(),
+            Self::Forbidden(_) | Self::Denied(_) => "Forbidden".into(),
+            Self::InvalidBody(_) => "Invalid request body".into(),
+            Self::Wrapped { message, .. } => message.clone(),
             Self::NotFound { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::MethodNotAllowed { .. } => "Method not allowed".into(),
             Self::PayloadTooLarge { .. } => "Payload too large".into(),
@@ -100,6 +114,8 @@ impl CommandError {
             Self::InvalidCommand(detail) => vec![detail.clone()],
             Self::Unauthorized => vec!["a valid bearer token is required".into()],
             Self::Forbidden(permission) => vec![format!("requires permission {permission}")],
+            Self::Denied(detail) | Self::InvalidBody(detail) => vec![detail.clone()],
+            Self::Wrapped { inner, .. } => std::iter::once(inner.message()).chain(inner.details()).collect(),
             Self::NotFound { errors, .. } | Self::Conflict { errors, .. } => errors.clone(),
             Self::MethodNotAllowed { allow } => vec![format!("allowed methods: {allow}")],
             Self::Unavailable(_) => Vec::new(),

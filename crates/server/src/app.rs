@@ -10,18 +10,22 @@ use actix_web::{
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
+use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::ScriptEngine;
 use hookbus_store::Store;
 use hookbus_tokens::TokenAuthority;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::{envelope, metrics::Metrics, routes, settings::Settings};
+use crate::{metrics::Metrics, routes, settings::Settings};
 
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct AppState {
     pub services: Arc<Services>,
+    pub configs: ConfigCache,
+    pub router: Router,
+    pub trusted_proxies: TrustedProxies,
     pub metrics: Arc<Metrics>,
     pub db: DatabaseConnection,
     pub body_limit: usize,
@@ -36,6 +40,8 @@ pub enum StartupError {
     Migrate(#[source] sea_orm::DbErr),
     #[error("cannot load the router configurations")]
     Cache(#[source] hookbus_core::CommandError),
+    #[error("server.trusted_proxies: {0}")]
+    TrustedProxies(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -75,10 +81,16 @@ impl Application {
         services.insert(Store::new(db.clone()));
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
         services.insert(ScriptEngine::new(settings.script.clone()));
-        services.insert(configs);
+        services.insert(configs.clone());
+        let services = Arc::new(services);
+        let trusted_proxies =
+            TrustedProxies::parse(&settings.server.trusted_proxies).map_err(StartupError::TrustedProxies)?;
 
         let state = web::Data::new(AppState {
-            services: Arc::new(services),
+            router: Router::new(settings.router.permissions(), Arc::clone(&services)),
+            services,
+            configs,
+            trusted_proxies,
             metrics: Arc::new(Metrics::new()),
             db,
             body_limit: settings.server.body_limit_bytes,
@@ -118,7 +130,8 @@ impl Application {
                 .route("/healthz", web::get().to(routes::ops::healthz))
                 .route("/readyz", web::get().to(routes::ops::readyz))
                 .route("/metrics", web::get().to(routes::ops::metrics))
-                .default_service(web::to(envelope::not_found))
+                .route("/api/webhooks/{key}", web::route().to(routes::inbound::by_key))
+                .default_service(web::to(routes::inbound::by_path))
         })
         .workers(workers)
         .shutdown_timeout(settings.server.shutdown_timeout_secs)

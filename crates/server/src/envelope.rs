@@ -18,8 +18,3 @@ pub fn error_response(error: &CommandError) -> HttpResponse {
 pub fn ok_response(envelope: Envelope) -> HttpResponse {
     HttpResponse::Ok().json(envelope)
 }
-
-/// A 404 for any path no route serves.
-pub async fn not_found() -> HttpResponse {
-    error_response(&CommandError::not_found("Not found", "no route serves this path"))
-}

@@ -9,6 +9,7 @@ use hookbus_tokens as _;
 
 pub mod app;
 mod auth;
+mod body;
 pub mod cli;
 mod envelope;
 mod metrics;

@@ -27,6 +27,12 @@ struct CommandLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutionLabels {
+    execution_type: i16,
+    outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 #[derive(Debug)]
@@ -34,6 +40,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     commands: HistogramFamily<CommandLabels>,
+    executions: Family<ExecutionLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -48,7 +55,9 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
         let commands: HistogramFamily<CommandLabels> = Family::new_with_constructor(latency_histogram);
         registry.register("command_duration_seconds", "Command latency by $type and outcome", commands.clone());
-        Self { registry, requests, commands }
+        let executions = Family::<ExecutionLabels, Counter>::default();
+        registry.register("router_executions", "Router executions by execution type and outcome", executions.clone());
+        Self { registry, requests, commands, executions }
     }
 
     pub fn record_request(&self, route: &str, method: &str, status: u16) {
@@ -59,6 +68,11 @@ impl Metrics {
     pub fn record_command(&self, command: &str, ok: bool, elapsed: Duration) {
         let labels = CommandLabels { command: command.to_owned(), outcome: if ok { "ok" } else { "error" } };
         self.commands.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_execution(&self, execution_type: i16, ok: bool) {
+        let labels = ExecutionLabels { execution_type, outcome: if ok { "ok" } else { "error" } };
+        self.executions.get_or_create(&labels).inc();
     }
 
     /// The text exposition format.

@@ -7,6 +7,8 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
+use hookbus_core::{Permission, PermissionSet};
+use hookbus_router::TrustedProxies;
 use hookbus_script::ScriptLimits;
 use serde::Deserialize;
 
@@ -35,6 +37,30 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct RouterSettings {
     pub config_refresh_ms: u64,
+    /// What the router's internal principal may do when it runs a configured command.
+    #[serde(deserialize_with = "comma_list")]
+    pub internal_permissions: Vec<String>,
+}
+
+impl RouterSettings {
+    /// The parsed permissions; `check` has made sure every name is known.
+    pub fn permissions(&self) -> PermissionSet {
+        self.internal_permissions.iter().filter_map(|name| Permission::parse(name)).collect()
+    }
+}
+
+/// A list given as a TOML array or, as environment variables must, as one comma-separated string.
+fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match List::deserialize(deserializer)? {
+        List::Many(items) => items,
+        List::One(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +70,9 @@ pub struct ServerSettings {
     pub workers: usize,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses and CIDR ranges.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +146,12 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(SettingsError("database.max_connections must be at least 1".into()));
+        }
+        if let Err(problem) = TrustedProxies::parse(&self.server.trusted_proxies) {
+            return Err(SettingsError(format!("server.trusted_proxies: {problem}")));
+        }
+        if let Some(unknown) = self.router.internal_permissions.iter().find(|name| Permission::parse(name).is_none()) {
+            return Err(SettingsError(format!("router.internal_permissions: unknown permission '{unknown}'")));
         }
         if self.router.config_refresh_ms == 0 {
             return Err(SettingsError("router.config_refresh_ms must be at least 1".into()));

@@ -2,8 +2,7 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_LENGTH, web};
-use futures_util::StreamExt;
+use actix_web::{HttpRequest, HttpResponse, web};
 use hookbus_core::{CommandError, Context, Envelope, parse_command, run_command};
 use hookbus_tokens::TokenAuthority;
 use serde::Serialize;
@@ -11,6 +10,7 @@ use serde::Serialize;
 use crate::{
     app::AppState,
     auth::authenticate,
+    body::read_limited,
     envelope::{error_response, ok_response},
 };
 
@@ -28,34 +28,13 @@ async fn execute_inner(
     state: &AppState,
 ) -> Result<Envelope, CommandError> {
     let principal = authenticate(request, state.services.get::<TokenAuthority>()?).await?;
-    let body = read_body(request, payload, state.body_limit).await?;
+    let body = read_limited(request, payload, state.body_limit).await?;
     let command = parse_command(&body)?;
     let ctx = Context::new(principal, state.services.clone());
     let started = Instant::now();
     let result = run_command(command.as_ref(), &ctx).await;
     state.metrics.record_command(command.name(), result.is_ok(), started.elapsed());
     result.map(Envelope::from)
-}
-
-/// Reads the body, refusing it as soon as it is known to be over `limit`.
-async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, CommandError> {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(CommandError::PayloadTooLarge { limit });
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| CommandError::InvalidCommand(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(CommandError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[derive(Serialize)]

@@ -120,5 +120,5 @@ async fn only_post_reaches_the_bus_and_unknown_paths_are_404() {
     assert_eq!(get.headers.get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
 
     let missing = app.get("/no/such/path", None).await;
-    missing.assert_error(404, "Not found");
+    missing.assert_error(404, "Webhook configuration not found");
 }

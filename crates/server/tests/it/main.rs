@@ -7,5 +7,6 @@ mod bus;
 mod cli;
 mod configs;
 mod ops;
+mod router;
 mod support;
 mod tokens;

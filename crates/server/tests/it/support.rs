@@ -94,12 +94,19 @@ impl Drop for TestDatabase {
 pub struct TestAppBuilder {
     database: Option<std::sync::Arc<TestDatabase>>,
     body_limit: Option<usize>,
+    trusted_proxies: Vec<String>,
 }
 
 impl TestAppBuilder {
     /// Shares another app's database, to run two instances side by side.
     pub fn database(mut self, database: std::sync::Arc<TestDatabase>) -> Self {
         self.database = Some(database);
+        self
+    }
+
+    /// Proxies whose `X-Forwarded-For` the server believes.
+    pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
+        self.trusted_proxies = proxies.iter().map(|p| (*p).to_owned()).collect();
         self
     }
 
@@ -121,6 +128,7 @@ impl TestAppBuilder {
         settings.database.url = database.url.clone();
         settings.database.max_connections = 5;
         settings.auth.bootstrap_token = ADMIN_TOKEN.into();
+        settings.server.trusted_proxies = self.trusted_proxies;
         if let Some(limit) = self.body_limit {
             settings.server.body_limit_bytes = limit;
         }
@@ -203,7 +211,7 @@ impl TestApp {
     }
 
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { database: None, body_limit: None }
+        TestAppBuilder { database: None, body_limit: None, trusted_proxies: Vec::new() }
     }
 
     /// Posts a command with the bootstrap admin token.
@@ -268,6 +276,21 @@ async fn into_reply(response: reqwest::Response) -> Reply {
     let text = response.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, headers, body }
+}
+
+/// Calls the router: `method` on `path` with a JSON body and extra headers.
+impl TestApp {
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        into_reply(request.send().await.expect("the server answers")).await
+    }
 }
 
 /// A valid type-0 configuration, to be adjusted per test.

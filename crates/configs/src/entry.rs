@@ -1,0 +1,87 @@
+//! A configuration as the router uses it: the stored row plus the parsed forms of its fields, built
+//! once when the configuration enters the cache, never per request.
+
+use std::collections::BTreeMap;
+
+use jsonpath_rust::parser::model::JpQuery;
+use serde_json::Value;
+
+use crate::{ChainStepInput, ExecutionType, HttpMethod, IpAllowList, entity};
+
+/// A cached configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub model: entity::Model,
+    pub action: HttpMethod,
+    pub execution_type: ExecutionType,
+    pub allow_list: IpAllowList,
+    /// For type 1.
+    pub chain: Vec<ChainStep>,
+}
+
+/// One step of a command chain, its JSONPaths parsed.
+#[derive(Debug, Clone)]
+pub struct ChainStep {
+    pub command_name: String,
+    /// `None`: the step gets the request body.
+    pub input: Option<BTreeMap<String, StepInput>>,
+    pub continue_on_error: bool,
+}
+
+/// A step's input field: a JSONPath over the chain's context, or a literal.
+#[derive(Debug, Clone)]
+pub enum StepInput {
+    Path(Box<JpQuery>),
+    Literal(Value),
+}
+
+/// A stored configuration whose fields no longer parse: only possible if the database was edited by
+/// hand, since every field is checked when saved.
+#[derive(Debug, thiserror::Error)]
+#[error("stored configuration {id} is invalid: {problem}")]
+pub struct CorruptConfig {
+    pub id: i32,
+    pub problem: String,
+}
+
+impl TryFrom<entity::Model> for ConfigEntry {
+    type Error = CorruptConfig;
+
+    fn try_from(model: entity::Model) -> Result<Self, CorruptConfig> {
+        let corrupt = |problem: String| CorruptConfig { id: model.id, problem };
+        let action = HttpMethod::parse(&model.action).map_err(corrupt)?;
+        let execution_type = ExecutionType::from_code(model.execution_type.into()).map_err(corrupt)?;
+        let allow_list = IpAllowList::parse(model.allowable_ips.as_deref().unwrap_or_default())
+            .map_err(|errors| corrupt(errors.join("; ")))?;
+        let chain = match &model.command_chain {
+            Some(steps) => {
+                let steps: Vec<ChainStepInput> =
+                    serde_json::from_value(steps.clone()).map_err(|e| corrupt(e.to_string()))?;
+                steps.into_iter().map(ChainStep::parse).collect::<Result<_, _>>().map_err(corrupt)?
+            }
+            None => Vec::new(),
+        };
+        Ok(Self { model, action, execution_type, allow_list, chain })
+    }
+}
+
+impl ChainStep {
+    fn parse(step: ChainStepInput) -> Result<Self, String> {
+        let ChainStepInput { command_name, input, continue_on_error } = step;
+        let input = match input {
+            None => None,
+            Some(fields) => Some(
+                fields
+                    .into_iter()
+                    .map(|(field, value)| match value {
+                        Value::String(path) if path.starts_with('$') => jsonpath_rust::parser::parse_json_path(&path)
+                            .map(|query| (field, StepInput::Path(Box::new(query))))
+                            .map_err(|e| format!("'{path}': {e}")),
+                        literal => Ok((field, StepInput::Literal(literal))),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(Self { command_name, input, continue_on_error })
+    }
+}

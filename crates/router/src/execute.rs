@@ -1,0 +1,124 @@
+use std::sync::Arc;
+
+use hookbus_configs::{ChainStep, ConfigEntry, ExecutionType, StepInput};
+use hookbus_core::{
+    CommandError, Context, Permission, PermissionSet, Principal, Reply, Services, Subject, parse_command_value,
+    run_command,
+};
+use serde_json::{Map, Value, json};
+
+use crate::InboundRequest;
+
+/// Runs configurations' handlers on the bus.
+#[derive(Debug, Clone)]
+pub struct Router {
+    principal: Principal,
+    services: Arc<Services>,
+}
+
+impl Router {
+    /// `permissions` are the internal principal's (SPEC 3.3: configurable; `admin` is never
+    /// granted, whatever the configuration says).
+    pub fn new(permissions: PermissionSet, services: Arc<Services>) -> Self {
+        let principal = Principal {
+            subject: Subject::Internal("router"),
+            permissions: permissions.without(Permission::Admin),
+            owner: None,
+        };
+        Self { principal, services }
+    }
+
+    /// Runs `entry`'s handler for an admitted request.
+    pub async fn execute(&self, entry: &ConfigEntry, request: &InboundRequest) -> Result<Reply, CommandError> {
+        let ctx = Context::new(self.principal.clone(), Arc::clone(&self.services));
+        match entry.execution_type {
+            ExecutionType::NativeCommand => {
+                let name = entry.model.command_name.as_deref().unwrap_or_default();
+                run_named(name, request.body.clone(), &ctx).await
+            }
+            ExecutionType::CommandChain => run_chain(&entry.chain, request, &ctx).await,
+            ExecutionType::Code | ExecutionType::StartProcess => Err(CommandError::Unavailable(format!(
+                "Execution type {} is not available on this server yet",
+                entry.execution_type.code()
+            ))),
+        }
+    }
+}
+
+/// Runs the command `name` with `fields` (a JSON object, or nothing) as its fields.
+async fn run_named(name: &str, fields: Value, ctx: &Context) -> Result<Reply, CommandError> {
+    let mut fields = match fields {
+        Value::Object(fields) => fields,
+        Value::Null => Map::new(),
+        other => {
+            return Err(CommandError::validation(format!(
+                "body: the fields of {name} must be a JSON object, not {}",
+                kind(&other)
+            )));
+        }
+    };
+    fields.insert("$type".into(), Value::String(name.to_owned()));
+    let command = parse_command_value(Value::Object(fields))?;
+    run_command(command.as_ref(), ctx).await
+}
+
+/// Runs the steps in order over the context `{request, body, steps, last}` (SPEC 3.3).
+async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context) -> Result<Reply, CommandError> {
+    let mut context = json!({
+        "request": serde_json::to_value(request).map_err(CommandError::internal)?,
+        "body": request.body,
+        "steps": [],
+        "last": null,
+    });
+    let mut outputs = Vec::with_capacity(steps.len());
+    for (index, step) in steps.iter().enumerate() {
+        let input = match &step.input {
+            None => request.body.clone(),
+            Some(fields) => {
+                Value::Object(fields.iter().map(|(field, input)| (field.clone(), resolve(input, &context))).collect())
+            }
+        };
+        let output = match run_named(&step.command_name, input, ctx).await {
+            Ok(reply) => reply.data,
+            Err(error) if step.continue_on_error => json!({
+                "error": {"status": error.status(), "message": error.message(), "errors": error.details()}
+            }),
+            Err(error) => {
+                return Err(CommandError::Wrapped {
+                    message: format!("Step {index} ({}) failed", step.command_name),
+                    inner: Box::new(error),
+                });
+            }
+        };
+        outputs.push(output.clone());
+        context["steps"] = Value::Array(outputs.clone());
+        context["last"] = output;
+    }
+    let result = outputs.last().cloned().unwrap_or(Value::Null);
+    Reply::new(json!({"steps": outputs, "result": result}), "Command chain completed")
+}
+
+/// A step input's value: a literal as is; a JSONPath's single match, its matches as an array when
+/// several, or `null` when none.
+fn resolve(input: &StepInput, context: &Value) -> Value {
+    match input {
+        StepInput::Literal(value) => value.clone(),
+        StepInput::Path(query) => match jsonpath_rust::query::js_path_process(query, context) {
+            Ok(found) if found.len() == 1 => found.into_iter().next().map(|m| m.val().clone()).unwrap_or(Value::Null),
+            Ok(found) if found.is_empty() => Value::Null,
+            Ok(found) => Value::Array(found.into_iter().map(|m| m.val().clone()).collect()),
+            Err(_) => Value::Null,
+        },
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

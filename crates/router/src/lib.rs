@@ -1,0 +1,16 @@
+//! The dynamic inbound router: who may call a configuration, and what running it means.
+//!
+//! The server matches a request to a cached [`ConfigEntry`](hookbus_configs::ConfigEntry) and
+//! turns it into an [`InboundRequest`]; this crate decides whether the request is admitted
+//! ([`admit`]) and runs the configuration's handler on the bus ([`Router::execute`]) with the
+//! router's internal principal. It knows no HTTP framework and no database.
+
+mod admit;
+mod client_ip;
+mod execute;
+mod request;
+
+pub use admit::{admit, not_found};
+pub use client_ip::TrustedProxies;
+pub use execute::Router;
+pub use request::InboundRequest;

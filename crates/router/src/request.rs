@@ -1,0 +1,21 @@
+use std::{collections::BTreeMap, net::IpAddr};
+
+use hookbus_core::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A request as a handler sees it (SPEC 3.2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundRequest {
+    pub key: String,
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    /// Lower-case names; repeated headers joined with ", ".
+    pub headers: BTreeMap<String, String>,
+    pub ip: IpAddr,
+    /// Parsed JSON when the content type is JSON, else the raw text (`null` when empty).
+    pub body: Value,
+    pub received_at: Timestamp,
+}

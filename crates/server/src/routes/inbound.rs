@@ -1,0 +1,108 @@
+//! The dynamic router's HTTP side: `/api/webhooks/{key}` and each configuration's own path.
+
+use std::collections::BTreeMap;
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{CONTENT_TYPE, HeaderMap},
+    web,
+};
+use hookbus_configs::CachedConfig;
+use hookbus_core::{CommandError, Envelope};
+use hookbus_router::{InboundRequest, admit, not_found};
+use serde_json::Value;
+
+use crate::{
+    app::AppState,
+    body::read_limited,
+    envelope::{error_response, ok_response},
+};
+
+/// `<ANY> /api/webhooks/{key}`.
+pub async fn by_key(
+    request: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let entry = state.configs.by_key(&key);
+    respond(route(&request, entry, payload, &state).await)
+}
+
+/// Any path no fixed route serves: a configuration's own `path`, else 404.
+pub async fn by_path(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let entry = state.configs.by_path(request.path());
+    respond(route(&request, entry, payload, &state).await)
+}
+
+fn respond(result: Result<Envelope, CommandError>) -> HttpResponse {
+    match result {
+        Ok(envelope) => ok_response(envelope),
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn route(
+    request: &HttpRequest,
+    entry: Option<CachedConfig>,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Envelope, CommandError> {
+    let entry = entry.ok_or_else(not_found)?;
+    let peer =
+        request.peer_addr().map(|addr| addr.ip()).ok_or_else(|| CommandError::Denied("no peer address".into()))?;
+    let forwarded_for = header_text(request.headers(), "x-forwarded-for");
+    let client = state.trusted_proxies.client_ip(peer, forwarded_for.as_deref());
+    admit(&entry, request.method().as_str(), client)?;
+
+    let body = read_limited(request, payload, state.body_limit).await?;
+    let inbound = InboundRequest {
+        key: entry.model.key.clone(),
+        method: request.method().to_string(),
+        path: request.path().to_owned(),
+        query: web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or_default(),
+        headers: headers(request.headers()),
+        ip: client,
+        body: parse_body(request.headers(), &body)?,
+        received_at: hookbus_core::now(),
+    };
+    let result = state.router.execute(&entry, &inbound).await;
+    state.metrics.record_execution(entry.execution_type.code(), result.is_ok());
+    result.map(Envelope::from)
+}
+
+/// JSON when the content type says so (malformed JSON is a 400), else the text; `null` when empty.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, CommandError> {
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    let content_type = header_text(headers, CONTENT_TYPE.as_str()).unwrap_or_default().to_ascii_lowercase();
+    let is_json = content_type.starts_with("application/json") || content_type.contains("+json");
+    if is_json {
+        serde_json::from_slice(body).map_err(|e| CommandError::InvalidBody(format!("body is not valid JSON: {e}")))
+    } else {
+        Ok(Value::String(String::from_utf8_lossy(body).into_owned()))
+    }
+}
+
+/// Lower-case names; repeated headers joined with ", ".
+fn headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::<String, String>::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers.get_all(name).filter_map(|value| value.to_str().ok()).collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}

@@ -1,0 +1,221 @@
+//! The dynamic router (SPEC 3.1, 3.3 types 0 and 1): matching, admission, and running handlers.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, native_config, within};
+
+async fn configure(app: &TestApp, config: Value) -> Value {
+    app.admin(config).await.assert_ok("Webhook configuration created successfully").clone()
+}
+
+fn with(mut command: Value, changes: Value) -> Value {
+    for (field, value) in changes.as_object().cloned().unwrap_or_default() {
+        if value.is_null() {
+            command.as_object_mut().map(|c| c.remove(&field));
+        } else {
+            command[field] = value;
+        }
+    }
+    command
+}
+
+/// A type-0 route running `GetWebHookConfigByIdQuery` with the body's fields.
+fn lookup_route(key: &str) -> Value {
+    with(native_config(key), json!({"commandName": "GetWebHookConfigByIdQuery"}))
+}
+
+#[tokio::test]
+async fn a_native_command_runs_with_the_body_as_its_fields() {
+    let app = TestApp::spawn().await;
+    let target = configure(&app, lookup_route("lookup")).await;
+
+    let by_key = app.call("POST", "/api/webhooks/lookup", Some(json!({"id": target["id"]})), &[]).await;
+    let data = by_key.assert_ok("Webhook configuration retrieved successfully");
+    assert_eq!(data["key"], json!("lookup"));
+
+    let by_path = app.call("POST", "/hooks/lookup", Some(json!({"id": target["id"]})), &[]).await;
+    assert_eq!(by_path.assert_ok("Webhook configuration retrieved successfully")["key"], json!("lookup"));
+
+    let wrong_field = app.call("POST", "/api/webhooks/lookup", Some(json!({"id": "one"})), &[]).await;
+    wrong_field.assert_error(422, "Validation failed");
+    assert!(wrong_field.errors()[0].starts_with("id: invalid type"), "{:?}", wrong_field.errors());
+
+    let not_object = app.call("POST", "/api/webhooks/lookup", Some(json!([1, 2])), &[]).await;
+    not_object.assert_error(422, "Validation failed");
+    assert!(not_object.has_error("must be a JSON object"), "{:?}", not_object.errors());
+
+    let missing = app.call("POST", "/api/webhooks/lookup", Some(json!({"id": 999})), &[]).await;
+    missing.assert_error(404, "Configuration not found");
+}
+
+#[tokio::test]
+async fn unknown_inactive_wrong_method_and_too_large() {
+    let app = TestApp::builder().body_limit(2048).spawn().await;
+    app.call("POST", "/api/webhooks/nothing-here", None, &[])
+        .await
+        .assert_error(404, "Webhook configuration not found");
+    app.call("POST", "/hooks/nothing-here", None, &[]).await.assert_error(404, "Webhook configuration not found");
+
+    let config = configure(&app, with(lookup_route("sleepy"), json!({"isEnabled": false, "action": "put"}))).await;
+    let inactive = app.call("PUT", "/api/webhooks/sleepy", Some(json!({"id": 1})), &[]).await;
+    inactive.assert_error(404, "Webhook configuration is inactive");
+
+    app.admin(json!({"$type": "ActivateWebHookConfigCommand", "id": config["id"]})).await;
+    let wrong = app.call("POST", "/api/webhooks/sleepy", Some(json!({"id": 1})), &[]).await;
+    wrong.assert_error(405, "Method not allowed");
+    assert_eq!(wrong.headers.get("allow").and_then(|v| v.to_str().ok()), Some("PUT"));
+    app.call("PUT", "/hooks/sleepy", Some(json!({"id": config["id"]})), &[])
+        .await
+        .assert_ok("Webhook configuration retrieved successfully");
+
+    let huge = json!({"id": 1, "padding": "x".repeat(4096)});
+    app.call("PUT", "/api/webhooks/sleepy", Some(huge), &[]).await.assert_error(413, "Payload too large");
+
+    let bad_json = app
+        .client
+        .put(format!("{}/api/webhooks/sleepy", app.address))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(bad_json.status(), 400);
+}
+
+#[tokio::test]
+async fn the_allow_list_admits_addresses_ranges_and_mapped_ipv6() {
+    // The test client is 127.0.0.1; trusting it as a proxy lets X-Forwarded-For name other clients.
+    let app = TestApp::builder().trusted_proxies(&["127.0.0.1"]).spawn().await;
+    let config = with(lookup_route("guarded"), json!({"allowableIPs": "203.0.113.0/24, 2001:db8::/32, 198.51.100.7"}));
+    let target = configure(&app, config).await;
+    let body = json!({"id": target["id"]});
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+
+    for allowed in ["203.0.113.77", "198.51.100.7", "2001:db8::42", "::ffff:203.0.113.5"] {
+        let reply = app.call("POST", "/api/webhooks/guarded", Some(body.clone()), &from(allowed)).await;
+        assert_eq!(reply.status, 200, "{allowed}: {:#}", reply.body);
+    }
+    for refused in ["198.51.100.8", "2001:db9::1", "10.0.0.1"] {
+        let reply = app.call("POST", "/api/webhooks/guarded", Some(body.clone()), &from(refused)).await;
+        reply.assert_error(403, "Forbidden");
+        assert!(reply.has_error(refused), "{:?}", reply.errors());
+    }
+    // Without the header the client is the peer, 127.0.0.1, which the list does not name.
+    app.call("POST", "/api/webhooks/guarded", Some(body), &[]).await.assert_error(403, "Forbidden");
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_pass() {
+    let app = TestApp::spawn().await; // no trusted proxies
+    let target = configure(&app, with(lookup_route("partner"), json!({"allowableIPs": "203.0.113.0/24"}))).await;
+    let spoofed = app
+        .call("POST", "/api/webhooks/partner", Some(json!({"id": target["id"]})), &[("x-forwarded-for", "203.0.113.9")])
+        .await;
+    spoofed.assert_error(403, "Forbidden");
+    assert!(spoofed.has_error("127.0.0.1"), "the peer address is the client: {:?}", spoofed.errors());
+}
+
+#[tokio::test]
+async fn a_command_chain_maps_inputs_over_request_body_and_steps() {
+    let app = TestApp::spawn().await;
+    let first = configure(&app, with(native_config("first"), json!({"description": "Paystack settlement"}))).await;
+    let steps = json!([
+        {"commandName": "GetWebHookConfigByIdQuery", "input": {"id": "$.body.configId"}},
+        {"commandName": "GetWebHookConfigListQuery", "input": {"searchText": "$.last.key", "pageSize": 5}},
+        {"commandName": "LookupWebHookByKeyCommand", "input": {"key": "$.steps[0].key"}}
+    ]);
+    configure(
+        &app,
+        with(native_config("chain"), json!({"commandName": null, "executionType": 1, "commandChain": steps})),
+    )
+    .await;
+
+    let reply = app.call("POST", "/api/webhooks/chain", Some(json!({"configId": first["id"]})), &[]).await;
+    let data = reply.assert_ok("Command chain completed");
+    assert_eq!(data["steps"].as_array().map(Vec::len), Some(3));
+    assert_eq!(data["steps"][0]["description"], json!("Paystack settlement"));
+    assert_eq!(data["steps"][1]["totalCount"], json!(1), "step 1 searched for step 0's key");
+    assert_eq!(data["result"]["key"], json!("first"));
+    assert_eq!(data["result"], data["steps"][2]);
+}
+
+#[tokio::test]
+async fn a_failing_step_stops_the_chain_unless_it_may_fail() {
+    let app = TestApp::spawn().await;
+    let strict = json!([
+        {"commandName": "GetWebHookConfigByIdQuery", "input": {"id": 4040}},
+        {"commandName": "GetWebHookConfigListQuery"}
+    ]);
+    configure(
+        &app,
+        with(native_config("strict"), json!({"commandName": null, "executionType": 1, "commandChain": strict})),
+    )
+    .await;
+    let failed = app.call("POST", "/api/webhooks/strict", Some(json!({})), &[]).await;
+    failed.assert_error(404, "Step 0 (GetWebHookConfigByIdQuery) failed");
+    assert_eq!(
+        failed.errors(),
+        vec!["Configuration not found", "No webhook configuration found with the specified ID"]
+    );
+
+    let lenient = json!([
+        {"commandName": "GetWebHookConfigByIdQuery", "input": {"id": 4040}, "continueOnError": true},
+        {"commandName": "GetWebHookConfigListQuery", "input": {"pageSize": 1}}
+    ]);
+    configure(
+        &app,
+        with(native_config("lenient"), json!({"commandName": null, "executionType": 1, "commandChain": lenient})),
+    )
+    .await;
+    let reply = app.call("POST", "/api/webhooks/lenient", None, &[]).await;
+    let data = reply.assert_ok("Command chain completed");
+    assert_eq!(data["steps"][0]["error"]["status"], json!(404));
+    assert_eq!(data["result"]["totalCount"], json!(2));
+}
+
+#[tokio::test]
+async fn the_router_runs_commands_without_admin() {
+    let app = TestApp::spawn().await;
+    // Saving refuses admin commands; the internal principal could not run them anyway.
+    let refused = app.admin(with(native_config("tokens"), json!({"commandName": "GetApiTokenListQuery"}))).await;
+    refused.assert_error(422, "Validation failed");
+}
+
+#[tokio::test]
+async fn a_route_change_reaches_every_instance_within_two_seconds() {
+    let first = TestApp::spawn().await;
+    let second = TestApp::builder().database(Arc::clone(&first.database)).spawn().await;
+    let config = configure(&first, lookup_route("moving")).await;
+    let body = json!({"id": config["id"]});
+
+    let routable = within(Duration::from_secs(2), || async {
+        second.call("POST", "/api/webhooks/moving", Some(body.clone()), &[]).await.status == 200
+    })
+    .await;
+    assert!(routable.is_some(), "the new configuration was not routable on the second instance within 2 s");
+
+    first.admin(json!({"$type": "DeactivateWebHookConfigCommand", "id": config["id"]})).await;
+    first
+        .call("POST", "/api/webhooks/moving", Some(body.clone()), &[])
+        .await
+        .assert_error(404, "Webhook configuration is inactive");
+    let stopped = within(Duration::from_secs(2), || async {
+        second.call("POST", "/api/webhooks/moving", Some(body.clone()), &[]).await.status == 404
+    })
+    .await;
+    assert!(stopped.is_some(), "the deactivation did not reach the second instance within 2 s");
+}
+
+#[tokio::test]
+async fn scripts_and_processes_say_they_are_not_available_yet() {
+    let app = TestApp::spawn().await;
+    configure(
+        &app,
+        with(native_config("script"), json!({"commandName": null, "executionType": 2, "executionCode": "1"})),
+    )
+    .await;
+    let reply = app.call("POST", "/api/webhooks/script", Some(json!({})), &[]).await;
+    reply.assert_error(503, "Execution type 2 is not available on this server yet");
+}
