@@ -1,7 +1,12 @@
 //! A configuration as the router uses it: the stored row plus the parsed forms of its fields, built
 //! once when the configuration enters the cache, never per request.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
+
+use hookbus_script::{AST, CompileError, ScriptEngine};
 
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
@@ -17,6 +22,21 @@ pub struct ConfigEntry {
     pub allow_list: IpAllowList,
     /// For type 1.
     pub chain: Vec<ChainStep>,
+    /// For type 2: compiled on first use. An entry is one version of a configuration, so this is
+    /// one compilation per version.
+    script: OnceLock<Arc<AST>>,
+}
+
+impl ConfigEntry {
+    /// The compiled script of a type-2 configuration.
+    pub fn compiled_script(&self, engine: &ScriptEngine) -> Result<Arc<AST>, CompileError> {
+        if let Some(ast) = self.script.get() {
+            return Ok(Arc::clone(ast));
+        }
+        let ast = Arc::new(engine.compile(self.model.execution_code.as_deref().unwrap_or_default())?);
+        // Two first requests may both compile; either result is the same.
+        Ok(Arc::clone(self.script.get_or_init(|| ast)))
+    }
 }
 
 /// One step of a command chain, its JSONPaths parsed.
@@ -61,7 +81,7 @@ impl TryFrom<entity::Model> for ConfigEntry {
             }
             None => Vec::new(),
         };
-        Ok(Self { model, action, execution_type, allow_list, chain })
+        Ok(Self { model, action, execution_type, allow_list, chain, script: OnceLock::new() })
     }
 }
 

@@ -29,6 +29,10 @@ pub enum CommandError {
     /// (e.g. "Step 2 (GetX) failed"); the details are the inner message and details.
     #[error("{message}: {inner}")]
     Wrapped { message: String, inner: Box<CommandError> },
+    /// A status chosen by a handler itself, e.g. a script's `reject(401, "bad signature")`.
+    /// Statuses outside 400..=599 become 500.
+    #[error("{message}")]
+    Rejected { status: u16, message: String, errors: Vec<String> },
     /// 404: the entity does not exist (or belongs to another owner).
     #[error("{message}")]
     NotFound { message: String, errors: Vec<String> },
@@ -79,6 +83,13 @@ impl CommandError {
             Self::InvalidCommand(_) | Self::InvalidBody(_) => 400,
             Self::Denied(_) => 403,
             Self::Wrapped { inner, .. } => inner.status(),
+            Self::Rejected { status, .. } => {
+                if (400..=599).contains(status) {
+                    *status
+                } else {
+                    500
+                }
+            }
             Self::Unauthorized => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound { .. } => 404,
@@ -99,7 +110,9 @@ impl CommandError {
             Self::Forbidden(_) | Self::Denied(_) => "Forbidden".into(),
             Self::InvalidBody(_) => "Invalid request body".into(),
             Self::Wrapped { message, .. } => message.clone(),
-            Self::NotFound { message, .. } | Self::Conflict { message, .. } => message.clone(),
+            Self::NotFound { message, .. } | Self::Conflict { message, .. } | Self::Rejected { message, .. } => {
+                message.clone()
+            }
             Self::MethodNotAllowed { .. } => "Method not allowed".into(),
             Self::PayloadTooLarge { .. } => "Payload too large".into(),
             Self::Validation(_) => "Validation failed".into(),
@@ -116,7 +129,9 @@ impl CommandError {
             Self::Forbidden(permission) => vec![format!("requires permission {permission}")],
             Self::Denied(detail) | Self::InvalidBody(detail) => vec![detail.clone()],
             Self::Wrapped { inner, .. } => std::iter::once(inner.message()).chain(inner.details()).collect(),
-            Self::NotFound { errors, .. } | Self::Conflict { errors, .. } => errors.clone(),
+            Self::NotFound { errors, .. } | Self::Conflict { errors, .. } | Self::Rejected { errors, .. } => {
+                errors.clone()
+            }
             Self::MethodNotAllowed { allow } => vec![format!("allowed methods: {allow}")],
             Self::Unavailable(_) => Vec::new(),
             Self::PayloadTooLarge { limit } => vec![format!("body is larger than {limit} bytes")],

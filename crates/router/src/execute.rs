@@ -5,6 +5,7 @@ use hookbus_core::{
     CommandError, Context, Permission, PermissionSet, Principal, Reply, Services, Subject, parse_command_value,
     run_command,
 };
+use hookbus_script::{HostError, ScriptEngine, ScriptError, ScriptHost};
 use serde_json::{Map, Value, json};
 
 use crate::InboundRequest;
@@ -31,13 +32,15 @@ impl Router {
     /// Runs `entry`'s handler for an admitted request.
     pub async fn execute(&self, entry: &ConfigEntry, request: &InboundRequest) -> Result<Reply, CommandError> {
         let ctx = Context::new(self.principal.clone(), Arc::clone(&self.services));
+        // `ctx` moves into a script's host; the other types borrow it.
         match entry.execution_type {
             ExecutionType::NativeCommand => {
                 let name = entry.model.command_name.as_deref().unwrap_or_default();
                 run_named(name, request.body.clone(), &ctx).await
             }
             ExecutionType::CommandChain => run_chain(&entry.chain, request, &ctx).await,
-            ExecutionType::Code | ExecutionType::StartProcess => Err(CommandError::Unavailable(format!(
+            ExecutionType::Code => run_script(entry, request, ctx).await,
+            ExecutionType::StartProcess => Err(CommandError::Unavailable(format!(
                 "Execution type {} is not available on this server yet",
                 entry.execution_type.code()
             ))),
@@ -98,17 +101,77 @@ async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context)
     Reply::new(json!({"steps": outputs, "result": result}), "Command chain completed")
 }
 
-/// A step input's value: a literal as is; a JSONPath's single match, its matches as an array when
-/// several, or `null` when none.
+/// A step input's value: a literal as is, or what its JSONPath selects.
 fn resolve(input: &StepInput, context: &Value) -> Value {
     match input {
         StepInput::Literal(value) => value.clone(),
-        StepInput::Path(query) => match jsonpath_rust::query::js_path_process(query, context) {
-            Ok(found) if found.len() == 1 => found.into_iter().next().map(|m| m.val().clone()).unwrap_or(Value::Null),
-            Ok(found) if found.is_empty() => Value::Null,
-            Ok(found) => Value::Array(found.into_iter().map(|m| m.val().clone()).collect()),
-            Err(_) => Value::Null,
-        },
+        StepInput::Path(query) => hookbus_script::select(query, context),
+    }
+}
+
+/// Runs a type-2 script on a blocking thread, so that a slow script cannot stall the request
+/// threads; its `command()` calls come back to the bus through [`BusHost`].
+async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context) -> Result<Reply, CommandError> {
+    let engine_services = Arc::clone(ctx.services());
+    let ast = entry.compiled_script(ctx.service::<ScriptEngine>()?).map_err(|e| CommandError::Rejected {
+        status: 500,
+        message: "Script failed".into(),
+        errors: vec![e.to_string()],
+    })?;
+    let inputs = [
+        ("request", serde_json::to_value(request).map_err(CommandError::internal)?),
+        ("body", request.body.clone()),
+        ("raw_body", Value::String(request.raw_body.clone())),
+        ("headers", json!(request.headers)),
+        ("query", json!(request.query)),
+        ("ip", Value::String(request.ip.to_string())),
+    ];
+    let host = Arc::new(BusHost { runtime: tokio::runtime::Handle::current(), ctx });
+    let label = entry.model.key.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let engine = engine_services.get::<ScriptEngine>()?;
+        let inputs: Vec<(&str, &Value)> = inputs.iter().map(|(name, value)| (*name, value)).collect();
+        Ok::<_, CommandError>(engine.run(&ast, &inputs, host, &label))
+    })
+    .await
+    .map_err(CommandError::internal)??;
+    match outcome {
+        Ok(data) => Ok(Reply { data, message: "Script executed successfully".into() }),
+        Err(error) => Err(script_error(error)),
+    }
+}
+
+fn script_error(error: ScriptError) -> CommandError {
+    let failed = |status: u16, detail: String| CommandError::Rejected {
+        status,
+        message: "Script failed".into(),
+        errors: vec![detail],
+    };
+    match error {
+        ScriptError::Rejected { status, message } => CommandError::Rejected { status, message, errors: Vec::new() },
+        ScriptError::Command(HostError { status, message, errors }) => {
+            CommandError::Rejected { status, message, errors }
+        }
+        // The script broke a limit: its author's problem, not the caller's.
+        ScriptError::Limit(detail) => failed(500, detail),
+        // `throw` or a runtime error, usually over the caller's payload.
+        ScriptError::Failed(detail) => failed(422, detail),
+    }
+}
+
+/// Lets a script run bus commands: blocks its thread on the runtime the request came from.
+struct BusHost {
+    runtime: tokio::runtime::Handle,
+    ctx: Context,
+}
+
+impl ScriptHost for BusHost {
+    fn command(&self, name: &str, fields: Value) -> Result<Value, HostError> {
+        self.runtime.block_on(run_named(name, fields, &self.ctx)).map(|reply| reply.data).map_err(|error| HostError {
+            status: error.status(),
+            message: error.message(),
+            errors: error.details(),
+        })
     }
 }
 

@@ -17,5 +17,9 @@ pub struct InboundRequest {
     pub ip: IpAddr,
     /// Parsed JSON when the content type is JSON, else the raw text (`null` when empty).
     pub body: Value,
+    /// The body exactly as received (lossy UTF-8), for signature checks. Scripts see it as
+    /// `raw_body`; it is not part of the request's JSON form.
+    #[serde(skip)]
+    pub raw_body: String,
     pub received_at: Timestamp,
 }

@@ -5,11 +5,19 @@
 //! request), and the router runs the compiled [`rhai::AST`]s. The engine has no file, network or
 //! process access, no `eval` and no module imports; every resource it can consume has a limit.
 
-use std::time::Duration;
+mod helpers;
+mod host;
+mod run;
+mod select;
+
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub use host::{HostError, ScriptHost};
 pub use rhai::AST;
+pub use run::ScriptError;
+pub use select::select;
 
 /// The limits a script runs under. Defaults stop `loop {}` well within a second.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -88,6 +96,17 @@ impl ScriptEngine {
             .disable_symbol("eval")
             .disable_symbol("import")
             .disable_symbol("export");
+        // The wall clock: checked every 256 operations against the running script's deadline.
+        engine.on_progress(|operations| {
+            if operations % 256 != 0 {
+                return None;
+            }
+            let expired = host::with_run(|run| Instant::now() > run.deadline).unwrap_or(false);
+            expired.then(|| rhai::Dynamic::from("timeout"))
+        });
+        engine.on_print(|text| tracing::info!(target: "hookbus::script", "{text}"));
+        engine.on_debug(|text, _, _| tracing::debug!(target: "hookbus::script", "{text}"));
+        helpers::register(&mut engine);
         Self { engine, limits }
     }
 

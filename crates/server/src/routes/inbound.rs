@@ -66,6 +66,7 @@ async fn route(
         headers: headers(request.headers()),
         ip: client,
         body: parse_body(request.headers(), &body)?,
+        raw_body: String::from_utf8_lossy(&body).into_owned(),
         received_at: hookbus_core::now(),
     };
     let result = state.router.execute(&entry, &inbound).await;

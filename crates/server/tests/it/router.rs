@@ -208,14 +208,142 @@ async fn a_route_change_reaches_every_instance_within_two_seconds() {
     assert!(stopped.is_some(), "the deactivation did not reach the second instance within 2 s");
 }
 
+fn script(key: &str, code: &str) -> Value {
+    with(native_config(key), json!({"commandName": null, "executionType": 2, "executionCode": code}))
+}
+
+const VERIFY_SIGNATURE: &str = r#"
+let signature = headers["x-signature"];
+if signature == () { reject(401, "missing signature"); }
+let expected = hmac_sha256_hex("s3cret-key", raw_body);
+if !constant_time_eq(signature, expected) { reject(401, "bad signature"); }
+#{ accepted: body.amount, reference: body.reference }
+"#;
+
 #[tokio::test]
-async fn scripts_and_processes_say_they_are_not_available_yet() {
+async fn a_script_verifies_an_hmac_signature_and_rejects_a_bad_one() {
     let app = TestApp::spawn().await;
-    configure(
-        &app,
-        with(native_config("script"), json!({"commandName": null, "executionType": 2, "executionCode": "1"})),
-    )
-    .await;
-    let reply = app.call("POST", "/api/webhooks/script", Some(json!({})), &[]).await;
-    reply.assert_error(503, "Execution type 2 is not available on this server yet");
+    configure(&app, script("signed", VERIFY_SIGNATURE)).await;
+    let body = r#"{"amount": 1500, "reference": "NIP-000123"}"#;
+    // HMAC-SHA256 of the body with key "s3cret-key", computed independently of hookbus.
+    let signature = hmac_hex("s3cret-key", body);
+
+    let send = |signature: Option<String>| {
+        let mut request = app
+            .client
+            .post(format!("{}/api/webhooks/signed", app.address))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-signature", signature);
+        }
+        request.send()
+    };
+    let good = send(Some(signature.clone())).await.expect("answer");
+    assert_eq!(good.status(), 200);
+    let envelope: Value = good.json().await.unwrap_or_default();
+    assert_eq!(envelope["data"], json!({"accepted": 1500, "reference": "NIP-000123"}));
+    assert_eq!(envelope["message"], json!("Script executed successfully"));
+
+    let mut tampered = signature.into_bytes();
+    tampered[0] = if tampered[0] == b'0' { b'1' } else { b'0' };
+    let bad = send(Some(String::from_utf8(tampered).unwrap_or_default())).await.expect("answer");
+    assert_eq!(bad.status(), 401);
+    let envelope: Value = bad.json().await.unwrap_or_default();
+    assert_eq!(envelope["message"], json!("bad signature"));
+    assert_eq!(envelope["success"], json!(false));
+
+    let missing = send(None).await.expect("answer");
+    assert_eq!(missing.status(), 401);
+}
+
+/// HMAC-SHA256 (RFC 2104) written out here so the test does not trust hookbus's own helper.
+fn hmac_hex(key: &str, message: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key.as_bytes());
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message.as_bytes()).finalize();
+    let outer = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_script_runs_commands_on_the_bus() {
+    let app = TestApp::spawn().await;
+    let target = configure(&app, with(native_config("target"), json!({"description": "looked up by a script"}))).await;
+    let code = r#"
+        let config = command("GetWebHookConfigByIdQuery", #{ id: body.id });
+        log("found " + config.key);
+        #{ key: config.key, description: config.description, at: now() }
+    "#;
+    configure(&app, script("scripted", code)).await;
+    let reply = app.call("POST", "/api/webhooks/scripted", Some(json!({"id": target["id"]})), &[]).await;
+    let data = reply.assert_ok("Script executed successfully");
+    assert_eq!(data["key"], json!("target"));
+    assert_eq!(data["description"], json!("looked up by a script"));
+    assert!(data["at"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let missing = app.call("POST", "/api/webhooks/scripted", Some(json!({"id": 9999})), &[]).await;
+    missing.assert_error(404, "Configuration not found");
+
+    configure(&app, script("thrower", r#"throw "amount must be positive""#)).await;
+    let thrown = app.call("POST", "/api/webhooks/thrower", Some(json!({})), &[]).await;
+    thrown.assert_error(422, "Script failed");
+    assert!(thrown.has_error("amount must be positive"), "{:?}", thrown.errors());
+}
+
+/// Runaway scripts end within a second with a clear error, and meanwhile other requests are
+/// served: scripts run off the request threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_scripts_stop_and_harm_nothing_else() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("spin", "loop {}", "the script"),
+        ("recurse", "fn down(n) { down(n + 1) } down(0)", "nested calls deeper than"),
+        ("strings", r#"let s = "xxxxxxxx"; loop { s += s; }"#, "length of strings"),
+        ("arrays", "let a = [0]; loop { a += a; }", "size of arrays"),
+    ];
+    for (key, code, _) in &cases {
+        configure(&app, script(key, code)).await;
+    }
+    let target = configure(&app, lookup_route("cheap")).await;
+
+    let runaways = cases.iter().map(|(key, _, expected)| {
+        let app = &app;
+        async move {
+            let started = std::time::Instant::now();
+            let reply = app.call("POST", &format!("/api/webhooks/{key}"), Some(json!({})), &[]).await;
+            (key, expected, reply, started.elapsed())
+        }
+    });
+    let cheap = async {
+        // While the runaways run, ordinary requests keep answering quickly.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let reply = app.call("POST", "/api/webhooks/cheap", Some(json!({"id": target["id"]})), &[]).await;
+            assert_eq!(reply.status, 200);
+            slowest = slowest.max(started.elapsed());
+        }
+        slowest
+    };
+    let (outcomes, slowest) = tokio::join!(futures_util::future::join_all(runaways), cheap);
+    for (key, expected, reply, took) in outcomes {
+        reply.assert_error(500, "Script failed");
+        assert!(reply.has_error(expected), "{key}: {:?}", reply.errors());
+        assert!(took < Duration::from_secs(1), "{key} took {took:?}");
+    }
+    assert!(slowest < Duration::from_millis(250), "an ordinary request took {slowest:?} beside the runaways");
+}
+
+#[tokio::test]
+async fn processes_say_they_are_not_available_yet() {
+    let app = TestApp::spawn().await;
+    let process =
+        with(native_config("process"), json!({"commandName": null, "executionType": 3, "processDefinitionId": 1}));
+    configure(&app, process).await;
+    let reply = app.call("POST", "/api/webhooks/process", Some(json!({})), &[]).await;
+    reply.assert_error(503, "Execution type 3 is not available on this server yet");
 }

@@ -1,0 +1,82 @@
+//! The functions scripts get (SPEC 3.3): `command`, `jsonpath`, hashes and HMACs, base64,
+//! `constant_time_eq`, `now`, `log`, `reject`.
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use hmac::{Hmac, Mac};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Position};
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
+use crate::host::with_run;
+
+/// The key that marks a thrown map as hookbus's own (from `reject` or a failed `command`).
+pub(crate) const MARKER: &str = "$hookbus";
+
+type Fallible<T> = Result<T, Box<EvalAltResult>>;
+
+pub(crate) fn register(engine: &mut Engine) {
+    engine
+        .register_fn("command", command)
+        .register_fn("jsonpath", jsonpath)
+        .register_fn("hmac_sha256_hex", |key: &str, text: &str| hex::encode(hmac_sha256(key, text)))
+        .register_fn("hmac_sha256_base64", |key: &str, text: &str| STANDARD.encode(hmac_sha256(key, text)))
+        .register_fn("sha256_hex", |text: &str| hex::encode(Sha256::digest(text.as_bytes())))
+        .register_fn("sha512_hex", |text: &str| hex::encode(Sha512::digest(text.as_bytes())))
+        .register_fn("base64_encode", |text: &str| STANDARD.encode(text.as_bytes()))
+        .register_fn("base64_decode", base64_decode)
+        .register_fn("constant_time_eq", |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes())))
+        .register_fn("now", || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .register_fn("log", |text: &str| {
+            let label = with_run(|run| run.label.clone()).unwrap_or_default();
+            tracing::info!(target: "hookbus::script", script = %label, "{text}");
+        })
+        .register_fn("reject", reject);
+}
+
+fn hmac_sha256(key: &str, text: &str) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(text.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn base64_decode(text: &str) -> Fallible<String> {
+    STANDARD
+        .decode(text.trim())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|e| format!("base64_decode: {e}").into())
+}
+
+fn jsonpath(value: Dynamic, path: &str) -> Fallible<Dynamic> {
+    let query =
+        jsonpath_rust::parser::parse_json_path(path).map_err(|e| format!("jsonpath: invalid path '{path}': {e}"))?;
+    let json: serde_json::Value = rhai::serde::from_dynamic(&value)?;
+    rhai::serde::to_dynamic(crate::select(&query, &json))
+}
+
+/// Ends the request with `status` and `message`.
+fn reject(status: i64, message: &str) -> Fallible<Dynamic> {
+    let mut thrown = Map::new();
+    thrown.insert(MARKER.into(), "reject".into());
+    thrown.insert("status".into(), status.into());
+    thrown.insert("message".into(), message.into());
+    Err(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE).into())
+}
+
+/// Runs a bus command and returns its data; its failure is thrown as a map with `status`,
+/// `message` and `errors` (catchable with `try`/`catch`).
+fn command(name: &str, fields: Map) -> Fallible<Dynamic> {
+    let fields: serde_json::Value = rhai::serde::from_dynamic(&fields.into())?;
+    let outcome = with_run(|run| run.host.command(name, fields)).ok_or("command: not available here")?;
+    match outcome {
+        Ok(data) => rhai::serde::to_dynamic(data),
+        Err(error) => {
+            let mut thrown = Map::new();
+            thrown.insert(MARKER.into(), "command".into());
+            thrown.insert("status".into(), i64::from(error.status).into());
+            thrown.insert("message".into(), error.message.into());
+            let errors: rhai::Array = error.errors.into_iter().map(Dynamic::from).collect();
+            thrown.insert("errors".into(), errors.into());
+            Err(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE).into())
+        }
+    }
+}

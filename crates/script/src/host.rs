@@ -1,0 +1,50 @@
+//! What a script can ask of hookbus beyond pure functions: running a bus command.
+//!
+//! A script runs on a blocking thread; the run's host and deadline sit in thread-locals for its
+//! duration, so that the engine, shared by every run, stays free of per-run state.
+
+use std::{cell::RefCell, sync::Arc, time::Instant};
+
+use serde_json::Value;
+
+/// A bus command's failure, as a script sees it (and as it surfaces if the script does not catch
+/// it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostError {
+    pub status: u16,
+    pub message: String,
+    pub errors: Vec<String>,
+}
+
+/// Implemented by the router: runs a command for the script, blocking until it is done.
+pub trait ScriptHost: Send + Sync {
+    fn command(&self, name: &str, fields: Value) -> Result<Value, HostError>;
+}
+
+pub(crate) struct Run {
+    pub host: Arc<dyn ScriptHost>,
+    pub deadline: Instant,
+    pub label: String,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Run>> = const { RefCell::new(None) };
+}
+
+/// Installs `run` for this thread until the guard drops.
+pub(crate) fn enter(run: Run) -> RunGuard {
+    CURRENT.with(|current| *current.borrow_mut() = Some(run));
+    RunGuard
+}
+
+pub(crate) struct RunGuard;
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|current| *current.borrow_mut() = None);
+    }
+}
+
+pub(crate) fn with_run<T>(f: impl FnOnce(&Run) -> T) -> Option<T> {
+    CURRENT.with(|current| current.borrow().as_ref().map(f))
+}
