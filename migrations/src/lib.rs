@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_api_tokens;
 mod m20261122_000002_webhook_configs;
 mod m20261122_000003_config_generation;
+mod m20261122_000004_inbound_events;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_api_tokens::Migration),
             Box::new(m20261122_000002_webhook_configs::Migration),
             Box::new(m20261122_000003_config_generation::Migration),
+            Box::new(m20261122_000004_inbound_events::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use hookbus_script::{AST, CompileError, ScriptEngine};
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
 
-use crate::{ChainStepInput, ExecutionType, HttpMethod, IpAllowList, entity};
+use crate::{ChainStepInput, ExecutionType, HttpMethod, IdempotencyKey, IpAllowList, entity};
 
 /// A cached configuration.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct ConfigEntry {
     pub allow_list: IpAllowList,
     /// For type 1.
     pub chain: Vec<ChainStep>,
+    /// Where a request's unique id is, if the configuration deduplicates.
+    pub idempotency: Option<IdempotencyRule>,
     /// For type 2: compiled on first use. An entry is one version of a configuration, so this is
     /// one compilation per version.
     script: OnceLock<Arc<AST>>,
@@ -46,6 +48,15 @@ pub struct ChainStep {
     /// `None`: the step gets the request body.
     pub input: Option<BTreeMap<String, StepInput>>,
     pub continue_on_error: bool,
+}
+
+/// Where the router finds a request's unique id.
+#[derive(Debug, Clone)]
+pub enum IdempotencyRule {
+    /// A lower-case header name.
+    Header(String),
+    /// A JSONPath into the body.
+    Path(Box<JpQuery>),
 }
 
 /// A step's input field: a JSONPath over the chain's context, or a literal.
@@ -81,7 +92,15 @@ impl TryFrom<entity::Model> for ConfigEntry {
             }
             None => Vec::new(),
         };
-        Ok(Self { model, action, execution_type, allow_list, chain, script: OnceLock::new() })
+        let idempotency = match model.idempotency_key.as_deref().map(IdempotencyKey::parse) {
+            None => None,
+            Some(Ok(IdempotencyKey::Header(name))) => Some(IdempotencyRule::Header(name)),
+            Some(Ok(IdempotencyKey::JsonPath(path))) => Some(IdempotencyRule::Path(Box::new(
+                jsonpath_rust::parser::parse_json_path(&path).map_err(|e| corrupt(e.to_string()))?,
+            ))),
+            Some(Err(problem)) => return Err(corrupt(problem)),
+        };
+        Ok(Self { model, action, execution_type, allow_list, chain, idempotency, script: OnceLock::new() })
     }
 }
 

@@ -16,7 +16,7 @@ mod queries;
 mod view;
 
 pub use cache::{CachedConfig, ConfigCache};
-pub use entry::{ChainStep, ConfigEntry, CorruptConfig, StepInput};
+pub use entry::{ChainStep, ConfigEntry, CorruptConfig, IdempotencyRule, StepInput};
 pub use input::{ChainStepInput, ConfigFields};
 pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};
 pub use view::WebHookConfig;

@@ -14,24 +14,28 @@ use crate::InboundRequest;
 #[derive(Debug, Clone)]
 pub struct Router {
     principal: Principal,
-    services: Arc<Services>,
 }
 
 impl Router {
     /// `permissions` are the internal principal's (SPEC 3.3: configurable; `admin` is never
     /// granted, whatever the configuration says).
-    pub fn new(permissions: PermissionSet, services: Arc<Services>) -> Self {
+    pub fn new(permissions: PermissionSet) -> Self {
         let principal = Principal {
             subject: Subject::Internal("router"),
             permissions: permissions.without(Permission::Admin),
             owner: None,
         };
-        Self { principal, services }
+        Self { principal }
     }
 
     /// Runs `entry`'s handler for an admitted request.
-    pub async fn execute(&self, entry: &ConfigEntry, request: &InboundRequest) -> Result<Reply, CommandError> {
-        let ctx = Context::new(self.principal.clone(), Arc::clone(&self.services));
+    pub async fn execute(
+        &self,
+        entry: &ConfigEntry,
+        request: &InboundRequest,
+        services: &Arc<Services>,
+    ) -> Result<Reply, CommandError> {
+        let ctx = Context::new(self.principal.clone(), Arc::clone(services));
         // `ctx` moves into a script's host; the other types borrow it.
         match entry.execution_type {
             ExecutionType::NativeCommand => {

@@ -1,11 +1,11 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use hookbus_core::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A request as a handler sees it (SPEC 3.2).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InboundRequest {
     pub key: String,

@@ -10,6 +10,7 @@ use actix_web::{
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
+use hookbus_inbound::AsyncWorker;
 use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::ScriptEngine;
 use hookbus_store::Store;
@@ -24,7 +25,6 @@ use crate::{metrics::Metrics, routes, settings::Settings};
 pub struct AppState {
     pub services: Arc<Services>,
     pub configs: ConfigCache,
-    pub router: Router,
     pub trusted_proxies: TrustedProxies,
     pub metrics: Arc<Metrics>,
     pub db: DatabaseConnection,
@@ -82,12 +82,21 @@ impl Application {
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
         services.insert(ScriptEngine::new(settings.script.clone()));
         services.insert(configs.clone());
+        services.insert(Router::new(settings.router.permissions()));
         let services = Arc::new(services);
+        let inbound = &settings.inbound;
+        AsyncWorker {
+            poll: Duration::from_millis(inbound.async_poll_ms),
+            lease: Duration::from_secs(inbound.async_lease_secs),
+            max_attempts: inbound.async_max_attempts,
+            retry_base: Duration::from_millis(inbound.async_retry_base_ms),
+            retention: Duration::from_secs(inbound.retention_days.saturating_mul(86_400)),
+        }
+        .spawn(Arc::clone(&services));
         let trusted_proxies =
             TrustedProxies::parse(&settings.server.trusted_proxies).map_err(StartupError::TrustedProxies)?;
 
         let state = web::Data::new(AppState {
-            router: Router::new(settings.router.permissions(), Arc::clone(&services)),
             services,
             configs,
             trusted_proxies,

@@ -30,7 +30,18 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub script: ScriptLimits,
     pub router: RouterSettings,
+    pub inbound: InboundSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSettings {
+    pub async_poll_ms: u64,
+    pub async_lease_secs: u64,
+    pub async_max_attempts: i32,
+    pub async_retry_base_ms: u64,
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +163,12 @@ impl Settings {
         }
         if let Some(unknown) = self.router.internal_permissions.iter().find(|name| Permission::parse(name).is_none()) {
             return Err(SettingsError(format!("router.internal_permissions: unknown permission '{unknown}'")));
+        }
+        if self.inbound.async_poll_ms == 0 || self.inbound.async_lease_secs == 0 {
+            return Err(SettingsError("inbound.async_poll_ms and inbound.async_lease_secs must be at least 1".into()));
+        }
+        if self.inbound.async_max_attempts < 1 {
+            return Err(SettingsError("inbound.async_max_attempts must be at least 1".into()));
         }
         if self.router.config_refresh_ms == 0 {
             return Err(SettingsError("router.config_refresh_ms must be at least 1".into()));

@@ -9,6 +9,7 @@ use actix_web::{
 };
 use hookbus_configs::CachedConfig;
 use hookbus_core::{CommandError, Envelope};
+use hookbus_inbound::{Inbound, Receipt};
 use hookbus_router::{InboundRequest, admit, not_found};
 use serde_json::Value;
 
@@ -35,9 +36,15 @@ pub async fn by_path(request: HttpRequest, payload: web::Payload, state: web::Da
     respond(route(&request, entry, payload, &state).await)
 }
 
-fn respond(result: Result<Envelope, CommandError>) -> HttpResponse {
+fn respond(result: Result<Answer, CommandError>) -> HttpResponse {
     match result {
-        Ok(envelope) => ok_response(envelope),
+        Ok(Answer::Ok(envelope)) => ok_response(envelope),
+        Ok(Answer::Accepted(event_id)) => HttpResponse::Accepted().json(Envelope {
+            success: true,
+            data: serde_json::json!({"eventId": event_id, "status": hookbus_inbound::status::PENDING}),
+            message: "Accepted".into(),
+            errors: None,
+        }),
         Err(error) => error_response(&error),
     }
 }
@@ -47,7 +54,7 @@ async fn route(
     entry: Option<CachedConfig>,
     payload: web::Payload,
     state: &AppState,
-) -> Result<Envelope, CommandError> {
+) -> Result<Answer, CommandError> {
     let entry = entry.ok_or_else(not_found)?;
     let peer =
         request.peer_addr().map(|addr| addr.ip()).ok_or_else(|| CommandError::Denied("no peer address".into()))?;
@@ -69,9 +76,19 @@ async fn route(
         raw_body: String::from_utf8_lossy(&body).into_owned(),
         received_at: hookbus_core::now(),
     };
-    let result = state.router.execute(&entry, &inbound).await;
-    state.metrics.record_execution(entry.execution_type.code(), result.is_ok());
-    result.map(Envelope::from)
+    match Inbound::receive(&state.services, &entry, inbound).await? {
+        Receipt::Done(result) => {
+            state.metrics.record_execution(entry.execution_type.code(), result.is_ok());
+            result.map(|reply| Answer::Ok(reply.into()))
+        }
+        Receipt::Accepted(event_id) => Ok(Answer::Accepted(event_id)),
+    }
+}
+
+/// A successful answer: the handler's result, or a 202 for a queued request.
+enum Answer {
+    Ok(Envelope),
+    Accepted(uuid::Uuid),
 }
 
 /// JSON when the content type says so (malformed JSON is a 400), else the text; `null` when empty.

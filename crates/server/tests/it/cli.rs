@@ -4,31 +4,16 @@
 //! server they talk to keeps being driven meanwhile.
 
 use std::{
-    net::TcpListener,
     process::{Command, Output, Stdio},
     time::Duration,
 };
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, within};
-
-fn hookbus(database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hookbus"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOOKBUS_DATABASE_URL", database_url)
-        .env("HOOKBUS_LOG__LEVEL", "warn");
-    command
-}
+use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, within};
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod auth;
 mod bus;
 mod cli;
 mod configs;
+mod inbound;
 mod ops;
 mod router;
 mod support;

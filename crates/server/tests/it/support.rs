@@ -322,3 +322,19 @@ where
     }
     None
 }
+
+/// The `hookbus` binary on `database_url`, with a clean environment and quiet logs.
+pub fn hookbus(database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookbus"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOOKBUS_DATABASE_URL", database_url)
+        .env("HOOKBUS_LOG__LEVEL", "warn");
+    command
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}

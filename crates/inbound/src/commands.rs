@@ -1,0 +1,223 @@
+//! `GetInboundEventListQuery`, `GetInboundEventByIdQuery`, `ReplayInboundEventCommand`.
+
+use hookbus_configs::ConfigCache;
+use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_router::InboundRequest;
+use hookbus_store::{DbResultExt, Store};
+use schemars::JsonSchema;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{entity, receive, status};
+
+/// A logged request as the queries return it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InboundEvent {
+    id: Uuid,
+    config_id: i32,
+    key: String,
+    status: String,
+    http_status: Option<i32>,
+    message: Option<String>,
+    data: Option<Value>,
+    errors: Option<Value>,
+    attempts: i32,
+    duration_ms: Option<i64>,
+    duplicate_of: Option<Uuid>,
+    replay_of: Option<Uuid>,
+    received_at: Timestamp,
+    completed_at: Option<Timestamp>,
+    next_attempt_at: Option<Timestamp>,
+    /// The request, secret headers redacted.
+    request: Value,
+}
+
+impl From<entity::Model> for InboundEvent {
+    fn from(model: entity::Model) -> Self {
+        let entity::Model {
+            id,
+            config_id,
+            config_key,
+            request,
+            raw_body: _,
+            idempotency_value: _,
+            duplicate_of,
+            replay_of,
+            status,
+            http_status,
+            message,
+            data,
+            errors,
+            attempts,
+            next_attempt_at,
+            lease_until: _,
+            duration_ms,
+            received_at,
+            completed_at,
+        } = model;
+        Self {
+            id,
+            config_id,
+            key: config_key,
+            status,
+            http_status,
+            message,
+            data,
+            errors,
+            attempts,
+            duration_ms,
+            duplicate_of,
+            replay_of,
+            received_at,
+            completed_at,
+            next_attempt_at,
+            request,
+        }
+    }
+}
+
+/// Lists logged requests, newest first.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetInboundEventListQuery {
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u64>,
+    /// A configuration key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Pending, Processing, Succeeded, Failed or Duplicate.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Received at or after.
+    #[serde(default)]
+    pub from: Option<Timestamp>,
+    /// Received before.
+    #[serde(default)]
+    pub to: Option<Timestamp>,
+}
+
+impl Handler for GetInboundEventListQuery {
+    const PERMISSION: Permission = Permission::InboundRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let mut filter = Condition::all();
+        if let Some(key) = &self.key {
+            filter = filter.add(entity::Column::ConfigKey.eq(key.as_str()));
+        }
+        if let Some(wanted) = &self.status {
+            let known = [status::PENDING, status::PROCESSING, status::SUCCEEDED, status::FAILED, status::DUPLICATE];
+            let Some(found) = known.iter().find(|s| s.eq_ignore_ascii_case(wanted)) else {
+                return Err(CommandError::validation(format!("status: '{wanted}' is not one of {}", known.join(", "))));
+            };
+            filter = filter.add(entity::Column::Status.eq(*found));
+        }
+        if let Some(from) = self.from {
+            filter = filter.add(entity::Column::ReceivedAt.gte(from));
+        }
+        if let Some(to) = self.to {
+            filter = filter.add(entity::Column::ReceivedAt.lt(to));
+        }
+        let db = ctx.service::<Store>()?.db();
+        let total = entity::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
+        let rows = entity::Entity::find()
+            .filter(filter)
+            .order_by_desc(entity::Column::ReceivedAt)
+            .order_by_desc(entity::Column::Id)
+            .offset(page.offset())
+            .limit(page.size())
+            .all(db)
+            .await
+            .or_internal()?;
+        let items: Vec<InboundEvent> = rows.into_iter().map(InboundEvent::from).collect();
+        Reply::new(Page::new(items, total, page), "Inbound events retrieved successfully")
+    }
+}
+register_command!("GetInboundEventListQuery" => GetInboundEventListQuery);
+
+/// One logged request.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetInboundEventByIdQuery {
+    pub id: Uuid,
+}
+
+impl Handler for GetInboundEventByIdQuery {
+    const PERMISSION: Permission = Permission::InboundRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let event = find(ctx, self.id, "Inbound event not found").await?;
+        Reply::new(InboundEvent::from(event), "Inbound event retrieved successfully")
+    }
+}
+register_command!("GetInboundEventByIdQuery" => GetInboundEventByIdQuery);
+
+/// Runs the configuration's current handler again on a logged request; the run is logged as a new
+/// event whose `replayOf` names the original.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplayInboundEventCommand {
+    pub id: Uuid,
+}
+
+impl Handler for ReplayInboundEventCommand {
+    const PERMISSION: Permission = Permission::InboundRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let original = find(ctx, self.id, "Replay failed").await?;
+        let entry = ctx
+            .service::<ConfigCache>()?
+            .by_id(original.config_id)
+            .ok_or_else(|| CommandError::not_found("Replay failed", "The configuration no longer exists"))?;
+        let request = serde_json::from_value::<InboundRequest>(original.request.clone())
+            .map(|request| InboundRequest { raw_body: original.raw_body.clone(), ..request })
+            .map_err(CommandError::internal)?;
+
+        let mut replay = original.clone().into_active_model();
+        let id = Uuid::now_v7();
+        replay.id = Set(id);
+        replay.idempotency_value = Set(None);
+        replay.duplicate_of = Set(None);
+        replay.replay_of = Set(Some(original.id));
+        replay.status = Set(status::PROCESSING.to_owned());
+        replay.attempts = Set(1);
+        replay.received_at = Set(hookbus_core::now());
+        let replay = clear_outcome(replay);
+        replay.insert(ctx.service::<Store>()?.db()).await.or_internal()?;
+
+        let result = receive::run_and_record(ctx.services(), &entry, &request, id).await;
+        let event = find(ctx, id, "Replay failed").await?;
+        let message =
+            if result.is_ok() { "Inbound event replayed" } else { "Inbound event replayed; the handler failed" };
+        Reply::new(InboundEvent::from(event), message)
+    }
+}
+register_command!("ReplayInboundEventCommand" => ReplayInboundEventCommand);
+
+fn clear_outcome(mut row: entity::ActiveModel) -> entity::ActiveModel {
+    row.http_status = Set(None);
+    row.message = Set(None);
+    row.data = Set(None);
+    row.errors = Set(None);
+    row.next_attempt_at = Set(None);
+    row.lease_until = Set(None);
+    row.duration_ms = Set(None);
+    row.completed_at = Set(None);
+    row
+}
+
+async fn find(ctx: &Context, id: Uuid, message: &str) -> Result<entity::Model, CommandError> {
+    entity::Entity::find_by_id(id)
+        .one(ctx.service::<Store>()?.db())
+        .await
+        .or_internal()?
+        .ok_or_else(|| CommandError::not_found(message, "No inbound event found with the specified ID"))
+}

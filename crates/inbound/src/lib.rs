@@ -1,0 +1,28 @@
+//! Inbound reliability (SPEC 3.5, 3.6): every request the router receives is logged with its
+//! outcome; a configuration's `idempotencyKey` makes a repeat get the first result without running
+//! again; `respondAsync` answers 202 and runs the handler from a durable queue in the database,
+//! so a crash after the 202 loses nothing; any logged request can be replayed.
+//!
+//! Headers that carry secrets are redacted before anything is stored.
+
+mod commands;
+mod entity;
+mod receive;
+mod redact;
+mod worker;
+
+pub use receive::{Inbound, Receipt};
+pub use redact::redact_headers;
+pub use worker::AsyncWorker;
+
+/// How a logged request stands.
+pub mod status {
+    /// Waiting in the async queue (first run or retry).
+    pub const PENDING: &str = "Pending";
+    /// A handler is running it (under a lease, for async ones).
+    pub const PROCESSING: &str = "Processing";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const FAILED: &str = "Failed";
+    /// A repeat of an idempotent request, answered with the first result.
+    pub const DUPLICATE: &str = "Duplicate";
+}

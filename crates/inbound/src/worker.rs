@@ -1,0 +1,155 @@
+//! The durable queue behind `respondAsync`: requests answered 202 are run here, with retries,
+//! from the database, so a crash after the 202 loses nothing. Old events are deleted here too.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Duration as Span;
+use hookbus_configs::ConfigCache;
+use hookbus_core::{CommandError, Reply, Services, Timestamp};
+use hookbus_router::InboundRequest;
+use hookbus_store::{DbResultExt, Store};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{entity, receive, status};
+
+/// Events claimed per round.
+const BATCH: u64 = 16;
+
+/// Runs queued requests until the runtime stops.
+#[derive(Debug, Clone)]
+pub struct AsyncWorker {
+    pub poll: Duration,
+    /// How long a claimed event is this worker's; after that another worker may take it over.
+    pub lease: Duration,
+    pub max_attempts: i32,
+    /// First retry delay; each next one doubles, up to an hour.
+    pub retry_base: Duration,
+    /// Finished events older than this are deleted.
+    pub retention: Duration,
+}
+
+impl AsyncWorker {
+    pub fn spawn(self, services: Arc<Services>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(self.poll);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_sweep: Option<Timestamp> = None;
+            loop {
+                ticker.tick().await;
+                // Errors were logged with an id; the next round tries again.
+                let _ = self.round(&services).await;
+                let now = hookbus_core::now();
+                if last_sweep.is_none_or(|at| now - at > Span::minutes(10)) {
+                    let _ = self.sweep(&services).await;
+                    last_sweep = Some(now);
+                }
+            }
+        })
+    }
+
+    /// Claims and runs what is due. Returns how many ran.
+    pub async fn round(&self, services: &Arc<Services>) -> Result<usize, CommandError> {
+        let store = services.get::<Store>()?;
+        let now = hookbus_core::now();
+        let candidates: Vec<Uuid> = entity::Entity::find()
+            .select_only()
+            .column(entity::Column::Id)
+            .filter(due(now))
+            .order_by_asc(entity::Column::ReceivedAt)
+            .limit(BATCH)
+            .into_tuple()
+            .all(store.db())
+            .await
+            .or_internal()?;
+        let mut ran = 0;
+        for id in candidates {
+            if let Some(event) = self.claim(store, id, now).await? {
+                self.run(services, store, event).await?;
+                ran += 1;
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Takes `id` if it is still due: one conditional update, so of several workers exactly one
+    /// wins.
+    async fn claim(&self, store: &Store, id: Uuid, now: Timestamp) -> Result<Option<entity::Model>, CommandError> {
+        let lease_until = now + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
+        let claimed = entity::Entity::update_many()
+            .col_expr(entity::Column::Status, Expr::value(status::PROCESSING))
+            .col_expr(entity::Column::LeaseUntil, Expr::value(Some(lease_until)))
+            .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
+            .filter(entity::Column::Id.eq(id))
+            .filter(due(now))
+            .exec(store.db())
+            .await
+            .or_internal()?;
+        if claimed.rows_affected == 0 {
+            return Ok(None);
+        }
+        entity::Entity::find_by_id(id).one(store.db()).await.or_internal()
+    }
+
+    async fn run(&self, services: &Arc<Services>, store: &Store, event: entity::Model) -> Result<(), CommandError> {
+        let started = std::time::Instant::now();
+        let entry = services.get::<ConfigCache>()?.by_id(event.config_id);
+        let request = serde_json::from_value::<InboundRequest>(event.request.clone())
+            .map(|request| InboundRequest { raw_body: event.raw_body.clone(), ..request });
+        let result = match (entry, request) {
+            (Some(entry), Ok(request)) => receive::run_and_record(services, &entry, &request, event.id).await,
+            (None, _) => {
+                let gone = Err(CommandError::not_found("Configuration not found", "The configuration was deleted"));
+                return receive::record(store, event.id, &gone, started).await;
+            }
+            (_, Err(e)) => {
+                let bad: Result<Reply, CommandError> = Err(CommandError::internal(e));
+                return receive::record(store, event.id, &bad, started).await;
+            }
+        };
+        if result.is_err() && event.attempts < self.max_attempts {
+            // Back in the queue; the failure is kept on the event meanwhile.
+            let delay = self.retry_base.saturating_mul(1 << (event.attempts - 1).clamp(0, 12));
+            let next =
+                hookbus_core::now() + Span::from_std(delay.min(Duration::from_secs(3600))).unwrap_or(Span::hours(1));
+            entity::Entity::update_many()
+                .col_expr(entity::Column::Status, Expr::value(status::PENDING))
+                .col_expr(entity::Column::NextAttemptAt, Expr::value(Some(next)))
+                .col_expr(entity::Column::CompletedAt, Expr::value(Option::<Timestamp>::None))
+                .filter(entity::Column::Id.eq(event.id))
+                .exec(store.db())
+                .await
+                .or_internal()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes finished events past the retention.
+    async fn sweep(&self, services: &Arc<Services>) -> Result<u64, CommandError> {
+        let store = services.get::<Store>()?;
+        let cutoff = hookbus_core::now() - Span::from_std(self.retention).unwrap_or(Span::days(30));
+        let deleted = entity::Entity::delete_many()
+            .filter(entity::Column::ReceivedAt.lt(cutoff))
+            .filter(entity::Column::Status.is_in([status::SUCCEEDED, status::FAILED, status::DUPLICATE]))
+            .exec(store.db())
+            .await
+            .or_internal()?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+/// Queued and due, or claimed by a worker whose lease ran out (it died).
+fn due(now: Timestamp) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(entity::Column::Status.eq(status::PENDING))
+                .add(entity::Column::NextAttemptAt.lte(now)),
+        )
+        .add(
+            Condition::all().add(entity::Column::Status.eq(status::PROCESSING)).add(entity::Column::LeaseUntil.lt(now)),
+        )
+}

@@ -1,0 +1,228 @@
+//! Inbound reliability (SPEC 3.5, 3.6): the event log, idempotency, respondAsync and replay.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, native_config, within};
+
+fn with(mut command: Value, changes: Value) -> Value {
+    for (field, value) in changes.as_object().cloned().unwrap_or_default() {
+        if value.is_null() {
+            command.as_object_mut().map(|c| c.remove(&field));
+        } else {
+            command[field] = value;
+        }
+    }
+    command
+}
+
+/// A type-2 route whose handler has a visible side effect: it creates a configuration keyed by
+/// the body's `ref`. Running it twice for one `ref` fails with 409, so a repeat that ran the
+/// handler again would show.
+fn creating_route(key: &str, extra: Value) -> Value {
+    let code = r#"
+        let created = command("CreateWebHookConfigCommand", #{
+            key: "made-" + body.ref, description: "made by a script", isEnabled: true,
+            path: "/made/" + body.ref, action: "POST", executionType: 0,
+            commandName: "GetWebHookConfigListQuery"
+        });
+        #{ created: created.id, ref: body.ref }
+    "#;
+    with(with(native_config(key), json!({"commandName": null, "executionType": 2, "executionCode": code})), extra)
+}
+
+async fn events(app: &TestApp, filter: Value) -> Vec<Value> {
+    let reply = app.admin(with(json!({"$type": "GetInboundEventListQuery", "pageSize": 100}), filter)).await;
+    reply.assert_ok("Inbound events retrieved successfully")["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_request_is_logged_with_secrets_redacted() {
+    let app = TestApp::spawn().await;
+    app.admin(with(native_config("logged"), json!({"commandName": "GetWebHookConfigByIdQuery"}))).await;
+    let headers = [("authorization", "Bearer partner-secret"), ("mono-webhook-secret", "s3cr3t"), ("x-trace", "t-1")];
+    app.call("POST", "/api/webhooks/logged?source=test", Some(json!({"id": 1})), &headers).await;
+    app.call("POST", "/api/webhooks/logged", Some(json!({"id": 999})), &[]).await;
+
+    let logged = events(&app, json!({"key": "logged"})).await;
+    assert_eq!(logged.len(), 2);
+    let (failed, succeeded) = (&logged[0], &logged[1]);
+    assert_eq!(succeeded["status"], json!("Succeeded"));
+    assert_eq!(succeeded["httpStatus"], json!(200));
+    assert_eq!(succeeded["data"]["key"], json!("logged"));
+    assert_eq!(succeeded["request"]["headers"]["authorization"], json!("[redacted]"));
+    assert_eq!(succeeded["request"]["headers"]["mono-webhook-secret"], json!("[redacted]"));
+    assert_eq!(succeeded["request"]["headers"]["x-trace"], json!("t-1"));
+    assert_eq!(succeeded["request"]["query"]["source"], json!("test"));
+    assert_eq!(succeeded["request"]["ip"], json!("127.0.0.1"));
+    assert!(succeeded["durationMs"].is_number());
+    assert_eq!(failed["status"], json!("Failed"));
+    assert_eq!(failed["httpStatus"], json!(404));
+    assert_eq!(failed["message"], json!("Configuration not found"));
+
+    // Nothing stored anywhere holds the secrets.
+    let db = app.database.connect().await;
+    use sea_orm::{ConnectionTrait, Statement};
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT * FROM inbound_events"))
+        .await
+        .expect("select");
+    assert_eq!(rows.len(), 2);
+    let dump = format!("{rows:?}");
+    assert!(!dump.contains("partner-secret") && !dump.contains("s3cr3t"), "a secret reached the database");
+
+    let one = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": succeeded["id"]})).await;
+    assert_eq!(one.assert_ok("Inbound event retrieved successfully")["id"], succeeded["id"]);
+    assert_eq!(events(&app, json!({"status": "failed"})).await.len(), 1);
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert_eq!(events(&app, json!({"from": later})).await.len(), 0);
+    let bad = app.admin(json!({"$type": "GetInboundEventListQuery", "status": "Lost"})).await;
+    bad.assert_error(422, "Validation failed");
+
+    let (_, reader) = app.token(&["webhooks:read"]).await;
+    app.cmd(Some(&reader), json!({"$type": "GetInboundEventListQuery"})).await.assert_error(403, "Forbidden");
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_gets_the_first_result_without_running_again() {
+    let app = TestApp::spawn().await;
+    app.admin(creating_route("once-by-body", json!({"idempotencyKey": "$.ref"}))).await;
+    app.admin(creating_route("once-by-header", json!({"idempotencyKey": "header:X-Delivery-Id"}))).await;
+
+    let first = app.call("POST", "/api/webhooks/once-by-body", Some(json!({"ref": "a1"})), &[]).await;
+    let data = first.assert_ok("Script executed successfully").clone();
+    let again = app.call("POST", "/api/webhooks/once-by-body", Some(json!({"ref": "a1"})), &[]).await;
+    assert_eq!(again.assert_ok("Script executed successfully"), &data, "the repeat gets the first result");
+
+    let header = [("x-delivery-id", "d-77")];
+    let first = app.call("POST", "/api/webhooks/once-by-header", Some(json!({"ref": "b1"})), &header).await;
+    first.assert_ok("Script executed successfully");
+    // Same delivery id, different body: still a repeat.
+    let again = app.call("POST", "/api/webhooks/once-by-header", Some(json!({"ref": "b2"})), &header).await;
+    assert_eq!(again.data()["ref"], json!("b1"));
+
+    // Each handler ran once: one configuration per ref, and the repeats are logged as duplicates.
+    let made = app.admin(json!({"$type": "GetWebHookConfigListQuery", "searchText": "made-"})).await;
+    assert_eq!(made.data()["totalCount"], json!(2));
+    let duplicates = events(&app, json!({"status": "Duplicate"})).await;
+    assert_eq!(duplicates.len(), 2);
+    assert!(duplicates.iter().all(|d| d["duplicateOf"].is_string()));
+
+    // A request without the key is not deduplicated.
+    let fresh = app.call("POST", "/api/webhooks/once-by-header", Some(json!({"ref": "c1"})), &[]).await;
+    fresh.assert_ok("Script executed successfully");
+}
+
+#[tokio::test]
+async fn a_failed_first_request_can_be_sent_again() {
+    let app = TestApp::spawn().await;
+    let route = with(
+        native_config("retryable"),
+        json!({"commandName": "GetWebHookConfigByIdQuery", "idempotencyKey": "header:X-Attempt"}),
+    );
+    app.admin(route).await;
+    let (body, key) = (json!({"id": 2}), [("x-attempt", "x-1")]);
+    app.call("POST", "/api/webhooks/retryable", Some(body.clone()), &key)
+        .await
+        .assert_error(404, "Configuration not found");
+    app.admin(native_config("second")).await; // id 2 exists now
+    let retried = app.call("POST", "/api/webhooks/retryable", Some(body), &key).await;
+    assert_eq!(retried.assert_ok("Webhook configuration retrieved successfully")["key"], json!("second"));
+}
+
+#[tokio::test]
+async fn respond_async_answers_202_and_runs_in_the_background() {
+    let app = TestApp::spawn().await;
+    app.admin(creating_route("later", json!({"respondAsync": true}))).await;
+    let accepted = app.call("POST", "/api/webhooks/later", Some(json!({"ref": "q1"})), &[]).await;
+    assert_eq!(accepted.status, 202, "{:#}", accepted.body);
+    assert_eq!(accepted.message(), "Accepted");
+    let id = accepted.data()["eventId"].clone();
+
+    let done = within(Duration::from_secs(5), || async {
+        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        event.data()["status"] == json!("Succeeded")
+    })
+    .await;
+    assert!(done.is_some(), "the queued request did not run");
+    let made = app.admin(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-q1"})).await;
+    made.assert_ok("Webhook configuration found");
+}
+
+#[tokio::test]
+async fn replay_runs_the_current_handler_on_the_stored_request() {
+    let app = TestApp::spawn().await;
+    app.admin(with(native_config("replayable"), json!({"commandName": "GetWebHookConfigByIdQuery"}))).await;
+    app.call("POST", "/api/webhooks/replayable", Some(json!({"id": 2})), &[("authorization", "Bearer x")]).await;
+    let failed = events(&app, json!({"status": "Failed"})).await;
+    assert_eq!(failed.len(), 1);
+
+    app.admin(native_config("now-exists")).await;
+    let replayed = app.admin(json!({"$type": "ReplayInboundEventCommand", "id": failed[0]["id"]})).await;
+    let event = replayed.assert_ok("Inbound event replayed");
+    assert_eq!(event["status"], json!("Succeeded"));
+    assert_eq!(event["replayOf"], failed[0]["id"]);
+    assert_eq!(event["data"]["key"], json!("now-exists"));
+
+    let missing =
+        app.admin(json!({"$type": "ReplayInboundEventCommand", "id": "0192f0c4-0000-7000-8000-000000000000"})).await;
+    missing.assert_error(404, "Replay failed");
+}
+
+/// A crash after the 202 loses nothing: the server is killed (SIGKILL) before its queue is polled,
+/// and after a restart the handler runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_survives_kill_9() {
+    let database = TestDatabase::create().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = |poll_ms: &str| {
+        hookbus(&database.url)
+            .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+            .env("HOOKBUS_INBOUND__ASYNC_POLL_MS", poll_ms)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the server starts")
+    };
+    let client = reqwest::Client::new();
+    let ready = || async { client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) };
+    let command = |body: Value| client.post(format!("{base}/api/bpm/cmd")).bearer_auth(ADMIN_TOKEN).json(&body).send();
+
+    // Polls once at start, then not for ten minutes: the request waits in the queue.
+    let mut first = start("600000");
+    assert!(within(Duration::from_secs(20), ready).await.is_some(), "the server did not start");
+    let created = command(creating_route("durable", json!({"respondAsync": true}))).await.expect("answer");
+    assert_eq!(created.status(), 200);
+    let accepted = client.post(format!("{base}/api/webhooks/durable")).json(&json!({"ref": "k9"})).send().await;
+    assert_eq!(accepted.expect("answer").status(), 202);
+    std::process::Command::new("kill").args(["-KILL", &first.id().to_string()]).status().expect("kill");
+    let _ = first.wait();
+
+    // Before the restart: queued, not run.
+    let db = database.connect().await;
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.get_database_backend();
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let row = db.query_one_raw(Statement::from_string(backend, sql)).await.expect("query").expect("row");
+            row.try_get::<i64>("", "n").expect("count")
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) AS n FROM inbound_events WHERE status = 'Pending'").await, 1);
+    assert_eq!(count("SELECT COUNT(*) AS n FROM webhook_configs WHERE key = 'made-k9'").await, 0);
+
+    let mut second = start("100");
+    assert!(within(Duration::from_secs(20), ready).await.is_some(), "the server did not restart");
+    let ran = within(Duration::from_secs(10), || async {
+        let found = command(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-k9"})).await;
+        found.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(ran.is_some(), "the handler did not run after the restart");
+}
