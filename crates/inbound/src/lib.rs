@@ -5,12 +5,14 @@
 //!
 //! Headers that carry secrets are redacted before anything is stored.
 
+mod batch;
 mod commands;
 mod entity;
 mod receive;
 mod redact;
 mod worker;
 
+pub use batch::LogWriter;
 pub use receive::{Inbound, Receipt};
 pub use redact::redact_headers;
 pub use worker::AsyncWorker;

@@ -6,11 +6,11 @@ use hookbus_configs::{ConfigEntry, IdempotencyRule};
 use hookbus_core::{CommandError, Reply, Services};
 use hookbus_router::{InboundRequest, Router};
 use hookbus_store::{DbResultExt, Store};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, sea_query::Expr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{entity, redact_headers, status};
+use crate::{LogWriter, entity, redact_headers, status};
 
 /// What the router answers.
 #[derive(Debug)]
@@ -36,6 +36,9 @@ impl Inbound {
         let store = services.get::<Store>()?;
         let idempotency_value = entry.idempotency.as_ref().and_then(|rule| idempotency_value(rule, &request));
         let queued = entry.model.respond_async;
+        if !queued && idempotency_value.is_none() {
+            return plain(services, entry, request).await;
+        }
         let now = hookbus_core::now();
         let row = entity::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -73,6 +76,58 @@ impl Inbound {
     }
 }
 
+/// A request that needs no row before it runs: run it, then hand the finished row to the batch
+/// writer.
+async fn plain(
+    services: &Arc<Services>,
+    entry: &ConfigEntry,
+    request: InboundRequest,
+) -> Result<Receipt, CommandError> {
+    let started = Instant::now();
+    let result = services.get::<Router>()?.execute(entry, &request, services).await;
+    let mut row = entity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        config_id: Set(entry.model.id),
+        config_key: Set(entry.model.key.clone()),
+        request: Set(stored_request(&request)?),
+        raw_body: Set(request.raw_body.clone()),
+        idempotency_value: Set(None),
+        duplicate_of: Set(None),
+        replay_of: Set(None),
+        status: Set(String::new()),
+        http_status: Set(None),
+        message: Set(None),
+        data: Set(None),
+        errors: Set(None),
+        attempts: Set(1),
+        next_attempt_at: Set(None),
+        lease_until: Set(None),
+        duration_ms: Set(Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))),
+        received_at: Set(request.received_at),
+        completed_at: Set(Some(hookbus_core::now())),
+    };
+    set_outcome(&mut row, &result);
+    services.get::<LogWriter>()?.write(row).await;
+    Ok(Receipt::Done(result))
+}
+
+fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, CommandError>) {
+    match result {
+        Ok(reply) => {
+            row.status = Set(status::SUCCEEDED.to_owned());
+            row.http_status = Set(Some(200));
+            row.message = Set(Some(reply.message.clone()));
+            row.data = Set(Some(reply.data.clone()));
+        }
+        Err(error) => {
+            row.status = Set(status::FAILED.to_owned());
+            row.http_status = Set(Some(i32::from(error.status())));
+            row.message = Set(Some(error.message()));
+            row.errors = Set(Some(json!(error.details())));
+        }
+    }
+}
+
 /// Runs the handler and records the outcome on event `id`.
 pub(crate) async fn run_and_record(
     services: &Arc<Services>,
@@ -86,33 +141,24 @@ pub(crate) async fn run_and_record(
     result
 }
 
-/// Stores a finished run. A failure frees the idempotency key, so the sender may try again.
+/// Stores a finished run on its row. A failure frees the idempotency key, so the sender may try
+/// again.
 pub(crate) async fn record(
     store: &Store,
     id: Uuid,
     result: &Result<Reply, CommandError>,
     started: Instant,
 ) -> Result<(), CommandError> {
-    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let mut update = entity::Entity::update_many()
-        .col_expr(entity::Column::DurationMs, Expr::value(duration_ms))
-        .col_expr(entity::Column::CompletedAt, Expr::value(hookbus_core::now()))
-        .col_expr(entity::Column::LeaseUntil, Expr::value(Option::<hookbus_core::Timestamp>::None))
-        .col_expr(entity::Column::NextAttemptAt, Expr::value(Option::<hookbus_core::Timestamp>::None));
-    update = match result {
-        Ok(reply) => update
-            .col_expr(entity::Column::Status, Expr::value(status::SUCCEEDED))
-            .col_expr(entity::Column::HttpStatus, Expr::value(200))
-            .col_expr(entity::Column::Message, Expr::value(reply.message.clone()))
-            .col_expr(entity::Column::Data, Expr::value(reply.data.clone())),
-        Err(error) => update
-            .col_expr(entity::Column::Status, Expr::value(status::FAILED))
-            .col_expr(entity::Column::HttpStatus, Expr::value(i32::from(error.status())))
-            .col_expr(entity::Column::Message, Expr::value(error.message()))
-            .col_expr(entity::Column::Errors, Expr::value(json!(error.details())))
-            .col_expr(entity::Column::IdempotencyValue, Expr::value(Option::<String>::None)),
-    };
-    update.filter(entity::Column::Id.eq(id)).exec(store.db()).await.or_internal()?;
+    let mut row = entity::ActiveModel { id: Unchanged(id), ..Default::default() };
+    set_outcome(&mut row, result);
+    if result.is_err() {
+        row.idempotency_value = Set(None);
+    }
+    row.duration_ms = Set(Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)));
+    row.completed_at = Set(Some(hookbus_core::now()));
+    row.lease_until = Set(None);
+    row.next_attempt_at = Set(None);
+    row.update(store.db()).await.or_internal()?;
     Ok(())
 }
 

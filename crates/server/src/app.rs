@@ -10,7 +10,7 @@ use actix_web::{
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
-use hookbus_inbound::AsyncWorker;
+use hookbus_inbound::{AsyncWorker, LogWriter};
 use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::ScriptEngine;
 use hookbus_store::Store;
@@ -83,6 +83,7 @@ impl Application {
         services.insert(ScriptEngine::new(settings.script.clone()));
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));
+        services.insert(LogWriter::spawn(Store::new(db.clone()), 10_000));
         let services = Arc::new(services);
         let inbound = &settings.inbound;
         AsyncWorker {
