@@ -56,8 +56,27 @@ async fn main() -> ExitCode {
                 continue;
             }
         };
-        for scenario in [Scenario::GetById, Scenario::Create] {
-            failed |= run(&target, scenario, &scripts, duration, args.connections, baseline.as_ref()).is_none();
+        let mut native = None;
+        for scenario in [
+            Scenario::GetById,
+            Scenario::Create,
+            Scenario::RouteNative,
+            Scenario::RouteChain,
+            Scenario::RouteScript,
+            Scenario::RouteAsync,
+        ] {
+            let measured = run(&target, scenario, &scripts, duration, args.connections, baseline.as_ref());
+            failed |= measured.is_none();
+            match (scenario, &measured, &native) {
+                (Scenario::RouteNative, Some(m), _) => native = Some(m.clone()),
+                (Scenario::RouteScript, Some(script), Some(native)) => println!(
+                    "{:<10} {:<30} {:>5.1}% of the native route's throughput",
+                    target.name(),
+                    "  script / native",
+                    100.0 * script.requests_per_sec / native.requests_per_sec
+                ),
+                _ => {}
+            }
         }
         target.finish().await;
     }

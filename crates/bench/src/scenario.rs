@@ -32,7 +32,47 @@ pub enum Scenario {
     GetById,
     /// `CreateWebHookConfigCommand` with a new key each time: validation and a transaction.
     Create,
+    /// The router, type 0: `GetWebHookConfigByIdQuery` with the body as its fields.
+    RouteNative,
+    /// The router, type 1: a chain of three lookups, each input mapped by JSONPath.
+    RouteChain,
+    /// The router, type 2: a 20-line script that checks an HMAC signature and builds an answer.
+    RouteScript,
+    /// The router with respondAsync: the request is stored durably and answered 202.
+    RouteAsync,
 }
+
+/// The script of `RouteScript`: what a payment notification handler does.
+const SCRIPT: &str = r#"
+let signature = headers["x-signature"];
+if signature == () { reject(401, "missing signature"); }
+let expected = hmac_sha256_hex("bench-secret", raw_body);
+if !constant_time_eq(signature, expected) { reject(401, "bad signature"); }
+let amount = body.amount;
+if amount <= 0 { throw "amount must be positive"; }
+let fee = if amount > 5000 { 50 } else { amount / 100 };
+let channel = switch body.channel {
+    "NIP" => "instant",
+    "USSD" => "ussd",
+    _ => "other"
+};
+let reference = body.reference;
+let parts = reference.split("-");
+#{
+    reference: reference,
+    batch: parts[0],
+    amount: amount,
+    fee: fee,
+    net: amount - fee,
+    channel: channel,
+    receivedAt: now()
+}
+"#;
+
+/// The body the script route checks and reads.
+pub const ROUTE_BODY: &str = r#"{"id":1,"amount":2500,"channel":"NIP","reference":"B7-000123"}"#;
+/// The body of the native, chain and async routes: the query's fields.
+const LOOKUP_BODY: &str = r#"{"id":1}"#;
 
 impl Scenario {
     pub fn name(self) -> &'static str {
@@ -40,6 +80,10 @@ impl Scenario {
             Scenario::Echo => "echo (bare actix JSON)",
             Scenario::GetById => "GetWebHookConfigByIdQuery",
             Scenario::Create => "CreateWebHookConfigCommand",
+            Scenario::RouteNative => "route type 0 (native command)",
+            Scenario::RouteChain => "route type 1 (chain of 3)",
+            Scenario::RouteScript => "route type 2 (20-line script)",
+            Scenario::RouteAsync => "route respondAsync (202)",
         }
     }
 
@@ -49,7 +93,15 @@ impl Scenario {
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
              wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
         );
+        let route = |body: &str, signature: &str| {
+            format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+                 wrk.headers[\"X-Signature\"] = \"{signature}\"\nwrk.body = '{body}'\n"
+            )
+        };
         let body = match self {
+            Scenario::RouteNative | Scenario::RouteChain | Scenario::RouteAsync => route(LOOKUP_BODY, ""),
+            Scenario::RouteScript => route(ROUTE_BODY, &hmac_hex("bench-secret", ROUTE_BODY)),
             Scenario::Echo | Scenario::GetById => {
                 format!("{headers}wrk.body = '{{\"$type\":\"GetWebHookConfigByIdQuery\",\"id\":1}}'\n")
             }
@@ -131,25 +183,50 @@ impl Target {
         Ok(target)
     }
 
-    /// The configuration `GetById` reads.
+    /// The configurations the scenarios use; `seed` (id 1) is the one `GetById` reads.
     async fn seed(&self) -> Result<(), String> {
-        let command = json!({
-            "$type": "CreateWebHookConfigCommand", "key": "seed", "description": "read by the benchmark",
-            "isEnabled": true, "path": "/bench/seed", "action": "POST", "executionType": 0,
-            "commandName": "GetWebHookConfigListQuery",
-        });
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/bpm/cmd", self.base))
-            .bearer_auth(TOKEN)
-            .json(&command)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let body: Value = response.json().await.map_err(|e| e.to_string())?;
-        match body["data"]["id"].as_i64() {
-            Some(1) => Ok(()),
-            _ => Err(format!("seeding failed: {body}")),
+        let base = |key: &str| {
+            json!({
+                "$type": "CreateWebHookConfigCommand", "key": key, "description": "used by the benchmark",
+                "isEnabled": true, "path": format!("/bench/{key}"), "action": "POST",
+            })
+        };
+        let merge = |mut config: Value, extra: Value| {
+            for (field, value) in extra.as_object().cloned().unwrap_or_default() {
+                config[field] = value;
+            }
+            config
+        };
+        let lookup = json!({"executionType": 0, "commandName": "GetWebHookConfigByIdQuery"});
+        let configs = [
+            merge(base("seed"), json!({"executionType": 0, "commandName": "GetWebHookConfigListQuery"})),
+            merge(base("native"), lookup.clone()),
+            merge(
+                base("chain"),
+                json!({"executionType": 1, "commandChain": [
+                    {"commandName": "GetWebHookConfigByIdQuery", "input": {"id": "$.body.id"}},
+                    {"commandName": "GetWebHookConfigByIdQuery", "input": {"id": "$.last.id"}},
+                    {"commandName": "GetWebHookConfigByIdQuery", "input": {"id": "$.steps[0].id"}}
+                ]}),
+            ),
+            merge(base("script"), json!({"executionType": 2, "executionCode": SCRIPT})),
+            merge(merge(base("async"), lookup), json!({"respondAsync": true})),
+        ];
+        let client = reqwest::Client::new();
+        for config in configs {
+            let response = client
+                .post(format!("{}/api/bpm/cmd", self.base))
+                .bearer_auth(TOKEN)
+                .json(&config)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let body: Value = response.json().await.map_err(|e| e.to_string())?;
+            if body["success"] != json!(true) {
+                return Err(format!("seeding failed: {body}"));
+            }
         }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -163,7 +240,11 @@ impl Target {
     pub fn url(&self, scenario: Scenario) -> String {
         match scenario {
             Scenario::Echo => format!("{}/echo", self.base),
-            _ => format!("{}/api/bpm/cmd", self.base),
+            Scenario::GetById | Scenario::Create => format!("{}/api/bpm/cmd", self.base),
+            Scenario::RouteNative => format!("{}/api/webhooks/native", self.base),
+            Scenario::RouteChain => format!("{}/api/webhooks/chain", self.base),
+            Scenario::RouteScript => format!("{}/api/webhooks/script", self.base),
+            Scenario::RouteAsync => format!("{}/api/webhooks/async", self.base),
         }
     }
 
@@ -175,4 +256,12 @@ impl Target {
             let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }
     }
+}
+
+/// HMAC-SHA256, hex: the signature the script route checks.
+fn hmac_hex(key: &str, message: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -54,6 +54,8 @@ pub enum StartupError {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    /// The configuration refresher and the async worker: they stop when the server stops.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -74,7 +76,7 @@ impl Application {
         hookbus_store::migrate(&db).await.map_err(StartupError::Migrate)?;
 
         let configs = ConfigCache::load(db.clone()).await.map_err(StartupError::Cache)?;
-        configs.spawn_refresher(Duration::from_millis(settings.router.config_refresh_ms));
+        let mut background = vec![configs.spawn_refresher(Duration::from_millis(settings.router.config_refresh_ms))];
 
         let bootstrap = Some(settings.auth.bootstrap_token.as_str()).filter(|t| !t.is_empty());
         let mut services = Services::default();
@@ -86,7 +88,7 @@ impl Application {
         services.insert(LogWriter::spawn(Store::new(db.clone()), 10_000));
         let services = Arc::new(services);
         let inbound = &settings.inbound;
-        AsyncWorker {
+        let worker = AsyncWorker {
             poll: Duration::from_millis(inbound.async_poll_ms),
             lease: Duration::from_secs(inbound.async_lease_secs),
             max_attempts: inbound.async_max_attempts,
@@ -94,6 +96,7 @@ impl Application {
             retention: Duration::from_secs(inbound.retention_days.saturating_mul(86_400)),
         }
         .spawn(Arc::clone(&services));
+        background.push(worker);
         let trusted_proxies =
             TrustedProxies::parse(&settings.server.trusted_proxies).map_err(StartupError::TrustedProxies)?;
 
@@ -150,7 +153,7 @@ impl Application {
         .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
 
         let addr = server.addrs().first().copied().unwrap_or(settings.server.listen);
-        Ok(Self { server: server.run(), addr })
+        Ok(Self { server: server.run(), addr, background })
     }
 
     /// The address actually bound (useful with port 0).
@@ -163,8 +166,13 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped through the handle.
+    /// Serves until stopped through the handle, then stops the background tasks. (A request the
+    /// async worker had claimed is taken up again when its lease runs out.)
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
+        result
     }
 }
