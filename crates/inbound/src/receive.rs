@@ -61,13 +61,22 @@ impl Inbound {
             received_at: Set(request.received_at),
             completed_at: Set(None),
         };
-        let event = match row.insert(store.db()).await {
-            Ok(event) => event,
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                let value = idempotency_value.unwrap_or_default();
-                return repeat(store, entry, &value, &request).await;
+        // A second try only after freeing the key of a first request that was abandoned.
+        let mut tries = 0;
+        let event = loop {
+            tries += 1;
+            match row.clone().insert(store.db()).await {
+                Ok(event) => break event,
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    let value = idempotency_value.clone().unwrap_or_default();
+                    match repeat(store, entry, &value, &request).await? {
+                        Repeat::Answered(receipt) => return Ok(receipt),
+                        Repeat::Freed if tries < 2 => continue,
+                        Repeat::Freed => return Err(in_progress()),
+                    }
+                }
+                Err(e) => return Err(CommandError::internal(e)),
             }
-            Err(e) => return Err(CommandError::internal(e)),
         };
         if queued {
             return Ok(Receipt::Accepted(event.id));
@@ -162,13 +171,26 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// How a repeat was handled.
+enum Repeat {
+    /// With the first result, a 202 for a still-queued first, or a 409 while the first runs.
+    Answered(Receipt),
+    /// The first was abandoned and its key freed: this request may take it.
+    Freed,
+}
+
+/// A synchronous request still `Processing` this long after it arrived was abandoned: the server
+/// running it stopped. (No synchronous handler runs this long: scripts have a deadline, commands
+/// are single transactions.)
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
 /// A request whose idempotency key was seen before.
 async fn repeat(
     store: &Store,
     entry: &ConfigEntry,
     value: &str,
     request: &InboundRequest,
-) -> Result<Receipt, CommandError> {
+) -> Result<Repeat, CommandError> {
     let first = entity::Entity::find()
         .filter(entity::Column::ConfigId.eq(entry.model.id))
         .filter(entity::Column::IdempotencyValue.eq(value))
@@ -177,8 +199,16 @@ async fn repeat(
         .or_internal()?;
     let Some(first) = first else {
         // The first one failed and freed the key between our insert and this read.
-        return Err(in_progress());
+        return Ok(Repeat::Freed);
     };
+    let abandoned = first.status == status::PROCESSING
+        && first.lease_until.is_none()
+        && hookbus_core::now() - first.received_at > ABANDONED_AFTER;
+    if abandoned {
+        let failed = Err(CommandError::Unavailable("Abandoned: the server stopped while it ran".into()));
+        record(store, first.id, &failed, Instant::now()).await?;
+        return Ok(Repeat::Freed);
+    }
     let mut duplicate = entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         config_id: Set(entry.model.id),
@@ -220,7 +250,7 @@ async fn repeat(
         }
     };
     duplicate.insert(store.db()).await.or_internal()?;
-    Ok(receipt)
+    Ok(Repeat::Answered(receipt))
 }
 
 fn in_progress() -> CommandError {

@@ -231,3 +231,41 @@ async fn a_queued_request_survives_kill_9() {
     let _ = second.wait();
     assert!(ran.is_some(), "the handler did not run after the restart");
 }
+
+/// A synchronous idempotent request whose server stopped mid-run stays `Processing`; once it is
+/// older than any request can take, a repeat frees its key and runs. A recent one still gets 409.
+#[tokio::test]
+async fn an_abandoned_first_request_frees_its_key() {
+    let app = TestApp::spawn().await;
+    app.admin(creating_route("abandoned", json!({"idempotencyKey": "$.ref"}))).await;
+    let first = app.call("POST", "/api/webhooks/abandoned", Some(json!({"ref": "z1"})), &[]).await;
+    first.assert_ok("Script executed successfully");
+
+    // Make it look as if the run never finished: Processing, and (first) received just now.
+    let db = app.database.connect().await;
+    use sea_orm::{ConnectionTrait, DbBackend};
+    let backend = db.get_database_backend();
+    db.execute_unprepared("UPDATE inbound_events SET status = 'Processing' WHERE config_key = 'abandoned'")
+        .await
+        .expect("update");
+    let made = app.admin(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-z1"})).await;
+    app.admin(json!({"$type": "DeleteWebHookConfigCommand", "id": made.data()["id"]})).await;
+    let busy = app.call("POST", "/api/webhooks/abandoned", Some(json!({"ref": "z1"})), &[]).await;
+    busy.assert_error(409, "Duplicate request");
+
+    // Long after, it is clearly abandoned.
+    let a_year_earlier = match backend {
+        DbBackend::Postgres => {
+            "UPDATE inbound_events SET received_at = received_at - interval '1 year' WHERE status = 'Processing'"
+        }
+        _ => {
+            "UPDATE inbound_events SET received_at = replace(received_at, substr(received_at, 1, 4), '2000') WHERE status = 'Processing'"
+        }
+    };
+    db.execute_unprepared(a_year_earlier).await.expect("update");
+    let again = app.call("POST", "/api/webhooks/abandoned", Some(json!({"ref": "z1"})), &[]).await;
+    again.assert_ok("Script executed successfully");
+    app.admin(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-z1"}))
+        .await
+        .assert_ok("Webhook configuration found");
+}
