@@ -9,6 +9,7 @@ mod m20261122_000001_api_tokens;
 mod m20261122_000002_webhook_configs;
 mod m20261122_000003_config_generation;
 mod m20261122_000004_inbound_events;
+mod m20261122_000005_processes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_webhook_configs::Migration),
             Box::new(m20261122_000003_config_generation::Migration),
             Box::new(m20261122_000004_inbound_events::Migration),
+            Box::new(m20261122_000005_processes::Migration),
         ]
     }
 }

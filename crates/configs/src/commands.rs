@@ -6,7 +6,10 @@ use hookbus_core::{CommandError, Context, Handler, Permission, Reply, Timestamp,
 use hookbus_script::ScriptEngine;
 use hookbus_store::{DbResultExt, Store, WriteTransaction};
 use schemars::JsonSchema;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
+    sea_query::{Alias, Asterisk, Expr, ExprTrait, Query},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -43,6 +46,7 @@ impl Handler for CreateWebHookConfigCommand {
         let key = problems.check(WebhookKey::parse(key.as_deref().unwrap_or_default()));
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
         let key = key.ok_or_else(|| CommandError::validation("Key is required"))?;
+        ensure_process_exists(ctx, &spec).await?;
 
         let txn = ctx.service::<Store>()?.begin_write().await?;
         if find_by(&*txn, entity::Column::Key, key.as_str()).await?.is_some() {
@@ -86,6 +90,7 @@ impl Handler for UpdateWebHookConfigCommand {
         let problems =
             unknown_fields(unknown, |name| (name == "key").then(|| "key: Key cannot be changed after creation".into()));
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
+        ensure_process_exists(ctx, &spec).await?;
 
         let txn = ctx.service::<Store>()?.begin_write().await?;
         let existing = entity::Entity::find_by_id(*id)
@@ -209,6 +214,24 @@ async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<
 /// The cache entry of a row just saved.
 fn entry(saved: &entity::Model) -> Result<Arc<ConfigEntry>, CommandError> {
     ConfigEntry::try_from(saved.clone()).map(Arc::new).map_err(CommandError::internal)
+}
+
+/// A type-3 configuration must name an existing process definition. Read by table name: the
+/// process engine's crate depends on this one, not the other way round.
+async fn ensure_process_exists(ctx: &Context, spec: &ConfigSpec) -> Result<(), CommandError> {
+    let Execution::StartProcess(id) = spec.execution else { return Ok(()) };
+    let db = ctx.service::<Store>()?.db();
+    let query = Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from(Alias::new("process_definitions"))
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .to_owned();
+    let found =
+        db.query_one(&query).await.or_internal()?.and_then(|row| row.try_get_by_index::<i64>(0).ok()).unwrap_or(0);
+    if found == 0 {
+        return Err(CommandError::validation(format!("processDefinitionId: no process definition has id {id}")));
+    }
+    Ok(())
 }
 
 /// Reports every unknown field; `special` may give a field a message of its own.

@@ -28,6 +28,11 @@ impl Router {
         Self { principal }
     }
 
+    /// The internal principal configured commands run as.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// Runs `entry`'s handler for an admitted request.
     pub async fn execute(
         &self,
@@ -44,16 +49,17 @@ impl Router {
             }
             ExecutionType::CommandChain => run_chain(&entry.chain, request, &ctx).await,
             ExecutionType::Code => run_script(entry, request, ctx).await,
-            ExecutionType::StartProcess => Err(CommandError::Unavailable(format!(
-                "Execution type {} is not available on this server yet",
-                entry.execution_type.code()
-            ))),
+            // Through the bus, like any command: the router needs no process engine of its own.
+            ExecutionType::StartProcess => {
+                let fields = json!({"id": entry.model.process_definition_id, "runtimeContext": request.body});
+                run_named("StartProcessInstanceCommand", fields, &ctx).await
+            }
         }
     }
 }
 
 /// Runs the command `name` with `fields` (a JSON object, or nothing) as its fields.
-async fn run_named(name: &str, fields: Value, ctx: &Context) -> Result<Reply, CommandError> {
+pub async fn run_named(name: &str, fields: Value, ctx: &Context) -> Result<Reply, CommandError> {
     let mut fields = match fields {
         Value::Object(fields) => fields,
         Value::Null => Map::new(),
@@ -130,7 +136,7 @@ async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context)
         ("query", json!(request.query)),
         ("ip", Value::String(request.ip.to_string())),
     ];
-    let host = Arc::new(BusHost { runtime: tokio::runtime::Handle::current(), ctx });
+    let host = Arc::new(BusHost::new(ctx));
     let label = entry.model.key.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let engine = engine_services.get::<ScriptEngine>()?;
@@ -145,7 +151,8 @@ async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context)
     }
 }
 
-fn script_error(error: ScriptError) -> CommandError {
+/// A script's failure as a client-facing error.
+pub fn script_error(error: ScriptError) -> CommandError {
     let failed = |status: u16, detail: String| CommandError::Rejected {
         status,
         message: "Script failed".into(),
@@ -164,9 +171,17 @@ fn script_error(error: ScriptError) -> CommandError {
 }
 
 /// Lets a script run bus commands: blocks its thread on the runtime the request came from.
-struct BusHost {
+#[derive(Debug)]
+pub struct BusHost {
     runtime: tokio::runtime::Handle,
     ctx: Context,
+}
+
+impl BusHost {
+    /// A host for scripts started from the current runtime, running commands as `ctx`.
+    pub fn new(ctx: Context) -> Self {
+        Self { runtime: tokio::runtime::Handle::current(), ctx }
+    }
 }
 
 impl ScriptHost for BusHost {

@@ -30,7 +30,8 @@ pub(crate) fn register(engine: &mut Engine) {
             let label = with_run(|run| run.label.clone()).unwrap_or_default();
             tracing::info!(target: "hookbus::script", script = %label, "{text}");
         })
-        .register_fn("reject", reject);
+        .register_fn("reject", reject)
+        .register_fn("start_process", start_process);
 }
 
 fn hmac_sha256(key: &str, text: &str) -> Vec<u8> {
@@ -60,6 +61,14 @@ fn reject(status: i64, message: &str) -> Fallible<Dynamic> {
     thrown.insert("status".into(), status.into());
     thrown.insert("message".into(), message.into());
     Err(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE).into())
+}
+
+/// Starts an instance of process definition `id` with `variables`; returns `{instanceId, status}`.
+fn start_process(id: i64, variables: Map) -> Fallible<Dynamic> {
+    let mut fields = Map::new();
+    fields.insert("id".into(), id.into());
+    fields.insert("runtimeContext".into(), variables.into());
+    command("StartProcessInstanceCommand", fields)
 }
 
 /// Runs a bus command and returns its data; its failure is thrown as a map with `status`,

@@ -11,6 +11,7 @@ use actix_web::{
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
 use hookbus_inbound::{AsyncWorker, LogWriter};
+use hookbus_processes::ProcessEngine;
 use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::ScriptEngine;
 use hookbus_store::Store;
@@ -86,6 +87,12 @@ impl Application {
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));
         services.insert(LogWriter::spawn(Store::new(db.clone()), 10_000));
+        let processes = ProcessEngine {
+            lease: Duration::from_secs(settings.processes.lease_secs),
+            poll: Duration::from_millis(settings.processes.poll_ms),
+            supervised_wait: Duration::from_millis(settings.processes.supervised_wait_ms),
+        };
+        services.insert(processes.clone());
         let services = Arc::new(services);
         let inbound = &settings.inbound;
         let worker = AsyncWorker {
@@ -97,6 +104,7 @@ impl Application {
         }
         .spawn(Arc::clone(&services));
         background.push(worker);
+        background.push(processes.spawn_resumer(Arc::clone(&services)));
         let trusted_proxies =
             TrustedProxies::parse(&settings.server.trusted_proxies).map_err(StartupError::TrustedProxies)?;
 

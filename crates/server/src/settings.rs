@@ -31,7 +31,16 @@ pub struct Settings {
     pub script: ScriptLimits,
     pub router: RouterSettings,
     pub inbound: InboundSettings,
+    pub processes: ProcessSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSettings {
+    pub lease_secs: u64,
+    pub poll_ms: u64,
+    pub supervised_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +175,9 @@ impl Settings {
         }
         if self.inbound.async_poll_ms == 0 || self.inbound.async_lease_secs == 0 {
             return Err(SettingsError("inbound.async_poll_ms and inbound.async_lease_secs must be at least 1".into()));
+        }
+        if self.processes.lease_secs == 0 || self.processes.poll_ms == 0 {
+            return Err(SettingsError("processes.lease_secs and processes.poll_ms must be at least 1".into()));
         }
         if self.inbound.async_max_attempts < 1 {
             return Err(SettingsError("inbound.async_max_attempts must be at least 1".into()));

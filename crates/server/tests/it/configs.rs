@@ -203,8 +203,13 @@ async fn start_process_takes_a_definition_id() {
         with(native_config("proc"), json!({"commandName": null, "executionType": 3, "processDefinitionId": id}))
     };
     assert_invalid(&app.admin(process(json!(0))).await, "processDefinitionId must be a positive integer");
-    let config = create(&app, process(json!(12))).await;
-    assert_eq!(config["processDefinitionId"], json!(12));
+    assert_invalid(&app.admin(process(json!(12))).await, "processDefinitionId: no process definition has id 12");
+    let definition = app
+        .admin(json!({"$type": "CreateProcessDefinitionCommand", "name": "p", "steps": [{"name": "a", "code": "1"}]}))
+        .await;
+    let id = definition.assert_ok("Process definition created successfully")["id"].clone();
+    let config = create(&app, process(id.clone())).await;
+    assert_eq!(config["processDefinitionId"], id);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod cli;
 mod configs;
 mod inbound;
 mod ops;
+mod processes;
 mod router;
 mod support;
 mod tokens;

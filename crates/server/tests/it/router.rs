@@ -337,13 +337,3 @@ async fn runaway_scripts_stop_and_harm_nothing_else() {
     }
     assert!(slowest < Duration::from_millis(250), "an ordinary request took {slowest:?} beside the runaways");
 }
-
-#[tokio::test]
-async fn processes_say_they_are_not_available_yet() {
-    let app = TestApp::spawn().await;
-    let process =
-        with(native_config("process"), json!({"commandName": null, "executionType": 3, "processDefinitionId": 1}));
-    configure(&app, process).await;
-    let reply = app.call("POST", "/api/webhooks/process", Some(json!({})), &[]).await;
-    reply.assert_error(503, "Execution type 3 is not available on this server yet");
-}

@@ -1,0 +1,403 @@
+//! The process commands (SPEC 6).
+
+use std::sync::Arc;
+
+use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_script::ScriptEngine;
+use hookbus_store::{DbResultExt, Store};
+use schemars::JsonSchema;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::Expr,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    ProcessEngine,
+    definition::{self, StepInput},
+    entity::{definition as definitions, instance as instances},
+    status,
+};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DefinitionView {
+    id: i32,
+    name: String,
+    description: Option<String>,
+    steps: Value,
+    created_at: Timestamp,
+}
+
+impl From<definitions::Model> for DefinitionView {
+    fn from(model: definitions::Model) -> Self {
+        let definitions::Model { id, name, description, steps, created_at } = model;
+        Self { id, name, description, steps, created_at }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceView {
+    instance_id: Uuid,
+    definition_id: i32,
+    status: String,
+    execution_mode: String,
+    variables: Value,
+    current_step: i32,
+    step_log: Value,
+    error: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    completed_at: Option<Timestamp>,
+}
+
+impl From<instances::Model> for InstanceView {
+    fn from(model: instances::Model) -> Self {
+        let instances::Model {
+            id,
+            definition_id,
+            status,
+            execution_mode,
+            variables,
+            current_step,
+            step_log,
+            error,
+            lease_until: _,
+            created_at,
+            updated_at,
+            completed_at,
+        } = model;
+        Self {
+            instance_id: id,
+            definition_id,
+            status,
+            execution_mode,
+            variables,
+            current_step,
+            step_log,
+            error,
+            created_at,
+            updated_at,
+            completed_at,
+        }
+    }
+}
+
+/// Defines a process: steps that run a bus command or a script, in order.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProcessDefinitionCommand {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub steps: Vec<StepInput>,
+}
+
+impl Handler for CreateProcessDefinitionCommand {
+    const PERMISSION: Permission = Permission::ProcessesWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let mut problems = definition::validate(&self.steps, ctx.service::<ScriptEngine>()?);
+        if self.name.trim().is_empty() {
+            problems.insert(0, "name: Name is required".into());
+        }
+        if !problems.is_empty() {
+            return Err(CommandError::Validation(problems));
+        }
+        let saved = definitions::ActiveModel {
+            name: Set(self.name.trim().to_owned()),
+            description: Set(self.description.clone()),
+            steps: Set(json!(self.steps)),
+            created_at: Set(hookbus_core::now()),
+            ..Default::default()
+        }
+        .insert(ctx.service::<Store>()?.db())
+        .await
+        .or_internal()?;
+        Reply::new(DefinitionView::from(saved), "Process definition created successfully")
+    }
+}
+register_command!("CreateProcessDefinitionCommand" => CreateProcessDefinitionCommand);
+
+/// Lists process definitions by id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetProcessDefinitionListQuery {
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u64>,
+}
+
+impl Handler for GetProcessDefinitionListQuery {
+    const PERMISSION: Permission = Permission::ProcessesRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let db = ctx.service::<Store>()?.db();
+        let total = definitions::Entity::find().count(db).await.or_internal()?;
+        let rows = definitions::Entity::find()
+            .order_by_asc(definitions::Column::Id)
+            .offset(page.offset())
+            .limit(page.size())
+            .all(db)
+            .await
+            .or_internal()?;
+        let items: Vec<DefinitionView> = rows.into_iter().map(DefinitionView::from).collect();
+        Reply::new(Page::new(items, total, page), "Process definitions retrieved successfully")
+    }
+}
+register_command!("GetProcessDefinitionListQuery" => GetProcessDefinitionListQuery);
+
+/// One process definition.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetProcessDefinitionByIdQuery {
+    pub id: i32,
+}
+
+impl Handler for GetProcessDefinitionByIdQuery {
+    const PERMISSION: Permission = Permission::ProcessesRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let found = find_definition(ctx, self.id, "Process definition not found").await?;
+        Reply::new(DefinitionView::from(found), "Process definition retrieved successfully")
+    }
+}
+register_command!("GetProcessDefinitionByIdQuery" => GetProcessDefinitionByIdQuery);
+
+/// Deletes a definition; refused while any of its instances runs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteProcessDefinitionCommand {
+    pub id: i32,
+}
+
+impl Handler for DeleteProcessDefinitionCommand {
+    const PERMISSION: Permission = Permission::ProcessesWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let txn = ctx.service::<Store>()?.begin_write().await?;
+        let found = definitions::Entity::find_by_id(self.id)
+            .one(&*txn)
+            .await
+            .or_internal()?
+            .ok_or_else(|| CommandError::not_found("Deletion failed", "Process definition not found"))?;
+        let running = instances::Entity::find()
+            .filter(instances::Column::DefinitionId.eq(found.id))
+            .filter(instances::Column::Status.eq(status::RUNNING))
+            .count(&*txn)
+            .await
+            .or_internal()?;
+        if running > 0 {
+            return Err(CommandError::conflict("Deletion failed", format!("{running} instance(s) still running")));
+        }
+        definitions::Entity::delete_by_id(found.id).exec(&*txn).await.or_internal()?;
+        txn.commit().await?;
+        Reply::new(
+            json!({"id": found.id, "name": found.name, "deletedAt": hookbus_core::now()}),
+            "Process definition deleted successfully",
+        )
+    }
+}
+register_command!("DeleteProcessDefinitionCommand" => DeleteProcessDefinitionCommand);
+
+/// How a start answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum ExecutionMode {
+    /// Answer at once with `{instanceId, status: "RUNNING"}`.
+    #[default]
+    Unsupervised,
+    /// Wait for the end (up to a limit) and answer with the final state.
+    Supervised,
+}
+
+/// Starts an instance of a definition with `runtimeContext` as its variables.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartProcessInstanceCommand {
+    /// The process definition.
+    pub id: i32,
+    /// A JSON object, or a string holding one.
+    #[serde(default)]
+    pub runtime_context: Option<Value>,
+    #[serde(default)]
+    pub execution_mode: ExecutionMode,
+}
+
+impl Handler for StartProcessInstanceCommand {
+    const PERMISSION: Permission = Permission::ProcessesWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let variables = match &self.runtime_context {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => Value::Object(map),
+                _ => return Err(CommandError::validation("runtimeContext: the string must hold a JSON object")),
+            },
+            Some(_) => return Err(CommandError::validation("runtimeContext: must be a JSON object")),
+        };
+        let definition = find_definition(ctx, self.id, "Start failed").await?;
+        let engine = ctx.service::<ProcessEngine>()?;
+        let store = ctx.service::<Store>()?;
+        let now = hookbus_core::now();
+        let mode = match self.execution_mode {
+            ExecutionMode::Unsupervised => "Unsupervised",
+            ExecutionMode::Supervised => "Supervised",
+        };
+        let instance = instances::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            definition_id: Set(definition.id),
+            status: Set(status::RUNNING.to_owned()),
+            execution_mode: Set(mode.to_owned()),
+            variables: Set(variables),
+            current_step: Set(0),
+            step_log: Set(json!([])),
+            error: Set(None),
+            lease_until: Set(Some(
+                now + chrono::Duration::from_std(engine.lease).unwrap_or(chrono::Duration::minutes(1)),
+            )),
+            created_at: Set(now),
+            updated_at: Set(now),
+            completed_at: Set(None),
+        }
+        .insert(store.db())
+        .await
+        .or_internal()?;
+        let run = engine.spawn_run(Arc::clone(ctx.services()), instance.id);
+        if self.execution_mode == ExecutionMode::Unsupervised {
+            return Reply::new(
+                json!({"instanceId": instance.id, "status": status::RUNNING}),
+                "Process instance started",
+            );
+        }
+        // Past the limit the instance keeps running; the answer is its state then.
+        let _ = tokio::time::timeout(engine.supervised_wait, run).await;
+        let state = find_instance(ctx, instance.id, "Start failed").await?;
+        Reply::new(InstanceView::from(state), "Process instance finished")
+    }
+}
+register_command!("StartProcessInstanceCommand" => StartProcessInstanceCommand);
+
+/// One instance with its variables and step log.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetProcessInstanceByIdQuery {
+    pub id: Uuid,
+}
+
+impl Handler for GetProcessInstanceByIdQuery {
+    const PERMISSION: Permission = Permission::ProcessesRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let found = find_instance(ctx, self.id, "Process instance not found").await?;
+        Reply::new(InstanceView::from(found), "Process instance retrieved successfully")
+    }
+}
+register_command!("GetProcessInstanceByIdQuery" => GetProcessInstanceByIdQuery);
+
+/// Lists instances, newest first.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetProcessInstanceListQuery {
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u64>,
+    #[serde(default)]
+    pub definition_id: Option<i32>,
+    /// RUNNING, COMPLETED, ERROR or CANCELLED.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl Handler for GetProcessInstanceListQuery {
+    const PERMISSION: Permission = Permission::ProcessesRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let mut filter = Condition::all();
+        if let Some(id) = self.definition_id {
+            filter = filter.add(instances::Column::DefinitionId.eq(id));
+        }
+        if let Some(wanted) = &self.status {
+            let wanted = wanted.to_ascii_uppercase();
+            let known = [status::RUNNING, status::COMPLETED, status::ERROR, status::CANCELLED];
+            if !known.contains(&wanted.as_str()) {
+                return Err(CommandError::validation(format!("status: '{wanted}' is not one of {}", known.join(", "))));
+            }
+            filter = filter.add(instances::Column::Status.eq(wanted));
+        }
+        let db = ctx.service::<Store>()?.db();
+        let total = instances::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
+        let rows = instances::Entity::find()
+            .filter(filter)
+            .order_by_desc(instances::Column::CreatedAt)
+            .order_by_desc(instances::Column::Id)
+            .offset(page.offset())
+            .limit(page.size())
+            .all(db)
+            .await
+            .or_internal()?;
+        let items: Vec<InstanceView> = rows.into_iter().map(InstanceView::from).collect();
+        Reply::new(Page::new(items, total, page), "Process instances retrieved successfully")
+    }
+}
+register_command!("GetProcessInstanceListQuery" => GetProcessInstanceListQuery);
+
+/// Cancels a running instance: its current step finishes, no further step runs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelProcessInstanceCommand {
+    pub id: Uuid,
+}
+
+impl Handler for CancelProcessInstanceCommand {
+    const PERMISSION: Permission = Permission::ProcessesWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let found = find_instance(ctx, self.id, "Cancellation failed").await?;
+        let now = hookbus_core::now();
+        let changed = instances::Entity::update_many()
+            .col_expr(instances::Column::Status, Expr::value(status::CANCELLED))
+            .col_expr(instances::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+            .col_expr(instances::Column::UpdatedAt, Expr::value(now))
+            .col_expr(instances::Column::CompletedAt, Expr::value(Some(now)))
+            .filter(instances::Column::Id.eq(found.id))
+            .filter(instances::Column::Status.eq(status::RUNNING))
+            .exec(ctx.service::<Store>()?.db())
+            .await
+            .or_internal()?;
+        if changed.rows_affected == 0 {
+            return Err(CommandError::conflict(
+                "Cancellation failed",
+                format!("Process instance is not running (it is {})", found.status),
+            ));
+        }
+        Reply::new(
+            json!({"instanceId": found.id, "status": status::CANCELLED, "cancelledAt": now}),
+            "Process instance cancelled",
+        )
+    }
+}
+register_command!("CancelProcessInstanceCommand" => CancelProcessInstanceCommand);
+
+async fn find_definition(ctx: &Context, id: i32, message: &str) -> Result<definitions::Model, CommandError> {
+    definitions::Entity::find_by_id(id)
+        .one(ctx.service::<Store>()?.db())
+        .await
+        .or_internal()?
+        .ok_or_else(|| CommandError::not_found(message, "No process definition found with the specified ID"))
+}
+
+async fn find_instance(ctx: &Context, id: Uuid, message: &str) -> Result<instances::Model, CommandError> {
+    instances::Entity::find_by_id(id)
+        .one(ctx.service::<Store>()?.db())
+        .await
+        .or_internal()?
+        .ok_or_else(|| CommandError::not_found(message, "No process instance found with the specified ID"))
+}

@@ -1,0 +1,246 @@
+//! Running instances: one step at a time, the state saved after each, under a lease so that an
+//! instance whose server died is resumed by another (or by the same after a restart).
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Duration as Span;
+use hookbus_core::{CommandError, Context, Services, Timestamp};
+use hookbus_router::{BusHost, Router, run_named, script_error};
+use hookbus_script::{ScriptEngine, select};
+use hookbus_store::{DbResultExt, Store};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    definition::{self, Mapped, Step},
+    entity::{definition as definitions, instance as instances},
+    status,
+};
+
+/// The engine's settings; one per application, in the services.
+#[derive(Debug, Clone)]
+pub struct ProcessEngine {
+    /// How long a running instance is its runner's before another may resume it.
+    pub lease: Duration,
+    /// How often orphaned instances are looked for.
+    pub poll: Duration,
+    /// How long a `Supervised` start waits for the end.
+    pub supervised_wait: Duration,
+}
+
+impl ProcessEngine {
+    fn lease_until(&self) -> Timestamp {
+        hookbus_core::now() + Span::from_std(self.lease).unwrap_or(Span::minutes(1))
+    }
+
+    /// Starts running instance `id` in the background.
+    pub(crate) fn spawn_run(&self, services: Arc<Services>, id: Uuid) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            // Failures are recorded on the instance or logged with an id.
+            let _ = engine.run(&services, id).await;
+        })
+    }
+
+    /// Resumes running instances whose lease ran out, until the runtime stops.
+    pub fn spawn_resumer(&self, services: Arc<Services>) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(engine.poll);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let _ = engine.resume_orphans(&services).await;
+            }
+        })
+    }
+
+    async fn resume_orphans(&self, services: &Arc<Services>) -> Result<(), CommandError> {
+        let store = services.get::<Store>()?;
+        let now = hookbus_core::now();
+        let orphans: Vec<Uuid> = instances::Entity::find()
+            .select_only()
+            .column(instances::Column::Id)
+            .filter(instances::Column::Status.eq(status::RUNNING))
+            .filter(instances::Column::LeaseUntil.lt(now))
+            .limit(32)
+            .into_tuple()
+            .all(store.db())
+            .await
+            .or_internal()?;
+        for id in orphans {
+            // One conditional update: of several instances looking, one takes it.
+            let taken = instances::Entity::update_many()
+                .col_expr(instances::Column::LeaseUntil, Expr::value(Some(self.lease_until())))
+                .filter(instances::Column::Id.eq(id))
+                .filter(instances::Column::Status.eq(status::RUNNING))
+                .filter(instances::Column::LeaseUntil.lt(now))
+                .exec(store.db())
+                .await
+                .or_internal()?;
+            if taken.rows_affected == 1 {
+                self.spawn_run(Arc::clone(services), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the instance's remaining steps, saving after each.
+    async fn run(&self, services: &Arc<Services>, id: Uuid) -> Result<(), CommandError> {
+        let store = services.get::<Store>()?;
+        loop {
+            let Some(instance) = instances::Entity::find_by_id(id).one(store.db()).await.or_internal()? else {
+                return Ok(());
+            };
+            if instance.status != status::RUNNING {
+                return Ok(());
+            }
+            let steps =
+                match definitions::Entity::find_by_id(instance.definition_id).one(store.db()).await.or_internal()? {
+                    Some(found) => definition::parse(&found.steps),
+                    None => Err("the process definition no longer exists".to_owned()),
+                };
+            let steps = match steps {
+                Ok(steps) => steps,
+                Err(problem) => return self.finish(store, &instance, status::ERROR, Some(problem), None).await,
+            };
+            let index = usize::try_from(instance.current_step).unwrap_or(usize::MAX);
+            let Some(step) = steps.get(index) else {
+                return self.finish(store, &instance, status::COMPLETED, None, None).await;
+            };
+            // Renew the lease for this step; a cancelled instance stops here.
+            let renewed = instances::Entity::update_many()
+                .col_expr(instances::Column::LeaseUntil, Expr::value(Some(self.lease_until())))
+                .filter(instances::Column::Id.eq(id))
+                .filter(instances::Column::Status.eq(status::RUNNING))
+                .exec(store.db())
+                .await
+                .or_internal()?;
+            if renewed.rows_affected == 0 {
+                return Ok(());
+            }
+
+            let started = hookbus_core::now();
+            // The lease is renewed while the step runs, however long it takes: only a runner
+            // that died loses its instance.
+            let heartbeat = self.spawn_heartbeat(store.clone(), id);
+            let outcome = run_step(services, step, &instance.variables).await;
+            heartbeat.abort();
+            let mut log = instance.step_log.as_array().cloned().unwrap_or_default();
+            let mut entry = json!({"name": step.name(), "startedAt": started, "finishedAt": hookbus_core::now()});
+            match outcome {
+                Ok(output) => {
+                    entry["output"] = output.clone();
+                    log.push(entry);
+                    let mut variables = instance.variables.clone();
+                    if let Value::Object(map) = &mut variables {
+                        map.insert(step.name().to_owned(), output);
+                    }
+                    // Saved only if this runner still owns the step (not cancelled, not taken over).
+                    let saved = instances::Entity::update_many()
+                        .col_expr(instances::Column::Variables, Expr::value(variables))
+                        .col_expr(instances::Column::StepLog, Expr::value(Value::Array(log)))
+                        .col_expr(instances::Column::CurrentStep, Expr::value(instance.current_step + 1))
+                        .col_expr(instances::Column::UpdatedAt, Expr::value(hookbus_core::now()))
+                        .filter(instances::Column::Id.eq(id))
+                        .filter(instances::Column::Status.eq(status::RUNNING))
+                        .filter(instances::Column::CurrentStep.eq(instance.current_step))
+                        .exec(store.db())
+                        .await
+                        .or_internal()?;
+                    if saved.rows_affected == 0 {
+                        return Ok(());
+                    }
+                }
+                Err(error) => {
+                    entry["error"] =
+                        json!({"status": error.status(), "message": error.message(), "errors": error.details()});
+                    log.push(entry);
+                    let message = format!("step {} ({}) failed: {}", index, step.name(), error.message());
+                    return self.finish(store, &instance, status::ERROR, Some(message), Some(log)).await;
+                }
+            }
+        }
+    }
+
+    fn spawn_heartbeat(&self, store: Store, id: Uuid) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(engine.lease / 3).await;
+                let _ = instances::Entity::update_many()
+                    .col_expr(instances::Column::LeaseUntil, Expr::value(Some(engine.lease_until())))
+                    .filter(instances::Column::Id.eq(id))
+                    .filter(instances::Column::Status.eq(status::RUNNING))
+                    .exec(store.db())
+                    .await;
+            }
+        })
+    }
+
+    async fn finish(
+        &self,
+        store: &Store,
+        instance: &instances::Model,
+        final_status: &str,
+        error: Option<String>,
+        log: Option<Vec<Value>>,
+    ) -> Result<(), CommandError> {
+        let mut update = instances::Entity::update_many()
+            .col_expr(instances::Column::Status, Expr::value(final_status))
+            .col_expr(instances::Column::Error, Expr::value(error))
+            .col_expr(instances::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+            .col_expr(instances::Column::UpdatedAt, Expr::value(hookbus_core::now()))
+            .col_expr(instances::Column::CompletedAt, Expr::value(Some(hookbus_core::now())));
+        if let Some(log) = log {
+            update = update.col_expr(instances::Column::StepLog, Expr::value(Value::Array(log)));
+        }
+        update
+            .filter(instances::Column::Id.eq(instance.id))
+            .filter(instances::Column::Status.eq(status::RUNNING))
+            .exec(store.db())
+            .await
+            .or_internal()?;
+        Ok(())
+    }
+}
+
+/// Runs one step as the router's internal principal.
+async fn run_step(services: &Arc<Services>, step: &Step, variables: &Value) -> Result<Value, CommandError> {
+    let principal = services.get::<Router>()?.principal().clone();
+    let ctx = Context::new(principal, Arc::clone(services));
+    match step {
+        Step::Command { command, input, .. } => {
+            let fields = match input {
+                None => variables.clone(),
+                Some(fields) => Value::Object(
+                    fields
+                        .iter()
+                        .map(|(field, mapped)| {
+                            let value = match mapped {
+                                Mapped::Path(query) => select(query, variables),
+                                Mapped::Literal(value) => value.clone(),
+                            };
+                            (field.clone(), value)
+                        })
+                        .collect(),
+                ),
+            };
+            run_named(command, fields, &ctx).await.map(|reply| reply.data)
+        }
+        Step::Script { name, code } => {
+            let engine_services = Arc::clone(services);
+            let (code, name, variables) = (code.clone(), name.clone(), variables.clone());
+            let host = Arc::new(BusHost::new(ctx));
+            let outcome = tokio::task::spawn_blocking(move || {
+                let engine = engine_services.get::<ScriptEngine>()?;
+                let ast = engine.compile(&code).map_err(|e| CommandError::validation(e.to_string()))?;
+                Ok::<_, CommandError>(engine.run(&ast, &[("context", &variables)], host, &name))
+            })
+            .await
+            .map_err(CommandError::internal)??;
+            outcome.map_err(script_error)
+        }
+    }
+}
