@@ -1,10 +1,10 @@
 //! The queries over configurations.
 
-use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, register_command};
-use hookbus_store::{DbResultExt, Store};
+use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, register_command};
+use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::Deserialize;
@@ -49,18 +49,9 @@ impl Handler for GetWebHookConfigListQuery {
             let kind = ExecutionType::from_code(code).map_err(CommandError::validation)?;
             filter = filter.add(entity::Column::ExecutionType.eq(kind.code()));
         }
-        let db = ctx.service::<Store>()?.db();
-        let total = entity::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
-        let rows = entity::Entity::find()
-            .filter(filter)
-            .order_by_asc(entity::Column::Id)
-            .offset(page.offset())
-            .limit(page.size())
-            .all(db)
-            .await
-            .or_internal()?;
-        let items: Vec<WebHookConfig> = rows.into_iter().map(WebHookConfig::from).collect();
-        Reply::new(Page::new(items, total, page), "Webhook configurations retrieved successfully")
+        let query = entity::Entity::find().filter(filter).order_by_asc(entity::Column::Id);
+        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), WebHookConfig::from).await?;
+        Reply::new(page, "Webhook configurations retrieved successfully")
     }
 }
 register_command!("GetWebHookConfigListQuery" => GetWebHookConfigListQuery);

@@ -1,14 +1,11 @@
 //! `GetInboundEventListQuery`, `GetInboundEventByIdQuery`, `ReplayInboundEventCommand`.
 
 use hookbus_configs::ConfigCache;
-use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
 use hookbus_router::InboundRequest;
-use hookbus_store::{DbResultExt, Store};
+use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -126,19 +123,12 @@ impl Handler for GetInboundEventListQuery {
         if let Some(to) = self.to {
             filter = filter.add(entity::Column::ReceivedAt.lt(to));
         }
-        let db = ctx.service::<Store>()?.db();
-        let total = entity::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
-        let rows = entity::Entity::find()
+        let query = entity::Entity::find()
             .filter(filter)
             .order_by_desc(entity::Column::ReceivedAt)
-            .order_by_desc(entity::Column::Id)
-            .offset(page.offset())
-            .limit(page.size())
-            .all(db)
-            .await
-            .or_internal()?;
-        let items: Vec<InboundEvent> = rows.into_iter().map(InboundEvent::from).collect();
-        Reply::new(Page::new(items, total, page), "Inbound events retrieved successfully")
+            .order_by_desc(entity::Column::Id);
+        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), InboundEvent::from).await?;
+        Reply::new(page, "Inbound events retrieved successfully")
     }
 }
 register_command!("GetInboundEventListQuery" => GetInboundEventListQuery);

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
 use hookbus_script::ScriptEngine;
-use hookbus_store::{DbResultExt, Store};
+use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
     sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
@@ -137,17 +137,9 @@ impl Handler for GetProcessDefinitionListQuery {
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
-        let db = ctx.service::<Store>()?.db();
-        let total = definitions::Entity::find().count(db).await.or_internal()?;
-        let rows = definitions::Entity::find()
-            .order_by_asc(definitions::Column::Id)
-            .offset(page.offset())
-            .limit(page.size())
-            .all(db)
-            .await
-            .or_internal()?;
-        let items: Vec<DefinitionView> = rows.into_iter().map(DefinitionView::from).collect();
-        Reply::new(Page::new(items, total, page), "Process definitions retrieved successfully")
+        let query = definitions::Entity::find().order_by_asc(definitions::Column::Id);
+        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), DefinitionView::from).await?;
+        Reply::new(page, "Process definitions retrieved successfully")
     }
 }
 register_command!("GetProcessDefinitionListQuery" => GetProcessDefinitionListQuery);
@@ -332,19 +324,12 @@ impl Handler for GetProcessInstanceListQuery {
             }
             filter = filter.add(instances::Column::Status.eq(wanted));
         }
-        let db = ctx.service::<Store>()?.db();
-        let total = instances::Entity::find().filter(filter.clone()).count(db).await.or_internal()?;
-        let rows = instances::Entity::find()
+        let query = instances::Entity::find()
             .filter(filter)
             .order_by_desc(instances::Column::CreatedAt)
-            .order_by_desc(instances::Column::Id)
-            .offset(page.offset())
-            .limit(page.size())
-            .all(db)
-            .await
-            .or_internal()?;
-        let items: Vec<InstanceView> = rows.into_iter().map(InstanceView::from).collect();
-        Reply::new(Page::new(items, total, page), "Process instances retrieved successfully")
+            .order_by_desc(instances::Column::Id);
+        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), InstanceView::from).await?;
+        Reply::new(page, "Process instances retrieved successfully")
     }
 }
 register_command!("GetProcessInstanceListQuery" => GetProcessInstanceListQuery);

@@ -5,11 +5,11 @@
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
-use hookbus_core::CommandError;
+use hookbus_core::{CommandError, Page, PageRequest};
 use hookbus_migrations::Migrator;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QuerySelect, Select, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -109,6 +109,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// One page of `query` (already filtered and ordered) with the total it selects, each row mapped
+/// to what the answer shows.
+pub async fn fetch_page<E, T>(
+    query: Select<E>,
+    page: PageRequest,
+    db: &DatabaseConnection,
+    view: impl FnMut(E::Model) -> T,
+) -> Result<Page<T>, CommandError>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    let total = query.clone().count(db).await.or_internal()?;
+    let rows = query.offset(page.offset()).limit(page.size()).all(db).await.or_internal()?;
+    Ok(Page::new(rows.into_iter().map(view).collect(), total, page))
 }
 
 /// Whether the database answers.

@@ -1,9 +1,9 @@
 //! `CreateApiTokenCommand`, `RevokeApiTokenCommand`, `GetApiTokenListQuery`.
 
-use hookbus_core::{CommandError, Context, Handler, Page, PageRequest, Permission, Reply, Timestamp, register_command};
-use hookbus_store::{DbResultExt, Store};
+use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -93,18 +93,9 @@ impl Handler for GetApiTokenListQuery {
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
-        let db = ctx.service::<Store>()?.db();
-        let total = entity::Entity::find().count(db).await.or_internal()?;
-        let rows = entity::Entity::find()
-            .order_by_desc(entity::Column::CreatedAt)
-            .order_by_desc(entity::Column::Id)
-            .offset(page.offset())
-            .limit(page.size())
-            .all(db)
-            .await
-            .or_internal()?;
-        let items = rows.into_iter().map(TokenView::from).collect();
-        Reply::new(Page::new(items, total, page), "API tokens retrieved successfully")
+        let query = entity::Entity::find().order_by_desc(entity::Column::CreatedAt).order_by_desc(entity::Column::Id);
+        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), TokenView::from).await?;
+        Reply::new(page, "API tokens retrieved successfully")
     }
 }
 register_command!("GetApiTokenListQuery" => GetApiTokenListQuery);

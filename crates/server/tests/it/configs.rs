@@ -2,21 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Reply, TestApp, native_config};
+use crate::support::{Reply, TestApp, native_config, with};
 
 async fn create(app: &TestApp, command: Value) -> Value {
     app.admin(command).await.assert_ok("Webhook configuration created successfully").clone()
-}
-
-fn with(mut command: Value, changes: Value) -> Value {
-    for (field, value) in changes.as_object().cloned().unwrap_or_default() {
-        if value.is_null() {
-            command.as_object_mut().map(|c| c.remove(&field));
-        } else {
-            command[field] = value;
-        }
-    }
-    command
 }
 
 #[track_caller]

@@ -4,18 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, native_config, within};
-
-fn with(mut command: Value, changes: Value) -> Value {
-    for (field, value) in changes.as_object().cloned().unwrap_or_default() {
-        if value.is_null() {
-            command.as_object_mut().map(|c| c.remove(&field));
-        } else {
-            command[field] = value;
-        }
-    }
-    command
-}
+use crate::support::{
+    ADMIN_TOKEN, TestApp, TestDatabase, free_port, kill_9, native_config, ready, serve, with, within,
+};
 
 /// A type-2 route whose handler has a visible side effect: it creates a configuration keyed by
 /// the body's `ref`. Running it twice for one `ref` fails with 409, so a repeat that ran the
@@ -182,29 +173,19 @@ async fn a_queued_request_survives_kill_9() {
     let database = TestDatabase::create().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = |poll_ms: &str| {
-        hookbus(&database.url)
-            .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-            .env("HOOKBUS_INBOUND__ASYNC_POLL_MS", poll_ms)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the server starts")
-    };
+    let start = |poll_ms: &str| serve(&database.url, port, &[("HOOKBUS_INBOUND__ASYNC_POLL_MS", poll_ms)]);
     let client = reqwest::Client::new();
-    let ready = || async { client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) };
+    let is_ready = || ready(&client, &base);
     let command = |body: Value| client.post(format!("{base}/api/bpm/cmd")).bearer_auth(ADMIN_TOKEN).json(&body).send();
 
     // Polls once at start, then not for ten minutes: the request waits in the queue.
     let mut first = start("600000");
-    assert!(within(Duration::from_secs(20), ready).await.is_some(), "the server did not start");
+    assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not start");
     let created = command(creating_route("durable", json!({"respondAsync": true}))).await.expect("answer");
     assert_eq!(created.status(), 200);
     let accepted = client.post(format!("{base}/api/webhooks/durable")).json(&json!({"ref": "k9"})).send().await;
     assert_eq!(accepted.expect("answer").status(), 202);
-    std::process::Command::new("kill").args(["-KILL", &first.id().to_string()]).status().expect("kill");
-    let _ = first.wait();
+    kill_9(&mut first);
 
     // Before the restart: queued, not run.
     let db = database.connect().await;
@@ -221,7 +202,7 @@ async fn a_queued_request_survives_kill_9() {
     assert_eq!(count("SELECT COUNT(*) AS n FROM webhook_configs WHERE key = 'made-k9'").await, 0);
 
     let mut second = start("100");
-    assert!(within(Duration::from_secs(20), ready).await.is_some(), "the server did not restart");
+    assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not restart");
     let ran = within(Duration::from_secs(10), || async {
         let found = command(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-k9"})).await;
         found.is_ok_and(|r| r.status() == 200)

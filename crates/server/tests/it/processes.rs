@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, native_config, within};
+use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, kill_9, native_config, ready, serve, within};
 
 async fn define(app: &TestApp, name: &str, steps: Value) -> Value {
     let reply = app.admin(json!({"$type": "CreateProcessDefinitionCommand", "name": name, "steps": steps})).await;
@@ -205,20 +205,16 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let start = || {
-        hookbus(&database.url)
-            .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-            .env("HOOKBUS_PROCESSES__LEASE_SECS", "1")
-            .env("HOOKBUS_PROCESSES__POLL_MS", "100")
-            .env("HOOKBUS_SCRIPT__TIMEOUT", "10000")
-            .env("HOOKBUS_SCRIPT__MAX_OPERATIONS", "100000000")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the server starts")
+        let env = [
+            ("HOOKBUS_PROCESSES__LEASE_SECS", "1"),
+            ("HOOKBUS_PROCESSES__POLL_MS", "100"),
+            ("HOOKBUS_SCRIPT__TIMEOUT", "10000"),
+            ("HOOKBUS_SCRIPT__MAX_OPERATIONS", "100000000"),
+        ];
+        serve(&database.url, port, &env)
     };
     let client = reqwest::Client::new();
-    let ready = || async { client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) };
+    let is_ready = || ready(&client, &base);
     let command = |body: Value| {
         let client = client.clone();
         let url = format!("{base}/api/bpm/cmd");
@@ -237,7 +233,7 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     }
 
     let mut first = start();
-    assert!(within(Duration::from_secs(20), ready).await.is_some(), "the server did not start");
+    assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not start");
     let definition =
         command(json!({"$type": "CreateProcessDefinitionCommand", "name": "resumable", "steps": steps})).await;
     let id = definition["data"]["id"].clone();
@@ -251,8 +247,7 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     })
     .await;
     assert!(midway.is_some(), "the process did not get going");
-    std::process::Command::new("kill").args(["-KILL", &first.id().to_string()]).status().expect("kill");
-    let _ = first.wait();
+    kill_9(&mut first);
 
     // Killed part-way: still RUNNING, some steps done, some not.
     let db = database.connect().await;
@@ -270,7 +265,7 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     assert!((2..8).contains(&at_kill), "killed at step {at_kill}: make the steps slower");
 
     let mut second = start();
-    assert!(within(Duration::from_secs(20), ready).await.is_some(), "the server did not restart");
+    assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not restart");
     let done = within(Duration::from_secs(30), || async {
         let status = command(get.clone()).await["data"]["status"].clone();
         status == json!("COMPLETED") || status == json!("ERROR")

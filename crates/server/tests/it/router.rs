@@ -4,21 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, native_config, within};
+use crate::support::{TestApp, native_config, with, within};
 
 async fn configure(app: &TestApp, config: Value) -> Value {
     app.admin(config).await.assert_ok("Webhook configuration created successfully").clone()
-}
-
-fn with(mut command: Value, changes: Value) -> Value {
-    for (field, value) in changes.as_object().cloned().unwrap_or_default() {
-        if value.is_null() {
-            command.as_object_mut().map(|c| c.remove(&field));
-        } else {
-            command[field] = value;
-        }
-    }
-    command
 }
 
 /// A type-0 route running `GetWebHookConfigByIdQuery` with the body's fields.

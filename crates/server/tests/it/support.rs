@@ -338,3 +338,38 @@ pub fn hookbus(database_url: &str) -> std::process::Command {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
+
+/// `command` with `changes` applied: each field set, or removed where the change is `null`.
+pub fn with(mut command: Value, changes: Value) -> Value {
+    for (field, value) in changes.as_object().cloned().unwrap_or_default() {
+        if value.is_null() {
+            command.as_object_mut().map(|c| c.remove(&field));
+        } else {
+            command[field] = value;
+        }
+    }
+    command
+}
+
+/// `hookbus serve` on `port` with the bootstrap token and `env` on top, output discarded.
+pub fn serve(database_url: &str, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = hookbus(database_url);
+    command
+        .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command.spawn().expect("the server starts")
+}
+
+/// Whether the server at `base` answers `/readyz`.
+pub async fn ready(client: &reqwest::Client, base: &str) -> bool {
+    client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+}
+
+/// Sends SIGKILL and reaps the process.
+pub fn kill_9(child: &mut std::process::Child) {
+    std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status().expect("kill");
+    let _ = child.wait();
+}
