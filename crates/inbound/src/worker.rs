@@ -30,6 +30,8 @@ pub struct AsyncWorker {
     pub retry_base: Duration,
     /// Finished events older than this are deleted.
     pub retention: Duration,
+    /// How often that deletion runs.
+    pub sweep_every: Duration,
 }
 
 impl AsyncWorker {
@@ -43,7 +45,8 @@ impl AsyncWorker {
                 // Errors were logged with an id; the next round tries again.
                 let _ = self.round(&services).await;
                 let now = hookbus_core::now();
-                if last_sweep.is_none_or(|at| now - at > Span::minutes(10)) {
+                let sweep_every = Span::from_std(self.sweep_every).unwrap_or(Span::minutes(10));
+                if last_sweep.is_none_or(|at| now - at >= sweep_every) {
                     let _ = self.sweep(&services).await;
                     last_sweep = Some(now);
                 }

@@ -101,6 +101,7 @@ impl Application {
             max_attempts: inbound.async_max_attempts,
             retry_base: Duration::from_millis(inbound.async_retry_base_ms),
             retention: Duration::from_secs(inbound.retention_days.saturating_mul(86_400)),
+            sweep_every: Duration::from_secs(inbound.retention_sweep_secs.max(1)),
         }
         .spawn(Arc::clone(&services));
         background.push(worker);

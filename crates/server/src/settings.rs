@@ -51,6 +51,7 @@ pub struct InboundSettings {
     pub async_max_attempts: i32,
     pub async_retry_base_ms: u64,
     pub retention_days: u64,
+    pub retention_sweep_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

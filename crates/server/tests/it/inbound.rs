@@ -250,3 +250,23 @@ async fn an_abandoned_first_request_frees_its_key() {
         .await
         .assert_ok("Webhook configuration found");
 }
+
+/// Finished events past the retention are deleted by the periodic sweep.
+#[tokio::test]
+async fn finished_events_past_the_retention_are_deleted() {
+    let app = TestApp::builder()
+        .configure(|settings| {
+            settings.inbound.retention_days = 0;
+            settings.inbound.retention_sweep_secs = 2;
+        })
+        .spawn()
+        .await;
+    app.admin(native_config("short-lived")).await;
+    app.call("POST", "/api/webhooks/short-lived", Some(json!({})), &[])
+        .await
+        .assert_ok("Webhook configurations retrieved successfully");
+    let logged = within(Duration::from_secs(2), || async { !events(&app, json!({})).await.is_empty() }).await;
+    assert!(logged.is_some(), "the request was not logged");
+    let swept = within(Duration::from_secs(6), || async { events(&app, json!({})).await.is_empty() }).await;
+    assert!(swept.is_some(), "the sweep did not delete the event");
+}

@@ -95,7 +95,11 @@ pub struct TestAppBuilder {
     database: Option<std::sync::Arc<TestDatabase>>,
     body_limit: Option<usize>,
     trusted_proxies: Vec<String>,
+    configure: Option<SettingsChange>,
 }
+
+/// A change to a test server's settings.
+type SettingsChange = Box<dyn FnOnce(&mut Settings)>;
 
 impl TestAppBuilder {
     /// Shares another app's database, to run two instances side by side.
@@ -107,6 +111,12 @@ impl TestAppBuilder {
     /// Proxies whose `X-Forwarded-For` the server believes.
     pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
         self.trusted_proxies = proxies.iter().map(|p| (*p).to_owned()).collect();
+        self
+    }
+
+    /// Any other setting.
+    pub fn configure(mut self, change: impl FnOnce(&mut Settings) + 'static) -> Self {
+        self.configure = Some(Box::new(change));
         self
     }
 
@@ -129,6 +139,9 @@ impl TestAppBuilder {
         settings.database.max_connections = 5;
         settings.auth.bootstrap_token = ADMIN_TOKEN.into();
         settings.server.trusted_proxies = self.trusted_proxies;
+        if let Some(change) = self.configure {
+            change(&mut settings);
+        }
         if let Some(limit) = self.body_limit {
             settings.server.body_limit_bytes = limit;
         }
@@ -211,7 +224,7 @@ impl TestApp {
     }
 
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { database: None, body_limit: None, trusted_proxies: Vec::new() }
+        TestAppBuilder { database: None, body_limit: None, trusted_proxies: Vec::new(), configure: None }
     }
 
     /// Posts a command with the bootstrap admin token.
