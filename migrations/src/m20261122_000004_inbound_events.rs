@@ -37,6 +37,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Partial indexes: most rows (plain requests) have neither an idempotency value nor a
+        // retry time, and need not pay for an entry in these.
         manager
             .create_index(
                 Index::create()
@@ -45,12 +47,22 @@ impl MigrationTrait for Migration {
                     .col(InboundEvents::ConfigId)
                     .col(InboundEvents::IdempotencyValue)
                     .unique()
+                    .and_where(Expr::col(InboundEvents::IdempotencyValue).is_not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_inbound_events_next_attempt_at")
+                    .table(InboundEvents::Table)
+                    .col(InboundEvents::NextAttemptAt)
+                    .and_where(Expr::col(InboundEvents::NextAttemptAt).is_not_null())
                     .to_owned(),
             )
             .await?;
         for (name, column) in [
             ("idx_inbound_events_received_at", InboundEvents::ReceivedAt),
-            ("idx_inbound_events_next_attempt_at", InboundEvents::NextAttemptAt),
             ("idx_inbound_events_config_key", InboundEvents::ConfigKey),
         ] {
             manager.create_index(Index::create().name(name).table(InboundEvents::Table).col(column).to_owned()).await?;

@@ -90,16 +90,22 @@ impl Inbound {
 async fn plain(
     services: &Arc<Services>,
     entry: &ConfigEntry,
-    request: InboundRequest,
+    mut request: InboundRequest,
 ) -> Result<Receipt, CommandError> {
     let started = Instant::now();
     let result = services.get::<Router>()?.execute(entry, &request, services).await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    // The request is ours now: store it without copying it again.
+    let raw_body = std::mem::take(&mut request.raw_body);
+    redact_headers(&mut request.headers);
+    let received_at = request.received_at;
+    let stored = serde_json::to_value(request).map_err(CommandError::internal)?;
     let mut row = entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         config_id: Set(entry.model.id),
         config_key: Set(entry.model.key.clone()),
-        request: Set(stored_request(&request)?),
-        raw_body: Set(request.raw_body.clone()),
+        request: Set(stored),
+        raw_body: Set(raw_body),
         idempotency_value: Set(None),
         duplicate_of: Set(None),
         replay_of: Set(None),
@@ -111,8 +117,8 @@ async fn plain(
         attempts: Set(1),
         next_attempt_at: Set(None),
         lease_until: Set(None),
-        duration_ms: Set(Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))),
-        received_at: Set(request.received_at),
+        duration_ms: Set(Some(duration_ms)),
+        received_at: Set(received_at),
         completed_at: Set(Some(hookbus_core::now())),
     };
     set_outcome(&mut row, &result);
