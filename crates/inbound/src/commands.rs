@@ -2,10 +2,9 @@
 
 use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
-use hookbus_router::InboundRequest;
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -167,21 +166,14 @@ impl Handler for ReplayInboundEventCommand {
             .service::<ConfigCache>()?
             .by_id(original.config_id)
             .ok_or_else(|| CommandError::not_found("Replay failed", "The configuration no longer exists"))?;
-        let request = serde_json::from_value::<InboundRequest>(original.request.clone())
-            .map(|request| InboundRequest { raw_body: original.raw_body.clone(), ..request })
-            .map_err(CommandError::internal)?;
+        let request = receive::request_of(&original)?;
 
-        let mut replay = original.clone().into_active_model();
-        let id = Uuid::now_v7();
-        replay.id = Set(id);
-        replay.idempotency_value = Set(None);
-        replay.duplicate_of = Set(None);
+        let mut replay = receive::new_row(&entry, request.clone())?;
         replay.replay_of = Set(Some(original.id));
         replay.status = Set(status::PROCESSING.to_owned());
         replay.attempts = Set(1);
         replay.received_at = Set(hookbus_core::now());
-        let replay = clear_outcome(replay);
-        replay.insert(ctx.service::<Store>()?.db()).await.or_internal()?;
+        let id = replay.insert(ctx.service::<Store>()?.db()).await.or_internal()?.id;
 
         let result = receive::run_and_record(ctx.services(), &entry, &request, id).await;
         let event = find(ctx, id, "Replay failed").await?;
@@ -191,18 +183,6 @@ impl Handler for ReplayInboundEventCommand {
     }
 }
 register_command!("ReplayInboundEventCommand" => ReplayInboundEventCommand);
-
-fn clear_outcome(mut row: entity::ActiveModel) -> entity::ActiveModel {
-    row.http_status = Set(None);
-    row.message = Set(None);
-    row.data = Set(None);
-    row.errors = Set(None);
-    row.next_attempt_at = Set(None);
-    row.lease_until = Set(None);
-    row.duration_ms = Set(None);
-    row.completed_at = Set(None);
-    row
-}
 
 async fn find(ctx: &Context, id: Uuid, message: &str) -> Result<entity::Model, CommandError> {
     entity::Entity::find_by_id(id)

@@ -39,28 +39,11 @@ impl Inbound {
         if !queued && idempotency_value.is_none() {
             return plain(services, entry, request).await;
         }
-        let now = hookbus_core::now();
-        let row = entity::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            config_id: Set(entry.model.id),
-            config_key: Set(entry.model.key.clone()),
-            request: Set(stored_request(&request)?),
-            raw_body: Set(request.raw_body.clone()),
-            idempotency_value: Set(idempotency_value.clone()),
-            duplicate_of: Set(None),
-            replay_of: Set(None),
-            status: Set(if queued { status::PENDING } else { status::PROCESSING }.to_owned()),
-            http_status: Set(None),
-            message: Set(None),
-            data: Set(None),
-            errors: Set(None),
-            attempts: Set(if queued { 0 } else { 1 }),
-            next_attempt_at: Set(queued.then_some(now)),
-            lease_until: Set(None),
-            duration_ms: Set(None),
-            received_at: Set(request.received_at),
-            completed_at: Set(None),
-        };
+        let mut row = new_row(entry, request.clone())?;
+        row.idempotency_value = Set(idempotency_value.clone());
+        row.status = Set(if queued { status::PENDING } else { status::PROCESSING }.to_owned());
+        row.attempts = Set(if queued { 0 } else { 1 });
+        row.next_attempt_at = Set(queued.then(hookbus_core::now));
         // A second try only after freeing the key of a first request that was abandoned.
         let mut tries = 0;
         let event = loop {
@@ -90,37 +73,16 @@ impl Inbound {
 async fn plain(
     services: &Arc<Services>,
     entry: &ConfigEntry,
-    mut request: InboundRequest,
+    request: InboundRequest,
 ) -> Result<Receipt, CommandError> {
     let started = Instant::now();
     let result = services.get::<Router>()?.execute(entry, &request, services).await;
-    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    // The request is ours now: store it without copying it again.
-    let raw_body = std::mem::take(&mut request.raw_body);
-    redact_headers(&mut request.headers);
-    let received_at = request.received_at;
-    let stored = serde_json::to_value(request).map_err(CommandError::internal)?;
-    let mut row = entity::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        config_id: Set(entry.model.id),
-        config_key: Set(entry.model.key.clone()),
-        request: Set(stored),
-        raw_body: Set(raw_body),
-        idempotency_value: Set(None),
-        duplicate_of: Set(None),
-        replay_of: Set(None),
-        status: Set(String::new()),
-        http_status: Set(None),
-        message: Set(None),
-        data: Set(None),
-        errors: Set(None),
-        attempts: Set(1),
-        next_attempt_at: Set(None),
-        lease_until: Set(None),
-        duration_ms: Set(Some(duration_ms)),
-        received_at: Set(received_at),
-        completed_at: Set(Some(hookbus_core::now())),
-    };
+    let duration_ms = elapsed_ms(started);
+    // The request is ours now: it moves into its row without another copy.
+    let mut row = new_row(entry, request)?;
+    row.attempts = Set(1);
+    row.duration_ms = Set(Some(duration_ms));
+    row.completed_at = Set(Some(hookbus_core::now()));
     set_outcome(&mut row, &result);
     services.get::<LogWriter>()?.write(row).await;
     Ok(Receipt::Done(result))
@@ -169,7 +131,7 @@ pub(crate) async fn record(
     if result.is_err() {
         row.idempotency_value = Set(None);
     }
-    row.duration_ms = Set(Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)));
+    row.duration_ms = Set(Some(elapsed_ms(started)));
     row.completed_at = Set(Some(hookbus_core::now()));
     row.lease_until = Set(None);
     row.next_attempt_at = Set(None);
@@ -215,27 +177,11 @@ async fn repeat(
         record(store, first.id, &failed, Instant::now()).await?;
         return Ok(Repeat::Freed);
     }
-    let mut duplicate = entity::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        config_id: Set(entry.model.id),
-        config_key: Set(entry.model.key.clone()),
-        request: Set(stored_request(request)?),
-        raw_body: Set(request.raw_body.clone()),
-        idempotency_value: Set(None),
-        duplicate_of: Set(Some(first.id)),
-        replay_of: Set(None),
-        status: Set(status::DUPLICATE.to_owned()),
-        http_status: Set(None),
-        message: Set(None),
-        data: Set(None),
-        errors: Set(None),
-        attempts: Set(0),
-        next_attempt_at: Set(None),
-        lease_until: Set(None),
-        duration_ms: Set(Some(0)),
-        received_at: Set(request.received_at),
-        completed_at: Set(Some(hookbus_core::now())),
-    };
+    let mut duplicate = new_row(entry, request.clone())?;
+    duplicate.duplicate_of = Set(Some(first.id));
+    duplicate.status = Set(status::DUPLICATE.to_owned());
+    duplicate.duration_ms = Set(Some(0));
+    duplicate.completed_at = Set(Some(hookbus_core::now()));
     let receipt = match first.status.as_str() {
         status::SUCCEEDED => {
             duplicate.http_status = Set(Some(200));
@@ -263,11 +209,43 @@ fn in_progress() -> CommandError {
     CommandError::conflict("Duplicate request", "A request with this idempotency key is still being processed")
 }
 
-/// The request as stored: secret headers redacted.
-pub(crate) fn stored_request(request: &InboundRequest) -> Result<Value, CommandError> {
-    let mut stored = request.clone();
-    redact_headers(&mut stored.headers);
-    serde_json::to_value(stored).map_err(CommandError::internal)
+/// A new event row for `request` to `entry`: secret headers redacted, no outcome yet. Callers set
+/// what their kind of row needs (status, attempts, outcome).
+pub(crate) fn new_row(entry: &ConfigEntry, mut request: InboundRequest) -> Result<entity::ActiveModel, CommandError> {
+    let raw_body = std::mem::take(&mut request.raw_body);
+    redact_headers(&mut request.headers);
+    let received_at = request.received_at;
+    Ok(entity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        config_id: Set(entry.model.id),
+        config_key: Set(entry.model.key.clone()),
+        request: Set(serde_json::to_value(request).map_err(CommandError::internal)?),
+        raw_body: Set(raw_body),
+        idempotency_value: Set(None),
+        duplicate_of: Set(None),
+        replay_of: Set(None),
+        status: Set(String::new()),
+        http_status: Set(None),
+        message: Set(None),
+        data: Set(None),
+        errors: Set(None),
+        attempts: Set(0),
+        next_attempt_at: Set(None),
+        lease_until: Set(None),
+        duration_ms: Set(None),
+        received_at: Set(received_at),
+        completed_at: Set(None),
+    })
+}
+
+/// The request a stored row holds (secret headers as redacted when stored).
+pub(crate) fn request_of(event: &entity::Model) -> Result<InboundRequest, CommandError> {
+    let request = serde_json::from_value::<InboundRequest>(event.request.clone()).map_err(CommandError::internal)?;
+    Ok(InboundRequest { raw_body: event.raw_body.clone(), ..request })
+}
+
+fn elapsed_ms(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The request's unique id under `rule`; none when the header or path is absent or null.

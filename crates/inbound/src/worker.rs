@@ -5,8 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
 use hookbus_configs::ConfigCache;
-use hookbus_core::{CommandError, Reply, Services, Timestamp};
-use hookbus_router::InboundRequest;
+use hookbus_core::{CommandError, Services, Timestamp};
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -100,18 +99,13 @@ impl AsyncWorker {
     async fn run(&self, services: &Arc<Services>, store: &Store, event: entity::Model) -> Result<(), CommandError> {
         let started = std::time::Instant::now();
         let entry = services.get::<ConfigCache>()?.by_id(event.config_id);
-        let request = serde_json::from_value::<InboundRequest>(event.request.clone())
-            .map(|request| InboundRequest { raw_body: event.raw_body.clone(), ..request });
-        let result = match (entry, request) {
+        let result = match (entry, receive::request_of(&event)) {
             (Some(entry), Ok(request)) => receive::run_and_record(services, &entry, &request, event.id).await,
             (None, _) => {
                 let gone = Err(CommandError::not_found("Configuration not found", "The configuration was deleted"));
                 return receive::record(store, event.id, &gone, started).await;
             }
-            (_, Err(e)) => {
-                let bad: Result<Reply, CommandError> = Err(CommandError::internal(e));
-                return receive::record(store, event.id, &bad, started).await;
-            }
+            (_, Err(bad)) => return receive::record(store, event.id, &Err(bad), started).await,
         };
         if result.is_err() && event.attempts < self.max_attempts {
             // Back in the queue; the failure is kept on the event meanwhile.
