@@ -141,6 +141,14 @@ impl CommandError {
     }
 }
 
+impl CommandError {
+    /// The error as a JSON value, for places that record an error rather than answer with it
+    /// (a chain step that may fail, a process step log).
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({"status": self.status(), "message": self.message(), "errors": self.details()})
+    }
+}
+
 /// An error and its sources, outermost first, joined by `": "`.
 pub fn error_chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();

@@ -154,8 +154,7 @@ impl ProcessEngine {
                     }
                 }
                 Err(error) => {
-                    entry["error"] =
-                        json!({"status": error.status(), "message": error.message(), "errors": error.details()});
+                    entry["error"] = error.summary();
                     log.push(entry);
                     let message = format!("step {} ({}) failed: {}", index, step.name(), error.message());
                     return self.finish(store, &instance, status::ERROR, Some(message), Some(log)).await;

@@ -93,9 +93,7 @@ async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context)
         };
         let output = match run_named(&step.command_name, input, ctx).await {
             Ok(reply) => reply.data,
-            Err(error) if step.continue_on_error => json!({
-                "error": {"status": error.status(), "message": error.message(), "errors": error.details()}
-            }),
+            Err(error) if step.continue_on_error => json!({ "error": error.summary() }),
             Err(error) => {
                 return Err(CommandError::Wrapped {
                     message: format!("Step {index} ({}) failed", step.command_name),
