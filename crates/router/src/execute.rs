@@ -83,7 +83,6 @@ async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context)
         "steps": [],
         "last": null,
     });
-    let mut outputs = Vec::with_capacity(steps.len());
     for (index, step) in steps.iter().enumerate() {
         let input = match &step.input {
             None => request.body.clone(),
@@ -101,12 +100,13 @@ async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context)
                 });
             }
         };
-        outputs.push(output.clone());
-        context["steps"] = Value::Array(outputs.clone());
-        context["last"] = output;
+        // The outputs live once, in the context the next steps' JSONPaths read.
+        context["last"] = output.clone();
+        if let Value::Array(outputs) = &mut context["steps"] {
+            outputs.push(output);
+        }
     }
-    let result = outputs.last().cloned().unwrap_or(Value::Null);
-    Reply::new(json!({"steps": outputs, "result": result}), "Command chain completed")
+    Reply::new(json!({"steps": context["steps"].take(), "result": context["last"].take()}), "Command chain completed")
 }
 
 /// A step input's value: a literal as is, or what its JSONPath selects.
