@@ -89,22 +89,19 @@ impl ProcessEngine {
     /// Runs the instance's remaining steps, saving after each.
     async fn run(&self, services: &Arc<Services>, id: Uuid) -> Result<(), CommandError> {
         let store = services.get::<Store>()?;
-        loop {
-            let Some(instance) = instances::Entity::find_by_id(id).one(store.db()).await.or_internal()? else {
-                return Ok(());
-            };
-            if instance.status != status::RUNNING {
-                return Ok(());
-            }
-            let steps =
-                match definitions::Entity::find_by_id(instance.definition_id).one(store.db()).await.or_internal()? {
-                    Some(found) => definition::parse(&found.steps),
-                    None => Err("the process definition no longer exists".to_owned()),
-                };
-            let steps = match steps {
-                Ok(steps) => steps,
-                Err(problem) => return self.finish(store, &instance, status::ERROR, Some(problem), None).await,
-            };
+        let Some(first) = self.running(store, id).await? else { return Ok(()) };
+        // Read once: definitions never change, and cannot be deleted while an instance runs.
+        let steps = match definitions::Entity::find_by_id(first.definition_id).one(store.db()).await.or_internal()? {
+            Some(found) => definition::parse(&found.steps),
+            None => Err("the process definition no longer exists".to_owned()),
+        };
+        let steps = match steps {
+            Ok(steps) => steps,
+            Err(problem) => return self.finish(store, &first, status::ERROR, Some(problem), None).await,
+        };
+        let mut next = Some(first);
+        // Each round reads the instance again: a cancellation between steps stops it.
+        while let Some(instance) = next.take() {
             let index = usize::try_from(instance.current_step).unwrap_or(usize::MAX);
             let Some(step) = steps.get(index) else {
                 return self.finish(store, &instance, status::COMPLETED, None, None).await;
@@ -152,6 +149,7 @@ impl ProcessEngine {
                     if saved.rows_affected == 0 {
                         return Ok(());
                     }
+                    next = self.running(store, id).await?;
                 }
                 Err(error) => {
                     entry["error"] = error.summary();
@@ -161,6 +159,8 @@ impl ProcessEngine {
                 }
             }
         }
+        // Cancelled (or taken over) between steps.
+        Ok(())
     }
 
     fn spawn_heartbeat(&self, store: Store, id: Uuid) -> tokio::task::JoinHandle<()> {
@@ -176,6 +176,12 @@ impl ProcessEngine {
                     .await;
             }
         })
+    }
+
+    /// The instance, if it is still running.
+    async fn running(&self, store: &Store, id: Uuid) -> Result<Option<instances::Model>, CommandError> {
+        let instance = instances::Entity::find_by_id(id).one(store.db()).await.or_internal()?;
+        Ok(instance.filter(|instance| instance.status == status::RUNNING))
     }
 
     async fn finish(
