@@ -197,8 +197,8 @@ async fn routes_and_scripts_start_processes() {
 }
 
 /// The server is killed (SIGKILL) in the middle of a process; after a restart the instance
-/// completes, and no completed step runs again (each creates a configuration, and a second run
-/// would fail with 409 and end the instance in ERROR).
+/// completes, and no completed step runs again (the create steps would fail with 409 on a second
+/// run and end the instance in ERROR).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     let database = TestDatabase::create().await;
@@ -241,9 +241,11 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     let instance_id = started["data"]["instanceId"].clone();
     let get = json!({"$type": "GetProcessInstanceByIdQuery", "id": instance_id});
 
-    // Kill it once two steps are done and before the end.
+    // Kill it part-way, while a wait step runs (an odd next step): a step that is running when the
+    // server dies runs again after the restart, and a create step run twice would fail. Killing
+    // inside a wait step makes every create step before the kill a completed one.
     let midway = within(Duration::from_secs(20), || async {
-        command(get.clone()).await["data"]["currentStep"].as_i64().is_some_and(|n| n >= 2)
+        command(get.clone()).await["data"]["currentStep"].as_i64().is_some_and(|n| n >= 2 && n % 2 == 1)
     })
     .await;
     assert!(midway.is_some(), "the process did not get going");
@@ -263,6 +265,7 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
     assert_eq!(row.try_get::<String>("", "status").ok().as_deref(), Some("RUNNING"));
     let at_kill = row.try_get::<i32>("", "current_step").unwrap_or_default();
     assert!((2..8).contains(&at_kill), "killed at step {at_kill}: make the steps slower");
+    assert_eq!(at_kill % 2, 1, "killed outside a wait step (step {at_kill}): make the wait steps slower");
 
     let mut second = start();
     assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not restart");
