@@ -350,3 +350,335 @@ async fn metrics_count_deliveries_and_publish_to_delivery_latency() {
     assert!(text.contains("hookbus_delivery_latency_seconds_count 1"), "{text}");
     assert!(text.contains("hookbus_delivery_queue_depth"), "{text}");
 }
+
+const OTHER_PARTNER: &str = "0b6a9a6e-1f0e-4b43-8d8e-3c9e5d7f2a10";
+
+#[tokio::test]
+async fn owner_bound_tokens_see_only_their_own_subscriptions() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (mine, _) = subscribe(&app, &receiver.url, &["WB_Loan_Opened"], json!({})).await;
+    let reply = app
+        .admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": OTHER_PARTNER,
+                      "webhookUri": receiver.url, "events": ["WB_Loan_Opened"]}))
+        .await;
+    let theirs = reply.assert_ok("Webhook subscription created successfully")["id"].as_str().expect("id").to_owned();
+
+    let reply = app
+        .admin(json!({"$type": "CreateApiTokenCommand", "name": "partner", "partnerId": PARTNER,
+                      "permissions": ["subscriptions:read", "subscriptions:write"]}))
+        .await;
+    let token = reply.assert_ok("API token created successfully")["token"].as_str().expect("token").to_owned();
+    let token = Some(token.as_str());
+
+    let reply = app.cmd(token, json!({"$type": "GetWebhookSubscriptionQuery", "id": mine})).await;
+    reply.assert_ok("Webhook subscription retrieved successfully");
+    for command in [
+        json!({"$type": "GetWebhookSubscriptionQuery", "id": theirs}),
+        json!({"$type": "UpdateWebhookSubscriptionCommand", "id": theirs, "name": "mine now"}),
+        json!({"$type": "DeleteWebhookSubscriptionCommand", "id": theirs}),
+        json!({"$type": "PingWebhookSubscriptionCommand", "id": theirs}),
+        json!({"$type": "RotateWebhookSecretCommand", "id": theirs}),
+    ] {
+        let reply = app.cmd(token, command.clone()).await;
+        assert_eq!(reply.status, 404, "{command}: {:#}", reply.body);
+        assert!(reply.has_error("Subscription not found"), "{:#}", reply.body);
+    }
+    let reply = app.cmd(token, json!({"$type": "GetWebhookSubscriptionListQuery"})).await;
+    let page = reply.assert_ok("Webhook subscriptions retrieved successfully");
+    assert_eq!(page["totalCount"], 1);
+    assert_eq!(page["items"][0]["id"], mine.as_str());
+
+    // Creating for another owner is refused; omitting the owner uses the token's.
+    let reply = app
+        .cmd(
+            token,
+            json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": OTHER_PARTNER,
+                           "webhookUri": receiver.url, "events": ["WB_Loan_Opened"]}),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{:#}", reply.body);
+    let reply = app
+        .cmd(
+            token,
+            json!({"$type": "CreateWebhookSubscriptionCommand", "webhookUri": receiver.url,
+                           "events": ["WB_Loan_Opened"]}),
+        )
+        .await;
+    assert_eq!(reply.assert_ok("Webhook subscription created successfully")["partnerId"], PARTNER);
+
+    // Their notifications are invisible too.
+    publish(&app, "WB_Loan_Opened", json!({})).await;
+    receiver.wait_for(3, WAIT).await;
+    let reply = app.cmd(token, json!({"$type": "GetNotificationListQuery", "pageSize": 100})).await;
+    let items =
+        reply.assert_ok("Notifications retrieved successfully")["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{items:#?}");
+    assert!(items.iter().all(|n| n["subscriptionId"] != theirs.as_str()));
+}
+
+#[tokio::test]
+async fn attribute_resource_and_match_filters_choose_who_receives_an_event() {
+    let app = TestApp::spawn().await;
+    let contacts = Receiver::start().await;
+    let fees = Receiver::start().await;
+    let big = Receiver::start().await;
+    let loans_only = Receiver::start().await;
+    subscribe(
+        &app,
+        &contacts.url,
+        &["WB_Loan_Opened"],
+        json!({"filters": {"attributes": ["/contacts/*/contactType/name"]}}),
+    )
+    .await;
+    subscribe(
+        &app,
+        &fees.url,
+        &["WB_Loan_Opened"],
+        json!({"filters": {"attributes": ["/fees/*", "/applications/0/"]}}),
+    )
+    .await;
+    subscribe(&app, &big.url, &["WB_Loan_Opened"], json!({"filters": {"match": ["$.data.items[?@.amount > 1000]"]}}))
+        .await;
+    subscribe(&app, &loans_only.url, &["WB_Loan_Opened"], json!({"resource": "Loan"})).await;
+
+    let send = |changed: Value, resource: Value, data: Value| {
+        let app = &app;
+        async move {
+            let reply = app
+                .admin(json!({"$type": "PublishEventCommand", "eventName": "WB_Loan_Opened", "resource": resource,
+                              "changedAttributes": changed, "data": data}))
+                .await;
+            reply.assert_ok("Event published successfully")["notifications"].as_i64().unwrap_or(-1)
+        }
+    };
+    // A contact's type name changed: the contacts filter matches; the fees filter does not; the
+    // JSONPath filter finds no big item; the resource filter passes.
+    assert_eq!(send(json!(["/contacts/2/contactType/name"]), json!("Loan"), json!({"items": []})).await, 2);
+    // A fee changed, on an event of another resource.
+    assert_eq!(send(json!(["/fees/0/amount"]), json!("Transaction"), json!({"items": [{"amount": 5000}]})).await, 2);
+    // No changed attributes: attribute filters do not apply.
+    assert_eq!(send(Value::Null, json!("Loan"), json!({"items": [{"amount": 5}]})).await, 3);
+
+    for (receiver, expected) in [(&contacts, 2), (&fees, 2), (&big, 1), (&loans_only, 2)] {
+        assert_eq!(receiver.wait_for(expected, WAIT).await.len(), expected, "{}", receiver.url);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!([contacts.count(), fees.count(), big.count(), loans_only.count()], [2, 2, 1, 2]);
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_blocks_private_targets_on_every_attempt_unless_allowed() {
+    // No allowed ranges here: loopback is forbidden like any reserved range.
+    let app = TestApp::builder().configure(|s| s.outbound.allow_cidrs = vec![]).spawn().await;
+    let receiver = Receiver::start().await;
+    // A literal private address is refused when saved.
+    let reply = app
+        .admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": PARTNER,
+                      "webhookUri": "http://192.168.10.20/hook", "events": ["WB_Send_Sms"]}))
+        .await;
+    reply.assert_error(422, "Validation failed");
+    assert!(reply.has_error("192.168.10.20 is a private address"), "{:#}", reply.body);
+    let reply = app
+        .admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": PARTNER,
+                      "webhookUri": receiver.url, "events": ["WB_Send_Sms"]}))
+        .await;
+    assert!(reply.has_error("127.0.0.1 is a loopback address"), "{:#}", reply.body);
+
+    // A name is checked where it resolves, at each attempt: localhost resolves to loopback.
+    let port = receiver.url.split(':').nth(2).and_then(|rest| rest.split('/').next()).expect("port").to_owned();
+    let (id, _) =
+        subscribe(&app, &format!("http://localhost:{port}/hook"), &["WB_Send_Sms"], json!({"maxAttempts": 1})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let expired = settled(&app, &id, "Expired").await;
+    let error = expired["attemptLog"][0]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("blocked") && error.contains("loopback"), "{error}");
+    assert_eq!(receiver.count(), 0, "the request reached the receiver");
+
+    let reply = app.admin(json!({"$type": "PingWebhookSubscriptionCommand", "id": id})).await;
+    let data = reply.assert_ok("Ping failed");
+    assert!(data["error"].as_str().is_some_and(|e| e.contains("blocked")), "{data:#}");
+    assert_eq!(receiver.count(), 0);
+}
+
+#[tokio::test]
+async fn the_allow_list_lets_a_range_through() {
+    // The default test configuration allows 127.0.0.0/8; `localhost` resolves into it.
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let (id, _) = subscribe(&app, &url, &["WB_Send_Sms"], json!({})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    settled(&app, &id, "Delivered").await;
+    assert_eq!(receiver.count(), 1);
+}
+
+#[tokio::test]
+async fn ping_sends_a_signed_ping_and_reports_status_and_latency() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    let reply = app.admin(json!({"$type": "PingWebhookSubscriptionCommand", "id": id})).await;
+    let data = reply.assert_ok("Ping delivered");
+    assert_eq!(data["statusCode"], 200);
+    assert!(data["latencyMs"].as_i64().is_some_and(|ms| ms >= 0));
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body["eventName"], "ping");
+    assert!(got[0].verify(&secret));
+
+    receiver.answer(Answer::Status(500));
+    let reply = app.admin(json!({"$type": "PingWebhookSubscriptionCommand", "id": id})).await;
+    let data = reply.assert_ok("Ping failed");
+    assert_eq!(data["statusCode"], 500);
+    assert_eq!(data["success"], false);
+}
+
+#[tokio::test]
+async fn simulated_events_go_to_one_owner_with_the_sample_payload() {
+    let app = TestApp::spawn().await;
+    let mine = Receiver::start().await;
+    let theirs = Receiver::start().await;
+    subscribe(&app, &mine.url, &["WB_Customer_Created"], json!({})).await;
+    app.admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": OTHER_PARTNER,
+                     "webhookUri": theirs.url, "events": ["WB_Customer_Created"]}))
+        .await
+        .assert_ok("Webhook subscription created successfully");
+    let reply = app
+        .admin(json!({"$type": "GenerateSimulatedWebhookCommand", "eventName": "WB_Customer_Created", "partnerId": PARTNER}))
+        .await;
+    assert_eq!(reply.assert_ok("Simulated webhook queued")["notifications"], 1);
+    let got = mine.wait_for(1, WAIT).await;
+    assert_eq!(got[0].body["simulated"], true);
+    assert_eq!(got[0].body["data"]["firstName"], "Ada");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(theirs.count(), 0);
+}
+
+#[tokio::test]
+async fn during_rotation_both_secrets_sign() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, old) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    let reply = app.admin(json!({"$type": "RotateWebhookSecretCommand", "id": id})).await;
+    let data =
+        reply.assert_ok("Signing secret rotated; the previous secret signs beside it until previousSecretValidUntil");
+    let new = data["secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(new, old);
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let signatures = got[0].header("webhook-signature").unwrap_or_default().to_owned();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    assert!(got[0].verify(&new), "new secret does not verify");
+    assert!(got[0].verify(&old), "old secret does not verify");
+}
+
+#[tokio::test]
+async fn updates_remove_first_then_add_and_owner_wide_commands_apply_to_every_subscription() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, _) = subscribe(
+        &app,
+        &receiver.url,
+        &["WB_Send_Sms", "WB_Send_Otp"],
+        json!({"headers": {"X-One": ["1"], "X-Two": ["2"]}}),
+    )
+    .await;
+    let reply = app
+        .admin(json!({"$type": "UpdateWebhookSubscriptionCommand", "id": id,
+                      "removeEvents": ["WB_Send_Sms", "WB_Loan_Opened"], "addEvents": ["WB_Loan_Opened"],
+                      "removeHeaders": ["x-one", "X-Two"], "addHeaders": {"X-Two": ["22"]},
+                      "deliveryPolicy": "exponential", "maxAttempts": 7}))
+        .await;
+    let data = reply.assert_ok("Webhook subscription updated successfully");
+    assert_eq!(data["events"], json!(["WB_Send_Otp", "WB_Loan_Opened"]));
+    assert_eq!(data["headers"], json!({"x-two": ["22"]}));
+    assert_eq!(data["deliveryPolicy"], "exponential");
+    assert_eq!(data["maxAttempts"], 7);
+    let reply = app.admin(json!({"$type": "UpdateWebhookSubscriptionCommand", "id": id, "events": ["*"]})).await;
+    reply.assert_error(422, "Validation failed");
+
+    let reply = app.admin(json!({"$type": "GetRegisteredWebhooksQuery", "partnerId": PARTNER})).await;
+    assert_eq!(
+        reply.assert_ok("Registered webhooks retrieved successfully"),
+        &json!(["WB_Loan_Opened", "WB_Send_Otp"])
+    );
+
+    let moved = receiver.url.replace("/hook", "/moved");
+    let reply = app.admin(json!({"$type": "UpdateWebhookUriCommand", "partnerId": PARTNER, "webhookUri": moved})).await;
+    assert_eq!(reply.assert_ok("Webhook URI updated successfully")[0]["webhookUri"], moved.as_str());
+    let reply = app.admin(json!({"$type": "SubscribeAllEventsCommand", "partnerId": PARTNER})).await;
+    assert_eq!(reply.assert_ok("Subscribed to all events")[0]["subscribeAll"], true);
+    let reply = app.admin(json!({"$type": "GetRegisteredWebhooksQuery", "partnerId": PARTNER})).await;
+    assert!(reply.data().as_array().is_some_and(|names| names.len() >= 22));
+    let published = publish(&app, "WB_Application_Ready", json!({})).await;
+    assert_eq!(published["notifications"], 1);
+
+    let reply = app.admin(json!({"$type": "UnregisterWebhookEventsCommand", "partnerId": PARTNER})).await;
+    assert_eq!(reply.assert_ok("Webhook events unregistered successfully")[0]["isActive"], false);
+    assert_eq!(publish(&app, "WB_Application_Ready", json!({})).await["notifications"], 0);
+
+    let reply =
+        app.admin(json!({"$type": "UpdateWebhookUriCommand", "partnerId": OTHER_PARTNER, "webhookUri": moved})).await;
+    reply.assert_error(404, "Update failed");
+}
+
+#[tokio::test]
+async fn deleting_a_subscription_cancels_its_waiting_notifications() {
+    let app = TestApp::builder().configure(|s| s.outbound.retry_second_ms = 1000).spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Status(500));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"retryIntervalSeconds": 3600})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let failed = settled(&app, &id, "Failed").await;
+    let notification = failed["id"].as_str().expect("id").to_owned();
+    let reply = app.admin(json!({"$type": "DeleteWebhookSubscriptionCommand", "id": id})).await;
+    assert_eq!(reply.assert_ok("Webhook subscription deleted successfully")["cancelledNotifications"], 1);
+    let reply = app.admin(json!({"$type": "GetNotificationByIdQuery", "id": notification})).await;
+    assert_eq!(reply.assert_ok("Notification retrieved successfully")["status"], "Cancelled");
+    app.admin(json!({"$type": "GetWebhookSubscriptionQuery", "id": id}))
+        .await
+        .assert_error(404, "Subscription not found");
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_then_recovers_gets_everything_after_resend() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Status(500));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 2})).await;
+    for n in 0..50 {
+        publish(&app, "WB_Send_Sms", json!({"n": n})).await;
+    }
+    let count = |status: &'static str| {
+        let (app, id) = (&app, &id);
+        async move {
+            let reply =
+                app.admin(json!({"$type": "GetNotificationListQuery", "subscriptionId": id, "status": status})).await;
+            reply.data()["totalCount"].as_i64().unwrap_or(-1)
+        }
+    };
+    // Five expiries in a row suspend the subscription; what follows is diverted.
+    let settled = within(WAIT, || async { count("Expired").await + count("Diverted").await == 50 }).await;
+    assert!(settled.is_some(), "notifications did not all expire or divert");
+    assert!(count("Expired").await >= 5);
+    let reply = app.admin(json!({"$type": "GetWebhookSubscriptionQuery", "id": id})).await;
+    assert_eq!(reply.data()["suspended"], true);
+
+    // The receiver recovers: unsuspend sends what was diverted, resend what expired.
+    receiver.answer(Answer::Status(200));
+    let recovered = std::time::Instant::now();
+    app.admin(json!({"$type": "UnsuspendWebhookSubscriptionCommand", "id": id}))
+        .await
+        .assert_ok("Subscription unsuspended; diverted notifications are being sent");
+    app.admin(json!({"$type": "ResendExpiredNotificationsCommand", "subscriptionId": id}))
+        .await
+        .assert_ok("Expired notifications queued again");
+    let delivered = within(WAIT, || async { count("Delivered").await == 50 }).await;
+    assert!(delivered.is_some(), "not everything was delivered after the resend");
+    let mut seen: Vec<i64> =
+        receiver.received().iter().filter(|r| r.at >= recovered).filter_map(|r| r.body["data"]["n"].as_i64()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+}
