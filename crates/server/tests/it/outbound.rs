@@ -682,3 +682,125 @@ async fn a_receiver_that_fails_then_recovers_gets_everything_after_resend() {
     seen.dedup();
     assert_eq!(seen, (0..50).collect::<Vec<_>>());
 }
+
+/// Publishes `count` events named `burst-{n}` from 32 concurrent clients, spread over `servers`;
+/// returns the event ids whose publishing succeeded.
+async fn burst(
+    servers: &[String],
+    range: std::ops::Range<usize>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    use futures_util::{StreamExt, stream};
+    let client = reqwest::Client::new();
+    let published = stream::iter(range)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{}/api/bpm/cmd", servers[n % servers.len()]);
+            async move {
+                if stop.is_some_and(|stop| stop.load(std::sync::atomic::Ordering::SeqCst)) {
+                    return None;
+                }
+                let body = json!({"$type": "PublishEventCommand", "eventName": "WB_Send_Sms", "eventId": format!("burst-{n}"),
+                                  "data": {"n": n}});
+                let response = client.post(url).bearer_auth(crate::support::ADMIN_TOKEN).json(&body).send().await.ok()?;
+                let reply: Value = response.json().await.ok()?;
+                (reply["success"] == true).then(|| format!("burst-{n}"))
+            }
+        })
+        .buffer_unordered(32)
+        .filter_map(|id| async move { id })
+        .collect::<Vec<_>>()
+        .await;
+    published
+}
+
+/// Distinct event ids the receiver got.
+fn distinct_event_ids(receiver: &Receiver) -> std::collections::BTreeSet<String> {
+    receiver.received().iter().filter_map(|r| r.body["eventId"].as_str().map(str::to_owned)).collect()
+}
+
+/// SIGKILL during a burst of 2,000 publications: after a restart every notification whose
+/// publishing succeeded is delivered, and publishing the rest again (same eventIds) completes the
+/// set. Nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_published_is_lost_when_the_server_is_killed_mid_burst() {
+    use crate::support::{TEST_ENCRYPTION_KEY, TestDatabase, free_port, kill_9, ready, serve};
+    let database = TestDatabase::create().await;
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("HOOKBUS_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8"),
+        ("HOOKBUS_OUTBOUND_ALLOW_HTTP", "true"),
+        ("HOOKBUS_OUTBOUND__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY),
+        ("HOOKBUS_OUTBOUND__POLL_MS", "50"),
+        ("HOOKBUS_OUTBOUND__LEASE_SECS", "3"),
+        ("HOOKBUS_OUTBOUND__TIMEOUT_MS", "2000"),
+    ];
+    let client = reqwest::Client::new();
+    let start = || serve(&database.url, port, &env);
+    let mut server = start();
+    assert!(within(Duration::from_secs(20), || ready(&client, &base)).await.is_some(), "the server did not start");
+    let subscribe = json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": PARTNER,
+                           "webhookUri": receiver.url, "events": ["WB_Send_Sms"]});
+    let reply = client
+        .post(format!("{base}/api/bpm/cmd"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .json(&subscribe)
+        .send()
+        .await;
+    assert_eq!(reply.expect("answer").status(), 200);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let servers = [base.clone()];
+    let killer = async {
+        // Kill once part of the burst is published and deliveries are under way.
+        within(Duration::from_secs(30), || async { receiver.count() >= 300 }).await;
+        kill_9(&mut server);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (published, ()) = tokio::join!(burst(&servers, 0..2_000, Some(&stop)), killer);
+    assert!(published.len() >= 300 && published.len() < 2_000, "killed too late or too early: {}", published.len());
+
+    let mut server = start();
+    assert!(within(Duration::from_secs(20), || ready(&client, &base)).await.is_some(), "no restart");
+    let all_acknowledged = within(Duration::from_secs(30), || async {
+        let seen = distinct_event_ids(&receiver);
+        published.iter().all(|id| seen.contains(id))
+    })
+    .await;
+    let seen = distinct_event_ids(&receiver);
+    let lost: Vec<&String> = published.iter().filter(|id| !seen.contains(*id)).collect();
+    assert!(all_acknowledged.is_some(), "{} acknowledged events never arrived, e.g. {:?}", lost.len(), lost.first());
+
+    // The rest of the burst, published again after the restart: every one of 2,000 arrives.
+    let again = burst(&servers, 0..2_000, None).await;
+    assert_eq!(again.len(), 2_000);
+    let complete = within(Duration::from_secs(30), || async { distinct_event_ids(&receiver).len() == 2_000 }).await;
+    assert!(complete.is_some(), "only {} of 2000 events arrived", distinct_event_ids(&receiver).len());
+    kill_9(&mut server);
+}
+
+/// Two instances on one database deliver 2,000 notifications: each exactly once. Their in-memory
+/// queues are small, so most notifications wait in the database and both instances' pollers
+/// compete to claim them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_every_notification_once() {
+    let small = |s: &mut hookbus_server::Settings| s.outbound.queue_capacity = 32;
+    let first = TestApp::builder().configure(small).spawn().await;
+    let second = TestApp::builder().database(std::sync::Arc::clone(&first.database)).configure(small).spawn().await;
+    let receiver = Receiver::start().await;
+    subscribe(&first, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    // The second instance sees the subscription at once: publishing reads it from the database.
+    let published = burst(&[first.address.clone(), second.address.clone()], 0..2_000, None).await;
+    assert_eq!(published.len(), 2_000);
+    let complete = within(Duration::from_secs(60), || async { receiver.count() >= 2_000 }).await;
+    assert!(complete.is_some(), "only {} deliveries", receiver.count());
+    // Let any duplicate show up before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.received();
+    let ids: std::collections::BTreeSet<&str> = got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 2_000, "distinct notifications delivered");
+    assert_eq!(got.len(), 2_000, "{} duplicate deliveries", got.len() - ids.len());
+    assert_eq!(distinct_event_ids(&receiver).len(), 2_000);
+}
