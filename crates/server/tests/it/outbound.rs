@@ -804,3 +804,35 @@ async fn two_instances_deliver_every_notification_once() {
     assert_eq!(got.len(), 2_000, "{} duplicate deliveries", got.len() - ids.len());
     assert_eq!(distinct_event_ids(&receiver).len(), 2_000);
 }
+
+/// A router script publishes an event with `publish()`; it reaches the subscription like any other.
+#[tokio::test]
+async fn scripts_publish_events_through_the_same_path() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Partner_Request"], json!({})).await;
+    let code = r#"
+        let first = publish("WB_Partner_Request", #{ partner: body.partner }, #{ eventId: "req-" + body.ref, resource: "Partner" });
+        let again = publish("WB_Partner_Request", #{ partner: body.partner }, #{ eventId: "req-" + body.ref });
+        #{ first: first.notifications, repeated: again.duplicate }
+    "#;
+    let config = json!({"$type": "CreateWebHookConfigCommand", "key": "partner-requests", "description": "publishes",
+                        "isEnabled": true, "path": "/hooks/partner-requests", "action": "POST", "executionType": 2,
+                        "executionCode": code});
+    app.admin(config).await.assert_ok("Webhook configuration created successfully");
+    let reply = app.call("POST", "/hooks/partner-requests", Some(json!({"partner": "acme", "ref": "77"})), &[]).await;
+    assert_eq!(reply.assert_ok("Script executed successfully"), &json!({"first": 1, "repeated": true}));
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].body["eventId"], "req-77");
+    assert_eq!(got[0].body["resource"], "Partner");
+    assert_eq!(got[0].body["data"], json!({"partner": "acme"}));
+    settled(&app, &id, "Delivered").await;
+
+    let bad = r#"publish("Not_An_Event", #{})"#;
+    let config = json!({"$type": "CreateWebHookConfigCommand", "key": "bad-publisher", "description": "publishes junk",
+                        "isEnabled": true, "path": "/hooks/bad-publisher", "action": "POST", "executionType": 2,
+                        "executionCode": bad});
+    app.admin(config).await.assert_ok("Webhook configuration created successfully");
+    let reply = app.call("POST", "/hooks/bad-publisher", Some(json!({})), &[]).await;
+    assert_eq!(reply.status, 422, "{:#}", reply.body);
+}
