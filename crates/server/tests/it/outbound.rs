@@ -692,7 +692,7 @@ async fn burst(
 ) -> Vec<String> {
     use futures_util::{StreamExt, stream};
     let client = reqwest::Client::new();
-    let published = stream::iter(range)
+    stream::iter(range)
         .map(|n| {
             let client = client.clone();
             let url = format!("{}/api/bpm/cmd", servers[n % servers.len()]);
@@ -710,8 +710,7 @@ async fn burst(
         .buffer_unordered(32)
         .filter_map(|id| async move { id })
         .collect::<Vec<_>>()
-        .await;
-    published
+        .await
 }
 
 /// Distinct event ids the receiver got.
