@@ -835,3 +835,28 @@ async fn scripts_publish_events_through_the_same_path() {
     let reply = app.call("POST", "/hooks/bad-publisher", Some(json!({})), &[]).await;
     assert_eq!(reply.status, 422, "{:#}", reply.body);
 }
+
+/// Finished notifications, their attempts and their events are deleted after the retention.
+#[tokio::test]
+async fn finished_deliveries_are_deleted_after_the_retention() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.outbound.retention_days = 0;
+            s.outbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500)]);
+    subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    assert_eq!(receiver.wait_for(2, WAIT).await.len(), 2);
+    let swept = within(WAIT, || async {
+        app.count_rows("notifications").await == 0
+            && app.count_rows("delivery_attempts").await == 0
+            && app.count_rows("events").await == 0
+    })
+    .await;
+    assert!(swept.is_some(), "finished rows were kept past the retention");
+    assert_eq!(app.count_rows("subscriptions").await, 1);
+}
