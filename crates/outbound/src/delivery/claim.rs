@@ -199,6 +199,7 @@ fn cancelled(row: &notification::Model, why: &str) -> Outcome {
         delivered_at: None,
         error: Some(why.to_owned()),
         suspend: false,
+        sent: false,
     }
 }
 

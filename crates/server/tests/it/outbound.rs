@@ -860,3 +860,21 @@ async fn finished_deliveries_are_deleted_after_the_retention() {
     assert!(swept.is_some(), "finished rows were kept past the retention");
     assert_eq!(app.count_rows("subscriptions").await, 1);
 }
+
+/// A graceful stop lets an attempt under way finish and records its outcome.
+#[tokio::test]
+async fn a_graceful_stop_finishes_deliveries_under_way() {
+    let app = TestApp::spawn().await;
+    let database = std::sync::Arc::clone(&app.database);
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Slow(Duration::from_millis(700), 200));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1, "the attempt did not start");
+    app.stop().await;
+
+    let after = TestApp::builder().database(database).spawn().await;
+    let newest = notifications(&after, &id).await;
+    assert_eq!(newest[0]["status"], "Delivered", "{:#}", newest[0]);
+    assert_eq!(receiver.count(), 1);
+}
