@@ -614,6 +614,16 @@ async fn updates_remove_first_then_add_and_owner_wide_commands_apply_to_every_su
     let published = publish(&app, "WB_Application_Ready", json!({})).await;
     assert_eq!(published["notifications"], 1);
 
+    // Unregistering names from a subscribe-all subscription leaves every other name.
+    let reply = app
+        .admin(json!({"$type": "UnregisterWebhookEventsCommand", "id": id, "events": ["WB_Application_Ready"]}))
+        .await;
+    let data = reply.assert_ok("Webhook events unregistered successfully");
+    assert_eq!(data[0]["subscribeAll"], false);
+    assert!(data[0]["events"].as_array().is_some_and(|e| e.len() >= 21 && !e.contains(&json!("WB_Application_Ready"))));
+    assert_eq!(publish(&app, "WB_Application_Ready", json!({})).await["notifications"], 0);
+    assert_eq!(publish(&app, "WB_Loan_Opened", json!({})).await["notifications"], 1);
+
     let reply = app.admin(json!({"$type": "UnregisterWebhookEventsCommand", "partnerId": PARTNER})).await;
     assert_eq!(reply.assert_ok("Webhook events unregistered successfully")[0]["isActive"], false);
     assert_eq!(publish(&app, "WB_Application_Ready", json!({})).await["notifications"], 0);
