@@ -7,7 +7,10 @@ use chrono::Duration as Span;
 use hookbus_core::{CommandError, Context, Handler, Owner, Permission, Reply, Services, register_command};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, QueryTrait, SqlErr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    SqlErr, Statement,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -180,19 +183,99 @@ enum Written {
 }
 
 async fn write(store: &Store, row: &event::Model, notifications: &[notification::Model]) -> Result<(), Written> {
-    let txn = store.begin_write().await.map_err(Written::Failed)?;
-    let inserted = event::Entity::insert(event::ActiveModel::from(row.clone())).exec(&*txn).await;
-    if let Err(error) = inserted {
-        return Err(match error.sql_err() {
+    if store.db().get_database_backend() == DbBackend::Postgres && notifications.len() <= 1_000 {
+        write_in_one_statement(store, row, notifications).await.map_err(Written::from)
+    } else {
+        write_in_a_transaction(store, row, notifications).await
+    }
+}
+
+impl From<DbErr> for Written {
+    fn from(error: DbErr) -> Self {
+        match error.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => Written::Duplicate,
             _ => Written::Failed(CommandError::internal(error)),
-        });
+        }
     }
+}
+
+async fn write_in_a_transaction(
+    store: &Store,
+    row: &event::Model,
+    notifications: &[notification::Model],
+) -> Result<(), Written> {
+    let txn = store.begin_write().await.map_err(Written::Failed)?;
+    event::Entity::insert(event::ActiveModel::from(row.clone())).exec(&*txn).await?;
     for chunk in notifications.chunks(1_000) {
         let rows = chunk.iter().cloned().map(notification::ActiveModel::from);
-        notification::Entity::insert_many(rows).exec(&*txn).await.or_internal().map_err(Written::Failed)?;
+        notification::Entity::insert_many(rows).exec(&*txn).await?;
     }
     txn.commit().await.map_err(Written::Failed)
+}
+
+/// PostgreSQL: the event and its notifications in one statement, atomic on its own, so that
+/// publishing costs one round trip and one commit instead of four round trips.
+async fn write_in_one_statement(
+    store: &Store,
+    row: &event::Model,
+    notifications: &[notification::Model],
+) -> Result<(), DbErr> {
+    let mut params = Params::default();
+    let event = format!(
+        "INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
+         notifications, occurred_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+        params.push(row.id),
+        params.push(row.event_key.clone()),
+        params.push(row.event_name.clone()),
+        params.push(row.resource.clone()),
+        params.push(row.data.clone()),
+        params.push(row.changed_attributes.clone()),
+        params.push(row.simulated),
+        params.push(row.notifications),
+        params.push(row.occurred_at),
+    );
+    let sql = if notifications.is_empty() {
+        event
+    } else {
+        let rows: Vec<String> = notifications
+            .iter()
+            .map(|n| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    params.push(n.id),
+                    params.push(n.event_id),
+                    params.push(n.subscription_id),
+                    params.push(n.event_name.clone()),
+                    params.push(n.status.clone()),
+                    params.push(n.attempts),
+                    params.push(n.next_attempt_at),
+                    params.push(n.lease_until),
+                    params.push(n.created_at),
+                    params.push(n.updated_at),
+                )
+            })
+            .collect();
+        format!(
+            "WITH event AS ({event}) INSERT INTO notifications (id, event_id, subscription_id, event_name, status, \
+             attempts, next_attempt_at, lease_until, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        )
+    };
+    store.db().execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, params.values)).await?;
+    Ok(())
+}
+
+/// Positional parameters (`$1`, `$2`, ...) of a statement built by hand.
+#[derive(Default)]
+struct Params {
+    values: Vec<sea_orm::Value>,
+}
+
+impl Params {
+    fn push(&mut self, value: impl Into<sea_orm::Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
 }
 
 fn published(row: &event::Model, duplicate: bool) -> Published {
