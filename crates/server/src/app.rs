@@ -12,6 +12,7 @@ use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
 use hookbus_inbound::{AsyncWorker, LogWriter};
 use hookbus_processes::ProcessEngine;
+use hookbus_providers::Providers;
 use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::ScriptEngine;
 use hookbus_store::Store;
@@ -41,6 +42,8 @@ pub enum StartupError {
     Migrate(#[source] sea_orm::DbErr),
     #[error("cannot load the router configurations")]
     Cache(#[source] hookbus_core::CommandError),
+    #[error("{0}")]
+    Providers(String),
     #[error("server.trusted_proxies: {0}")]
     TrustedProxies(String),
     #[error("cannot listen on {addr}")]
@@ -93,6 +96,7 @@ impl Application {
             supervised_wait: Duration::from_millis(settings.processes.supervised_wait_ms),
         };
         services.insert(processes.clone());
+        services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
         let services = Arc::new(services);
         let inbound = &settings.inbound;
         let worker = AsyncWorker {
@@ -152,6 +156,8 @@ impl Application {
                 .route("/healthz", web::get().to(routes::ops::healthz))
                 .route("/readyz", web::get().to(routes::ops::readyz))
                 .route("/metrics", web::get().to(routes::ops::metrics))
+                // Before the dynamic router's `{key}`, so that the fixed routes win.
+                .configure(routes::providers::register)
                 .route("/api/webhooks/{key}", web::route().to(routes::inbound::by_key))
                 .default_service(web::to(routes::inbound::by_path))
         })
