@@ -9,6 +9,7 @@ mod configs;
 mod inbound;
 mod ops;
 mod processes;
+mod providers;
 mod router;
 mod support;
 mod tokens;

@@ -283,7 +283,7 @@ impl Drop for TestApp {
     }
 }
 
-async fn into_reply(response: reqwest::Response) -> Reply {
+pub async fn into_reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
