@@ -10,7 +10,8 @@ mod m20261122_000002_webhook_configs;
 mod m20261122_000003_config_generation;
 mod m20261122_000004_inbound_events;
 mod m20261122_000005_processes;
-mod m20261122_000006_provider_notifications;
+mod m20261122_000006_outbound;
+mod m20261122_000007_provider_notifications;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -25,7 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_config_generation::Migration),
             Box::new(m20261122_000004_inbound_events::Migration),
             Box::new(m20261122_000005_processes::Migration),
-            Box::new(m20261122_000006_provider_notifications::Migration),
+            Box::new(m20261122_000006_outbound::Migration),
+            Box::new(m20261122_000007_provider_notifications::Migration),
         ]
     }
 }

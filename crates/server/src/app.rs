@@ -11,6 +11,7 @@ use actix_web::{
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
 use hookbus_inbound::{AsyncWorker, LogWriter};
+use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
 use hookbus_providers::Providers;
 use hookbus_router::{Router, TrustedProxies};
@@ -42,6 +43,10 @@ pub enum StartupError {
     Migrate(#[source] sea_orm::DbErr),
     #[error("cannot load the router configurations")]
     Cache(#[source] hookbus_core::CommandError),
+    #[error("outbound.encryption_key_file: cannot read or create the key file")]
+    EncryptionKey(#[source] std::io::Error),
+    #[error("outbound.encryption_key: {0}")]
+    Outbound(hookbus_outbound::BadKey),
     #[error("{0}")]
     Providers(String),
     #[error("server.trusted_proxies: {0}")]
@@ -96,8 +101,14 @@ impl Application {
             supervised_wait: Duration::from_millis(settings.processes.supervised_wait_ms),
         };
         services.insert(processes.clone());
+        let mut outbound_settings = settings.outbound.clone();
+        outbound_settings.resolve_key().map_err(StartupError::EncryptionKey)?;
+        let delivery_metrics = DeliveryMetrics::default();
+        let outbound = Outbound::new(outbound_settings, delivery_metrics.clone()).map_err(StartupError::Outbound)?;
+        services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
         let services = Arc::new(services);
+        background.extend(outbound.dispatcher.spawn(Arc::clone(&services)));
         let inbound = &settings.inbound;
         let worker = AsyncWorker {
             poll: Duration::from_millis(inbound.async_poll_ms),
@@ -117,7 +128,7 @@ impl Application {
             services,
             configs,
             trusted_proxies,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(&delivery_metrics)),
             db,
             body_limit: settings.server.body_limit_bytes,
         });

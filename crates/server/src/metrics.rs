@@ -49,8 +49,10 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The server's figures, plus the delivery engine's.
+    pub fn new(delivery: &hookbus_outbound::DeliveryMetrics) -> Self {
         let mut registry = Registry::with_prefix("hookbus");
+        delivery.register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
         let commands: HistogramFamily<CommandLabels> = Family::new_with_constructor(latency_histogram);
@@ -86,6 +88,6 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&hookbus_outbound::DeliveryMetrics::default())
     }
 }

@@ -8,6 +8,7 @@ use figment::{
     providers::{Env, Format, Toml},
 };
 use hookbus_core::{Permission, PermissionSet};
+use hookbus_outbound::OutboundSettings;
 use hookbus_providers::ProviderSettings;
 use hookbus_router::TrustedProxies;
 use hookbus_script::ScriptLimits;
@@ -17,10 +18,12 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// Environment variables with fixed names, and the key each sets.
-const FIXED_ENV: [(&str, &str); 8] = [
+const FIXED_ENV: [(&str, &str); 10] = [
     ("listen", "server.listen"),
     ("database_url", "database.url"),
     ("bootstrap_token", "auth.bootstrap_token"),
+    ("outbound_allow_cidrs", "outbound.allow_cidrs"),
+    ("outbound_allow_http", "outbound.allow_http"),
     ("trusted_proxies", "server.trusted_proxies"),
     ("mono_secret", "providers.mono.secret"),
     ("remita_merchant_id", "providers.remita.merchant_id"),
@@ -45,6 +48,7 @@ pub struct Settings {
     pub router: RouterSettings,
     pub inbound: InboundSettings,
     pub processes: ProcessSettings,
+    pub outbound: OutboundSettings,
     pub providers: ProviderSettings,
     pub log: LogSettings,
 }
@@ -204,6 +208,33 @@ impl Settings {
         }
         if self.server.body_limit_bytes == 0 {
             return Err(SettingsError("server.body_limit_bytes must be at least 1".into()));
+        }
+        let outbound = &self.outbound;
+        if outbound.concurrency == 0
+            || outbound.queue_capacity == 0
+            || outbound.poll_ms == 0
+            || outbound.lease_secs == 0
+        {
+            return Err(SettingsError(
+                "outbound.concurrency, outbound.queue_capacity, outbound.poll_ms and outbound.lease_secs must be at least 1"
+                    .into(),
+            ));
+        }
+        if outbound.lease_secs.saturating_mul(1000) <= outbound.timeout_ms {
+            return Err(SettingsError("outbound.lease_secs must be longer than outbound.timeout_ms".into()));
+        }
+        if !(1..=100).contains(&outbound.default_max_attempts)
+            || !(1..=86_400).contains(&outbound.default_retry_interval_secs)
+        {
+            return Err(SettingsError(
+                "outbound.default_max_attempts must be 1 to 100 and outbound.default_retry_interval_secs 1 to 86400"
+                    .into(),
+            ));
+        }
+        if !outbound.encryption_key.is_empty()
+            && hookbus_outbound::secret::SecretBox::from_base64(&outbound.encryption_key).is_err()
+        {
+            return Err(SettingsError(format!("outbound.encryption_key: {}", hookbus_outbound::BadKey)));
         }
         self.providers.check().map_err(SettingsError)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -14,6 +14,9 @@ use uuid::Uuid;
 /// The bootstrap token every test server accepts as `admin`.
 pub const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789";
 
+/// The outbound encryption key of every test server (base64 of 32 bytes).
+pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// Where tests put their databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -139,6 +142,15 @@ impl TestAppBuilder {
         settings.database.max_connections = 5;
         settings.auth.bootstrap_token = ADMIN_TOKEN.into();
         settings.server.trusted_proxies = self.trusted_proxies;
+        // Deliveries to receivers on 127.0.0.1 over plain HTTP, retries in milliseconds, and one
+        // key so that instances sharing a database read each other's secrets.
+        settings.outbound.allow_cidrs = vec!["127.0.0.0/8".parse().expect("range")];
+        settings.outbound.allow_http = true;
+        settings.outbound.encryption_key = TEST_ENCRYPTION_KEY.into();
+        settings.outbound.poll_ms = 20;
+        settings.outbound.retry_second_ms = 1;
+        settings.outbound.timeout_ms = 2_000;
+        settings.outbound.lease_secs = 10;
         if let Some(change) = self.configure {
             change(&mut settings);
         }

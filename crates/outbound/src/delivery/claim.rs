@@ -1,0 +1,203 @@
+//! The poller: claims notifications that are due (retries, leftovers of a full in-memory queue,
+//! and those whose worker died) and hands them to this instance's senders.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::Duration as Span;
+use hookbus_core::CommandError;
+use hookbus_store::{DbResultExt, Store};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, Statement};
+use uuid::Uuid;
+
+use super::{Dispatcher, EventBody, Job, Outcome, Target, record::Writer};
+use crate::{
+    Outbound,
+    entity::{event, notification, subscription},
+    status,
+};
+
+/// Notifications claimed per round, at most.
+const CLAIM: usize = 500;
+/// How often the queue depth is counted for `/metrics`.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+pub(super) struct Poller {
+    pub dispatcher: Dispatcher,
+    pub store: Store,
+    pub outbound: Outbound,
+    pub writer: Writer,
+}
+
+impl Poller {
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(self.outbound.settings.poll_ms.max(1)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_depth = tokio::time::Instant::now() - DEPTH_EVERY;
+            loop {
+                ticker.tick().await;
+                // A full round may follow at once: the backlog is larger than one claim.
+                while let Ok(CLAIM) = self.round().await {}
+                if last_depth.elapsed() >= DEPTH_EVERY {
+                    if let Ok(depth) = depth(&self.store).await {
+                        self.outbound.metrics.queue_depth(depth);
+                    }
+                    last_depth = tokio::time::Instant::now();
+                }
+            }
+        })
+    }
+
+    /// Claims what is due, up to the room left in memory. Returns how many were claimed.
+    async fn round(&self) -> Result<usize, CommandError> {
+        let room = self.dispatcher.room().min(CLAIM);
+        if room == 0 || !self.dispatcher.reserve(room) {
+            return Ok(0);
+        }
+        let claimed = match self.claim(room).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                self.dispatcher.release(room);
+                return Err(error);
+            }
+        };
+        self.dispatcher.release(room - claimed.len());
+        let count = claimed.len();
+        if count > 0 {
+            let jobs = self.jobs(claimed).await;
+            match jobs {
+                Ok((jobs, orphans)) => {
+                    self.dispatcher.release(orphans.len());
+                    for orphan in orphans {
+                        self.writer.record(orphan);
+                    }
+                    self.dispatcher.submit(jobs);
+                }
+                // The leases run out and the notifications are claimed again.
+                Err(error) => {
+                    self.dispatcher.release(count);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Leases up to `limit` due notifications to this instance, in one statement.
+    async fn claim(&self, limit: usize) -> Result<Vec<notification::Model>, CommandError> {
+        let now = hookbus_core::now();
+        let lease_until = now + Span::seconds(i64::try_from(self.outbound.settings.lease_secs).unwrap_or(60));
+        let backend = self.store.db().get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "UPDATE notifications SET lease_until = $1 WHERE id IN (
+                    SELECT id FROM notifications
+                    WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $2
+                      AND (lease_until IS NULL OR lease_until < $2)
+                    ORDER BY next_attempt_at LIMIT $3
+                    FOR UPDATE SKIP LOCKED)
+                 RETURNING *"
+            }
+            _ => {
+                "UPDATE notifications SET lease_until = ?1 WHERE id IN (
+                    SELECT id FROM notifications
+                    WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?2
+                      AND (lease_until IS NULL OR lease_until < ?2)
+                    ORDER BY next_attempt_at LIMIT ?3)
+                 RETURNING *"
+            }
+        };
+        let statement = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [lease_until.into(), now.into(), i64::try_from(limit).unwrap_or(500).into()],
+        );
+        let txn = self.store.begin_write().await?;
+        let claimed = notification::Model::find_by_statement(statement).all(&*txn).await.or_internal()?;
+        txn.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Builds the jobs of claimed notifications. Those whose event or subscription is gone are
+    /// returned as cancelled outcomes instead.
+    async fn jobs(&self, claimed: Vec<notification::Model>) -> Result<(Vec<Job>, Vec<Outcome>), CommandError> {
+        let db = self.store.db();
+        let now = hookbus_core::now();
+        let event_ids: Vec<Uuid> = claimed.iter().map(|n| n.event_id).collect();
+        let subscription_ids: Vec<Uuid> = claimed.iter().map(|n| n.subscription_id).collect();
+        let events: HashMap<Uuid, event::Model> = event::Entity::find()
+            .filter(event::Column::Id.is_in(dedup(event_ids)))
+            .all(db)
+            .await
+            .or_internal()?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
+        let subscriptions: HashMap<Uuid, subscription::Model> = subscription::Entity::find()
+            .filter(subscription::Column::Id.is_in(dedup(subscription_ids)))
+            .all(db)
+            .await
+            .or_internal()?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
+        let mut bodies: HashMap<Uuid, Arc<EventBody>> = HashMap::new();
+        let mut targets: HashMap<Uuid, Arc<Target>> = HashMap::new();
+        let (mut jobs, mut orphans) = (Vec::new(), Vec::new());
+        for row in claimed {
+            let (Some(event), Some(subscription)) =
+                (events.get(&row.event_id), subscriptions.get(&row.subscription_id))
+            else {
+                orphans.push(cancelled(&row, "the event or the subscription was deleted"));
+                continue;
+            };
+            let body = match bodies.get(&event.id) {
+                Some(body) => Arc::clone(body),
+                None => {
+                    let body = EventBody::of(event)?;
+                    bodies.insert(event.id, Arc::clone(&body));
+                    body
+                }
+            };
+            let target = match targets.get(&subscription.id) {
+                Some(target) => Arc::clone(target),
+                None => {
+                    let target = Target::of(&self.outbound, subscription, now)?;
+                    targets.insert(subscription.id, Arc::clone(&target));
+                    target
+                }
+            };
+            jobs.push(Job { notification_id: row.id, attempts: row.attempts, event: body, target });
+        }
+        Ok((jobs, orphans))
+    }
+}
+
+fn dedup(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn cancelled(row: &notification::Model, why: &str) -> Outcome {
+    Outcome {
+        notification_id: row.id,
+        subscription_id: row.subscription_id,
+        status: status::CANCELLED,
+        attempts: row.attempts,
+        attempt: None,
+        next_attempt_at: None,
+        delivered_at: None,
+        error: Some(why.to_owned()),
+        suspend: false,
+    }
+}
+
+/// Notifications waiting to be sent.
+async fn depth(store: &Store) -> Result<u64, CommandError> {
+    notification::Entity::find()
+        .filter(notification::Column::NextAttemptAt.is_not_null())
+        .count(store.db())
+        .await
+        .or_internal()
+}

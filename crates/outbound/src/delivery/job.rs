@@ -1,0 +1,93 @@
+//! What a sender needs to deliver one notification, built once per event and per subscription and
+//! shared between the notifications that use them.
+
+use std::sync::Arc;
+
+use hookbus_core::{CommandError, Timestamp};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    Outbound,
+    entity::{event, subscription},
+    secret::Secret,
+    subscription::{DeliveryPolicy, Headers, headers_of},
+};
+
+/// An event's delivery body, serialized once.
+#[derive(Debug)]
+pub(crate) struct EventBody {
+    pub occurred_at: Timestamp,
+    pub body: Vec<u8>,
+}
+
+impl EventBody {
+    pub fn of(row: &event::Model) -> Result<Arc<Self>, CommandError> {
+        let mut body = json!({
+            "eventId": row.event_key,
+            "eventName": row.event_name,
+            "resource": row.resource,
+            "occurredAt": row.occurred_at,
+            "data": row.data,
+        });
+        if let Some(changed) = &row.changed_attributes {
+            body["changedAttributes"] = changed.clone();
+        }
+        if row.simulated {
+            body["simulated"] = Value::Bool(true);
+        }
+        let body = serde_json::to_vec(&body).map_err(CommandError::internal)?;
+        Ok(Arc::new(Self { occurred_at: row.occurred_at, body }))
+    }
+}
+
+/// A subscription as senders see it: where, how, and with which secrets.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub id: Uuid,
+    pub url: String,
+    /// The current secret first, then the previous one while it still signs.
+    pub secrets: Vec<Secret>,
+    pub headers: Headers,
+    pub hmac_enabled: bool,
+    pub secure_ssl: bool,
+    pub policy: DeliveryPolicy,
+    pub max_attempts: i32,
+    pub retry_interval_seconds: i32,
+    pub active: bool,
+    pub suspended: bool,
+}
+
+impl Target {
+    pub fn of(outbound: &Outbound, row: &subscription::Model, now: Timestamp) -> Result<Arc<Self>, CommandError> {
+        let mut secrets = vec![outbound.secrets.open(&row.secret).map_err(CommandError::internal)?];
+        if let (Some(previous), Some(until)) = (&row.previous_secret, row.previous_secret_until)
+            && until > now
+        {
+            secrets.push(outbound.secrets.open(previous).map_err(CommandError::internal)?);
+        }
+        Ok(Arc::new(Self {
+            id: row.id,
+            url: row.webhook_uri.clone(),
+            secrets,
+            headers: headers_of(row),
+            hmac_enabled: row.hmac_enabled,
+            secure_ssl: row.secure_ssl,
+            policy: DeliveryPolicy::parse(&row.delivery_policy),
+            max_attempts: row.max_attempts,
+            retry_interval_seconds: row.retry_interval_seconds,
+            active: row.is_active,
+            suspended: row.suspended,
+        }))
+    }
+}
+
+/// One notification to send now.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub notification_id: Uuid,
+    /// Attempts made before this one (since it was last queued).
+    pub attempts: i32,
+    pub event: Arc<EventBody>,
+    pub target: Arc<Target>,
+}

@@ -1,0 +1,119 @@
+//! The delivery engine: in-memory hand-off of freshly published notifications, a poller for the
+//! rest of the queue, a bounded pool of senders, and a writer that records outcomes in batches.
+
+mod claim;
+mod job;
+mod record;
+mod retry;
+mod send;
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use hookbus_core::Services;
+use tokio::sync::{Semaphore, mpsc};
+
+pub(crate) use job::{EventBody, Job, Target};
+pub(crate) use record::Outcome;
+pub use send::Sender;
+
+use crate::Outbound;
+
+/// This instance's share of the queue: jobs waiting for a sender, and the senders.
+#[derive(Clone)]
+pub struct Dispatcher {
+    jobs: mpsc::UnboundedSender<Job>,
+    receiver: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>>,
+    /// Jobs handed over and not yet finished (waiting or in flight).
+    backlog: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("backlog", &self.backlog.load(Ordering::Relaxed))
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    pub fn new(capacity: usize) -> Self {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        Self {
+            jobs,
+            receiver: Arc::new(std::sync::Mutex::new(Some(receiver))),
+            backlog: Arc::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Reserves room for `count` jobs. Without room, the notifications are left in the queue for
+    /// the poller (of this or another instance) to claim later.
+    pub(crate) fn reserve(&self, count: usize) -> bool {
+        self.backlog
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + count <= self.capacity).then_some(held + count)
+            })
+            .is_ok()
+    }
+
+    /// Room left, for the poller.
+    pub(crate) fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.backlog.load(Ordering::Acquire))
+    }
+
+    /// Gives back a reservation that was not used.
+    pub(crate) fn release(&self, count: usize) {
+        self.backlog.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    /// Hands reserved jobs to the senders.
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) {
+        for job in jobs {
+            if self.jobs.send(job).is_err() {
+                // The engine stopped; the notification's lease runs out and it is claimed again.
+                self.release(1);
+            }
+        }
+    }
+
+    /// Starts the senders, the outcome writer and the poller. They stop when the runtime does.
+    pub fn spawn(&self, services: Arc<Services>) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(mut receiver) = self.receiver.lock().ok().and_then(|mut slot| slot.take()) else {
+            return Vec::new();
+        };
+        let Ok(outbound) = services.get::<Outbound>().cloned() else {
+            return Vec::new();
+        };
+        let Ok(store) = services.get::<hookbus_store::Store>().cloned() else {
+            return Vec::new();
+        };
+        let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone());
+        let sender = outbound.sender.clone();
+        let permits = Arc::new(Semaphore::new(outbound.settings.concurrency.max(1)));
+        let backlog = Arc::clone(&self.backlog);
+        let poller =
+            claim::Poller { dispatcher: self.clone(), store, outbound: outbound.clone(), writer: writer.clone() };
+        let senders = tokio::spawn(async move {
+            while let Some(job) = receiver.recv().await {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let (sender, writer, outbound, backlog) =
+                    (sender.clone(), writer.clone(), outbound.clone(), Arc::clone(&backlog));
+                tokio::spawn(async move {
+                    let outcome = sender.deliver(&job, &outbound).await;
+                    writer.record(outcome);
+                    backlog.fetch_sub(1, Ordering::AcqRel);
+                    drop(permit);
+                });
+            }
+        });
+        vec![senders, writer_task, poller.spawn()]
+    }
+}

@@ -1,0 +1,206 @@
+//! Recording outcomes. Senders hand each outcome to one writer task, which writes them in batches
+//! (one transaction for many attempts), so the database is not the bottleneck of delivery. An
+//! outcome lost in a crash only means the notification is sent again when its lease runs out.
+
+use std::collections::HashMap;
+
+use hookbus_core::Timestamp;
+use hookbus_store::{DbResultExt, Store};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::Job;
+use crate::{
+    Outbound,
+    entity::{attempt, notification, subscription},
+    status,
+};
+
+/// Outcomes written per transaction, at most.
+const BATCH: usize = 512;
+
+/// What one HTTP attempt saw.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    pub attempted_at: Timestamp,
+    pub duration_ms: i64,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub excerpt: Option<String>,
+}
+
+/// The next state of a notification after a sender handled it.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub notification_id: Uuid,
+    pub subscription_id: Uuid,
+    pub status: &'static str,
+    pub attempts: i32,
+    pub attempt: Option<Attempt>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub error: Option<String>,
+    /// The endpoint answered 410 Gone: suspend the subscription now.
+    pub suspend: bool,
+}
+
+impl Outcome {
+    pub fn new(job: &Job) -> Self {
+        Self {
+            notification_id: job.notification_id,
+            subscription_id: job.target.id,
+            status: status::PENDING,
+            attempts: job.attempts,
+            attempt: None,
+            next_attempt_at: None,
+            delivered_at: None,
+            error: None,
+            suspend: false,
+        }
+    }
+
+    pub fn with_attempt(mut self, attempt: Attempt) -> Self {
+        self.attempt = Some(attempt);
+        self
+    }
+
+    pub fn finish(mut self, status: &'static str, error: Option<String>) -> Self {
+        self.status = status;
+        self.error = error;
+        self
+    }
+}
+
+/// The handle senders record through.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    outcomes: mpsc::UnboundedSender<Outcome>,
+}
+
+impl Writer {
+    pub fn spawn(store: Store, outbound: Outbound) -> (Self, tokio::task::JoinHandle<()>) {
+        let (outcomes, mut receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while receiver.recv_many(&mut batch, BATCH).await > 0 {
+                if let Err(error) = write(&store, &outbound, &batch).await {
+                    // Logged with an id by `internal`; the notifications are retried when their
+                    // leases run out.
+                    tracing::warn!(count = batch.len(), %error, "delivery outcomes not recorded");
+                }
+                batch.clear();
+            }
+        });
+        (Self { outcomes }, task)
+    }
+
+    pub fn record(&self, outcome: Outcome) {
+        // Fails only once the writer stopped with the runtime; the lease covers that.
+        let _ = self.outcomes.send(outcome);
+    }
+}
+
+async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Result<(), hookbus_core::CommandError> {
+    let now = hookbus_core::now();
+    let txn = store.begin_write().await?;
+    let attempts: Vec<attempt::ActiveModel> = outcomes
+        .iter()
+        .filter_map(|outcome| {
+            let a = outcome.attempt.as_ref()?;
+            Some(attempt::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                notification_id: Set(outcome.notification_id),
+                attempt: Set(outcome.attempts),
+                attempted_at: Set(a.attempted_at),
+                duration_ms: Set(a.duration_ms),
+                http_status: Set(a.http_status),
+                error: Set(a.error.clone()),
+                response_excerpt: Set(a.excerpt.clone()),
+            })
+        })
+        .collect();
+    if !attempts.is_empty() {
+        attempt::Entity::insert_many(attempts).exec(&*txn).await.or_internal()?;
+    }
+    for outcome in outcomes {
+        let last = outcome.attempt.as_ref();
+        let mut update = notification::Entity::update_many()
+            .col_expr(notification::Column::Status, Expr::value(outcome.status))
+            .col_expr(notification::Column::Attempts, Expr::value(outcome.attempts))
+            .col_expr(notification::Column::NextAttemptAt, Expr::value(outcome.next_attempt_at))
+            .col_expr(notification::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+            .col_expr(notification::Column::LastError, Expr::value(outcome.error.clone()))
+            .col_expr(notification::Column::UpdatedAt, Expr::value(now));
+        if let Some(last) = last {
+            update = update
+                .col_expr(notification::Column::LastAttemptAt, Expr::value(Some(last.attempted_at)))
+                .col_expr(notification::Column::LastHttpStatus, Expr::value(last.http_status));
+        }
+        if outcome.delivered_at.is_some() {
+            update = update.col_expr(notification::Column::DeliveredAt, Expr::value(outcome.delivered_at));
+        }
+        update.filter(notification::Column::Id.eq(outcome.notification_id)).exec(&*txn).await.or_internal()?;
+    }
+    for (subscription_id, summary) in summarize(outcomes) {
+        let mut update = subscription::Entity::update_many();
+        if let Some((at, status, http)) = summary.last {
+            update = update
+                .col_expr(subscription::Column::LastDeliveryAt, Expr::value(Some(at)))
+                .col_expr(subscription::Column::LastDeliveryStatus, Expr::value(Some(status)))
+                .col_expr(subscription::Column::LastHttpStatus, Expr::value(http));
+        }
+        let streak = if summary.reset {
+            Expr::value(summary.expired)
+        } else {
+            Expr::col(subscription::Column::ExpiredStreak).add(summary.expired)
+        };
+        update
+            .col_expr(subscription::Column::ExpiredStreak, streak)
+            .filter(subscription::Column::Id.eq(subscription_id))
+            .exec(&*txn)
+            .await
+            .or_internal()?;
+        if summary.gone || summary.expired > 0 {
+            // 410 suspends at once; expiries only when the run reaches the limit.
+            let threshold = (!summary.gone).then_some(Ord::max(outbound.settings.suspend_after_expired, 1));
+            crate::notifications::suspend(&*txn, subscription_id, threshold, now).await?;
+        }
+    }
+    txn.commit().await
+}
+
+/// Per subscription: the last attempt, and how the run of expired notifications changes.
+#[derive(Debug, Default)]
+struct Summary {
+    last: Option<(Timestamp, &'static str, Option<i32>)>,
+    /// Expired since the last delivery in this batch (or in all of it).
+    expired: i32,
+    /// A delivery in this batch ended the run.
+    reset: bool,
+    gone: bool,
+}
+
+fn summarize(outcomes: &[Outcome]) -> HashMap<Uuid, Summary> {
+    let mut summaries: HashMap<Uuid, Summary> = HashMap::new();
+    for outcome in outcomes {
+        let summary = summaries.entry(outcome.subscription_id).or_default();
+        if let Some(attempt) = &outcome.attempt {
+            summary.last = Some((attempt.attempted_at, outcome.status, attempt.http_status));
+        }
+        match outcome.status {
+            status::DELIVERED => {
+                summary.reset = true;
+                summary.expired = 0;
+            }
+            status::EXPIRED => summary.expired += 1,
+            _ => {}
+        }
+        summary.gone |= outcome.suspend;
+    }
+    summaries
+}

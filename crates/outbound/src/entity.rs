@@ -1,0 +1,173 @@
+//! The tables of outbound delivery.
+
+pub mod event_type {
+    use sea_orm::entity::prelude::*;
+
+    /// A custom event type, registered with `RegisterEventTypeCommand` (built-in ones live in code).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "event_types")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub description: String,
+        pub sample_payload: Option<Json>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The publisher's `eventId`, else `id` as text. Unique: a repeat is answered with the
+        /// first result.
+        pub event_key: String,
+        pub event_name: String,
+        pub resource: Option<String>,
+        pub data: Json,
+        pub changed_attributes: Option<Json>,
+        pub simulated: bool,
+        /// How many notifications publishing created.
+        pub notifications: i32,
+        pub occurred_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod subscription {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subscriptions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub partner_id: Option<Uuid>,
+        pub customer_id: Option<String>,
+        pub name: String,
+        pub webhook_uri: String,
+        /// Encrypted with the server's key (see `secret.rs`).
+        pub secret: String,
+        /// The mask reads show instead of the secret (`whsec_****abcd`).
+        pub secret_hint: String,
+        /// The secret before the last rotation, still signing until `previous_secret_until`.
+        pub previous_secret: Option<String>,
+        pub previous_secret_until: Option<DateTimeUtc>,
+        pub is_active: bool,
+        pub subscribe_all: bool,
+        /// Event names, as a JSON array (also in `subscription_events`, for lookup).
+        pub events: Json,
+        pub resource: Option<String>,
+        /// `{attributes: [...], match: [...]}`.
+        pub filters: Json,
+        pub delivery_policy: String,
+        pub max_attempts: i32,
+        pub retry_interval_seconds: i32,
+        /// Header name -> list of values.
+        pub headers: Json,
+        pub hmac_enabled: bool,
+        pub secure_ssl: bool,
+        pub tag: Option<String>,
+        pub suspended: bool,
+        pub suspended_at: Option<DateTimeUtc>,
+        /// Notifications that expired in a row; reaching the configured limit suspends.
+        pub expired_streak: i32,
+        pub last_delivery_at: Option<DateTimeUtc>,
+        pub last_delivery_status: Option<String>,
+        pub last_http_status: Option<i32>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod subscription_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subscription_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subscription_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_name: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod notification {
+    use sea_orm::entity::prelude::*;
+
+    /// One event for one subscription, and its place in the delivery queue.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notifications")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub event_id: Uuid,
+        pub subscription_id: Uuid,
+        pub event_name: String,
+        pub status: String,
+        /// Attempts since it was last queued (a resend starts again from zero).
+        pub attempts: i32,
+        /// Set only while it waits to be sent (`Pending`, `Failed`).
+        pub next_attempt_at: Option<DateTimeUtc>,
+        /// Set while a worker holds it; after that another worker may take it over.
+        pub lease_until: Option<DateTimeUtc>,
+        pub last_attempt_at: Option<DateTimeUtc>,
+        pub last_http_status: Option<i32>,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod attempt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delivery_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub notification_id: Uuid,
+        pub attempt: i32,
+        pub attempted_at: DateTimeUtc,
+        pub duration_ms: i64,
+        pub http_status: Option<i32>,
+        pub error: Option<String>,
+        pub response_excerpt: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

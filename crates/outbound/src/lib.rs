@@ -1,0 +1,69 @@
+//! Outbound delivery (SPEC 5): the event catalog, publishing, subscriptions, and the delivery
+//! engine that sends each notification, signed, from a durable queue in the database.
+//!
+//! Publishing writes the event and one notification per matching subscription in one
+//! transaction, then hands the notifications straight to this instance's workers (no polling
+//! delay). Each notification is leased while a worker holds it; notifications that wait for a
+//! retry, or whose worker died, are claimed by whichever instance polls first
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Outcomes are written in batches.
+
+pub mod catalog;
+mod commands;
+mod delivery;
+mod entity;
+pub mod filter;
+pub mod guard;
+mod metrics;
+mod notifications;
+mod publish;
+pub mod secret;
+mod settings;
+pub mod sign;
+mod subscription;
+
+use std::sync::Arc;
+
+pub use delivery::{Dispatcher, Sender};
+pub use metrics::DeliveryMetrics;
+pub use publish::{NewEvent, Published, publish};
+pub use settings::OutboundSettings;
+
+pub use secret::BadKey;
+
+use crate::{guard::AddressPolicy, secret::SecretBox};
+
+/// Notification states (SPEC 5.3).
+pub mod status {
+    pub const PENDING: &str = "Pending";
+    pub const DELIVERED: &str = "Delivered";
+    /// Failed at least once; waiting for a retry.
+    pub const FAILED: &str = "Failed";
+    /// Attempts exhausted.
+    pub const EXPIRED: &str = "Expired";
+    /// Held while the subscription is suspended.
+    pub const DIVERTED: &str = "Diverted";
+    pub const CANCELLED: &str = "Cancelled";
+}
+
+/// The outbound service every command and worker shares.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub settings: Arc<OutboundSettings>,
+    pub policy: Arc<AddressPolicy>,
+    pub secrets: SecretBox,
+    pub dispatcher: Dispatcher,
+    pub sender: Sender,
+    pub metrics: DeliveryMetrics,
+}
+
+impl Outbound {
+    /// Builds the service from its settings. Start its workers with [`Dispatcher::spawn`] once
+    /// it is in the services.
+    pub fn new(settings: OutboundSettings, metrics: DeliveryMetrics) -> Result<Self, BadKey> {
+        let secrets = SecretBox::from_base64(&settings.encryption_key)?;
+        let policy = Arc::new(AddressPolicy { allow: settings.allow_cidrs.clone(), allow_http: settings.allow_http });
+        let sender = Sender::new(&settings, Arc::clone(&policy));
+        let dispatcher = Dispatcher::new(settings.queue_capacity);
+        Ok(Self { settings: Arc::new(settings), policy, secrets, dispatcher, sender, metrics })
+    }
+}

@@ -1,0 +1,327 @@
+//! Notifications as commands see them: suspension, unsuspension, resending, and the queries
+//! with every attempt.
+
+use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_store::{DbResultExt, Store, fetch_page};
+use schemars::JsonSchema;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    commands::{find_subscription, owner_condition},
+    entity::{attempt, notification, subscription},
+    status,
+};
+
+/// Suspends a subscription (at once, or when its run of expired notifications reached
+/// `threshold`), and diverts what waits in its queue.
+pub(crate) async fn suspend(
+    db: &impl ConnectionTrait,
+    subscription_id: Uuid,
+    threshold: Option<i32>,
+    now: Timestamp,
+) -> Result<(), CommandError> {
+    let mut update = subscription::Entity::update_many()
+        .col_expr(subscription::Column::Suspended, Expr::value(true))
+        .col_expr(subscription::Column::SuspendedAt, Expr::value(Some(now)))
+        .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+        .filter(subscription::Column::Id.eq(subscription_id))
+        .filter(subscription::Column::Suspended.eq(false));
+    if let Some(threshold) = threshold {
+        update = update.filter(subscription::Column::ExpiredStreak.gte(threshold));
+    }
+    let changed = update.exec(db).await.or_internal()?;
+    if changed.rows_affected > 0 {
+        tracing::warn!(%subscription_id, "subscription suspended; new notifications are diverted");
+        notification::Entity::update_many()
+            .col_expr(notification::Column::Status, Expr::value(status::DIVERTED))
+            .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
+            .col_expr(notification::Column::UpdatedAt, Expr::value(now))
+            .filter(notification::Column::SubscriptionId.eq(subscription_id))
+            .filter(notification::Column::NextAttemptAt.is_not_null())
+            .filter(notification::Column::LeaseUntil.is_null().or(notification::Column::LeaseUntil.lt(now)))
+            .exec(db)
+            .await
+            .or_internal()?;
+    }
+    Ok(())
+}
+
+/// Puts notifications back in the queue as new attempts, due now.
+async fn requeue(db: &impl ConnectionTrait, which: Condition) -> Result<u64, CommandError> {
+    let now = hookbus_core::now();
+    let requeued = notification::Entity::update_many()
+        .col_expr(notification::Column::Status, Expr::value(status::PENDING))
+        .col_expr(notification::Column::Attempts, Expr::value(0))
+        .col_expr(notification::Column::NextAttemptAt, Expr::value(Some(now)))
+        .col_expr(notification::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+        .col_expr(notification::Column::UpdatedAt, Expr::value(now))
+        .filter(which)
+        .exec(db)
+        .await
+        .or_internal()?;
+    Ok(requeued.rows_affected)
+}
+
+/// Resumes delivery to a suspended subscription; its diverted notifications are sent.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnsuspendWebhookSubscriptionCommand {
+    pub id: Uuid,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Requeued {
+    requeued: u64,
+}
+
+impl Handler for UnsuspendWebhookSubscriptionCommand {
+    const PERMISSION: Permission = Permission::SubscriptionsWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let store = ctx.service::<Store>()?;
+        let sub = find_subscription(ctx, self.id, "Unsuspend failed").await?;
+        if !sub.suspended {
+            return Err(CommandError::conflict("Unsuspend failed", "Subscription is not suspended"));
+        }
+        let txn = store.begin_write().await?;
+        subscription::Entity::update_many()
+            .col_expr(subscription::Column::Suspended, Expr::value(false))
+            .col_expr(subscription::Column::SuspendedAt, Expr::value(Option::<Timestamp>::None))
+            .col_expr(subscription::Column::ExpiredStreak, Expr::value(0))
+            .col_expr(subscription::Column::UpdatedAt, Expr::value(hookbus_core::now()))
+            .filter(subscription::Column::Id.eq(sub.id))
+            .exec(&*txn)
+            .await
+            .or_internal()?;
+        let requeued = requeue(
+            &*txn,
+            Condition::all()
+                .add(notification::Column::SubscriptionId.eq(sub.id))
+                .add(notification::Column::Status.eq(status::DIVERTED)),
+        )
+        .await?;
+        txn.commit().await?;
+        Reply::new(Requeued { requeued }, "Subscription unsuspended; diverted notifications are being sent")
+    }
+}
+register_command!("UnsuspendWebhookSubscriptionCommand" => UnsuspendWebhookSubscriptionCommand);
+
+/// Queues expired (and diverted) notifications again: one, a subscription's, or all since a time.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResendExpiredNotificationsCommand {
+    #[serde(default, alias = "notification_id")]
+    pub notification_id: Option<Uuid>,
+    #[serde(default)]
+    pub subscription_id: Option<Uuid>,
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+}
+
+impl Handler for ResendExpiredNotificationsCommand {
+    const PERMISSION: Permission = Permission::SubscriptionsWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let store = ctx.service::<Store>()?;
+        let mut which = Condition::all().add(notification::Column::Status.is_in([status::EXPIRED, status::DIVERTED]));
+        if let Some(id) = self.subscription_id {
+            find_subscription(ctx, id, "Resend failed").await?;
+            which = which.add(notification::Column::SubscriptionId.eq(id));
+        }
+        if let Some(id) = self.notification_id {
+            let found = visible(ctx).filter(notification::Column::Id.eq(id)).one(store.db()).await.or_internal()?;
+            if found.is_none() {
+                return Err(CommandError::not_found("Resend failed", "Notification not found"));
+            }
+            which = which.add(notification::Column::Id.eq(id));
+        }
+        if let Some(since) = self.since {
+            which = which.add(notification::Column::CreatedAt.gte(since));
+        }
+        // Only notifications of subscriptions that are not suspended: a suspended one keeps its
+        // diverted notifications until it is unsuspended.
+        let open = subscription::Entity::find()
+            .select_only()
+            .column(subscription::Column::Id)
+            .filter(subscription::Column::Suspended.eq(false))
+            .filter(scope(ctx))
+            .into_query();
+        which = which.add(notification::Column::SubscriptionId.in_subquery(open));
+        let txn = store.begin_write().await?;
+        let requeued = requeue(&*txn, which).await?;
+        txn.commit().await?;
+        Reply::new(Requeued { requeued }, "Expired notifications queued again")
+    }
+}
+register_command!("ResendExpiredNotificationsCommand" => ResendExpiredNotificationsCommand);
+
+/// The caller's subscriptions: every one, or an owner-bound token's own.
+fn scope(ctx: &Context) -> Condition {
+    match &ctx.principal.owner {
+        Some(owner) => owner_condition(owner),
+        None => Condition::all(),
+    }
+}
+
+/// Notifications the caller may see.
+fn visible(ctx: &Context) -> sea_orm::Select<notification::Entity> {
+    let query = notification::Entity::find();
+    match &ctx.principal.owner {
+        Some(owner) => {
+            let own = subscription::Entity::find()
+                .select_only()
+                .column(subscription::Column::Id)
+                .filter(owner_condition(owner))
+                .into_query();
+            query.filter(notification::Column::SubscriptionId.in_subquery(own))
+        }
+        None => query,
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotificationView {
+    id: Uuid,
+    event_id: Uuid,
+    subscription_id: Uuid,
+    event_name: String,
+    status: String,
+    attempts: i32,
+    next_attempt_at: Option<Timestamp>,
+    last_attempt_at: Option<Timestamp>,
+    last_http_status: Option<i32>,
+    last_error: Option<String>,
+    created_at: Timestamp,
+    delivered_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_log: Option<Vec<AttemptView>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptView {
+    attempt: i32,
+    attempted_at: Timestamp,
+    duration_ms: i64,
+    http_status: Option<i32>,
+    error: Option<String>,
+    response_excerpt: Option<String>,
+}
+
+impl From<notification::Model> for NotificationView {
+    fn from(row: notification::Model) -> Self {
+        Self {
+            id: row.id,
+            event_id: row.event_id,
+            subscription_id: row.subscription_id,
+            event_name: row.event_name,
+            status: row.status,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at,
+            last_attempt_at: row.last_attempt_at,
+            last_http_status: row.last_http_status,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            delivered_at: row.delivered_at,
+            attempt_log: None,
+        }
+    }
+}
+
+impl From<attempt::Model> for AttemptView {
+    fn from(row: attempt::Model) -> Self {
+        Self {
+            attempt: row.attempt,
+            attempted_at: row.attempted_at,
+            duration_ms: row.duration_ms,
+            http_status: row.http_status,
+            error: row.error,
+            response_excerpt: row.response_excerpt,
+        }
+    }
+}
+
+async fn attempts_of(db: &impl ConnectionTrait, id: Uuid) -> Result<Vec<AttemptView>, CommandError> {
+    let rows = attempt::Entity::find()
+        .filter(attempt::Column::NotificationId.eq(id))
+        .order_by_asc(attempt::Column::AttemptedAt)
+        .order_by_asc(attempt::Column::Id)
+        .all(db)
+        .await
+        .or_internal()?;
+    Ok(rows.into_iter().map(AttemptView::from).collect())
+}
+
+/// Lists notifications, newest first, each with its attempts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetNotificationListQuery {
+    #[serde(default)]
+    pub subscription_id: Option<Uuid>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub event_name: Option<String>,
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u64>,
+}
+
+impl Handler for GetNotificationListQuery {
+    const PERMISSION: Permission = Permission::SubscriptionsRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let db = ctx.service::<Store>()?.db();
+        let mut query =
+            visible(ctx).order_by_desc(notification::Column::CreatedAt).order_by_desc(notification::Column::Id);
+        if let Some(id) = self.subscription_id {
+            query = query.filter(notification::Column::SubscriptionId.eq(id));
+        }
+        if let Some(status) = &self.status {
+            query = query.filter(notification::Column::Status.eq(status.as_str()));
+        }
+        if let Some(name) = &self.event_name {
+            query = query.filter(notification::Column::EventName.eq(name.as_str()));
+        }
+        let mut page = fetch_page(query, page, db, NotificationView::from).await?;
+        for item in &mut page.items {
+            item.attempt_log = Some(attempts_of(db, item.id).await?);
+        }
+        Reply::new(page, "Notifications retrieved successfully")
+    }
+}
+register_command!("GetNotificationListQuery" => GetNotificationListQuery);
+
+/// One notification with every attempt.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetNotificationByIdQuery {
+    pub id: Uuid,
+}
+
+impl Handler for GetNotificationByIdQuery {
+    const PERMISSION: Permission = Permission::SubscriptionsRead;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        let db = ctx.service::<Store>()?.db();
+        let row = visible(ctx)
+            .filter(notification::Column::Id.eq(self.id))
+            .one(db)
+            .await
+            .or_internal()?
+            .ok_or_else(|| CommandError::not_found("Notification not found", "Notification not found"))?;
+        let mut view = NotificationView::from(row);
+        view.attempt_log = Some(attempts_of(db, view.id).await?);
+        Reply::new(view, "Notification retrieved successfully")
+    }
+}
+register_command!("GetNotificationByIdQuery" => GetNotificationByIdQuery);

@@ -1,0 +1,138 @@
+//! A webhook receiver for delivery tests: a real HTTP server on 127.0.0.1 that records what it
+//! receives and answers as the test tells it.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::ServerHandle, web};
+use serde_json::Value;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: http::HeaderMap,
+    pub raw: Vec<u8>,
+    pub body: Value,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Verifies the Standard Webhooks signature with the specification's reference library.
+    pub fn verify(&self, secret: &str) -> bool {
+        standardwebhooks::Webhook::new(secret).is_ok_and(|hook| hook.verify(&self.raw, &self.headers).is_ok())
+    }
+}
+
+/// How the receiver answers.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Status(u16),
+    /// A status with a `Retry-After` header.
+    RetryAfter(u16, &'static str),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    received: Vec<Received>,
+    /// Answers to give first, in order; then `default`.
+    script: VecDeque<Answer>,
+    default: Option<Answer>,
+}
+
+pub struct Receiver {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    handle: ServerHandle,
+}
+
+impl Receiver {
+    /// Starts a receiver that answers 200.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let server = HttpServer::new(move || {
+            App::new().app_data(web::Data::from(Arc::clone(&shared))).default_service(web::to(receive))
+        })
+        .workers(2)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind a receiver");
+        let address = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self { url: format!("http://{address}/hook"), state, handle }
+    }
+
+    /// Answers every request this way from now on (after any scripted answers).
+    pub fn answer(&self, answer: Answer) {
+        self.state.lock().expect("state").default = Some(answer);
+    }
+
+    /// Answers the next requests with these, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.lock().expect("state").script.extend(answers);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("state").received.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.lock().expect("state").received.len()
+    }
+
+    /// Waits until `n` requests arrived (or `limit` passed); returns what arrived.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let started = Instant::now();
+        while self.count() < n && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.received()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in request.headers() {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_str().as_bytes()), http::HeaderValue::from_bytes(value.as_bytes()))
+        {
+            headers.append(name, value);
+        }
+    }
+    let received = Received {
+        headers,
+        raw: body.to_vec(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        at: Instant::now(),
+    };
+    let answer = {
+        let mut state = state.lock().expect("state");
+        state.received.push(received);
+        state.script.pop_front().or_else(|| state.default.clone()).unwrap_or(Answer::Status(200))
+    };
+    match answer {
+        Answer::Status(code) => HttpResponse::build(status(code)).body(format!("answered {code}")),
+        Answer::RetryAfter(code, after) => {
+            HttpResponse::build(status(code)).insert_header(("retry-after", after)).body("later")
+        }
+    }
+}
+
+fn status(code: u16) -> actix_web::http::StatusCode {
+    actix_web::http::StatusCode::from_u16(code).expect("a status code")
+}
