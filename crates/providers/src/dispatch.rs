@@ -25,7 +25,7 @@ use crate::{
     claims::{self, Claim, Seen},
     forward,
     notification::Notification,
-    publish::publish,
+    publish::{event_id, publish},
     remita::{PaymentStatus, StatusApi},
     verify::Verified,
 };
@@ -95,7 +95,7 @@ pub(crate) async fn dispatch(
     for &index in &claimed {
         let notification = &items[index].notification;
         let mut event = notification.event.clone();
-        event.event_id = Some(format!("{provider}:{}", notification.dedupe_key));
+        event.event_id = Some(event_id(provider, &notification.dedupe_key));
         items[index].outcome = Some(match publish(services, event).await {
             Ok(event_id) => Outcome::Accepted { event_id },
             Err(error) => Outcome::Failed(error),

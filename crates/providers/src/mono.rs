@@ -38,7 +38,13 @@ pub(crate) fn parse(body: &Value) -> Result<Vec<Notification>, CommandError> {
         reference: ("event", event.clone()),
         dedupe_key,
         original: body.clone(),
-        event: NewEvent { event_name: event, resource: None, data: Value::Object(data.clone()), event_id: None },
+        event: NewEvent {
+            event_name: event,
+            resource: None,
+            data: Value::Object(data.clone()),
+            event_id: None,
+            changed_attributes: None,
+        },
     }])
 }
 

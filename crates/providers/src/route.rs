@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::{
     dispatch, mono,
     notification::Notification,
+    publish,
     remita::{self, StatusApi},
     settings::ProviderSettings,
     verify::{SharedSecret, Verified, Verifier},
@@ -134,7 +135,7 @@ pub async fn receive(
     body: Result<Vec<u8>, CommandError>,
 ) -> Result<Reply, CommandError> {
     let started = Instant::now();
-    match accept(services, route, &mut request, body) {
+    match accept(services, route, &mut request, body).await {
         Ok(notifications) => dispatch::dispatch(services, route, request, notifications, started).await,
         Err(refused) => {
             let result = Err(refused);
@@ -150,8 +151,8 @@ pub async fn receive(
 }
 
 /// Verifies the request, then parses its body (which the log shows from here on) into
-/// notifications.
-fn accept(
+/// notifications of events the catalog knows.
+async fn accept(
     services: &Services,
     route: Route,
     request: &mut InboundRequest,
@@ -165,5 +166,9 @@ fn accept(
     })?;
     let notifications = json.as_ref().try_map(|body| route.parse(body, providers.max_items));
     request.body = json.into_inner();
-    notifications
+    let notifications = notifications?;
+    let mut names: Vec<String> = notifications.get().iter().map(|n| n.event.event_name.clone()).collect();
+    names.dedup();
+    publish::ensure_known(services, &names).await?;
+    Ok(notifications)
 }

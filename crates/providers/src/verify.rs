@@ -15,6 +15,10 @@ use subtle::ConstantTimeEq;
 pub(crate) struct Verified<T>(T);
 
 impl<T> Verified<T> {
+    pub(crate) fn get(&self) -> &T {
+        &self.0
+    }
+
     pub(crate) fn into_inner(self) -> T {
         self.0
     }

@@ -38,6 +38,7 @@ pub(crate) fn parse(body: &Value, max_items: usize) -> Result<Vec<Notification>,
                 resource: None,
                 data: Value::Object(object.clone()),
                 event_id: None,
+                changed_attributes: None,
             },
         });
     }

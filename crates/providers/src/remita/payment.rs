@@ -62,6 +62,7 @@ pub(crate) fn parse(body: &Value, max_items: usize) -> Result<Vec<Notification>,
                 resource: None,
                 data: Value::Object(data),
                 event_id: None,
+                changed_attributes: None,
             },
         });
     }
