@@ -12,8 +12,10 @@ use hookbus_providers::Secret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
-use crate::support::{
-    Reply, TestApp, TestDatabase, free_port, into_reply, kill_9, native_config, ready, serve, with, within,
+use crate::{
+    outbound::subscribe,
+    receiver::Receiver,
+    support::{Reply, TestApp, TestDatabase, free_port, into_reply, kill_9, native_config, ready, serve, with, within},
 };
 
 const MONO: &str = "/api/webhooks/mono/callback";
@@ -75,6 +77,16 @@ async fn taken(app: &TestApp) -> i64 {
     app.count_rows("provider_notifications").await
 }
 
+/// Outbound events published so far.
+async fn published(app: &TestApp) -> i64 {
+    app.count_rows("events").await
+}
+
+/// What `receiver` got, once it got `count` deliveries (and a moment for any extra to arrive).
+async fn deliveries(receiver: &Receiver, count: usize) -> Vec<Value> {
+    receiver.wait_for(count + 1, Duration::from_millis(1500)).await.into_iter().map(|r| r.body).collect()
+}
+
 fn payment(rrr: &str) -> Value {
     json!({"rrr": rrr, "channnel": "BRANCH", "amount": "1000.00", "payerName": "Test Payer"})
 }
@@ -87,12 +99,15 @@ async fn mono_answers_503_until_a_secret_is_configured() {
     assert!(reply.has_error("HOOKBUS_MONO_SECRET"), "{:?}", reply.errors());
     let entry = &logged(&app, "mono/callback", 1).await[0];
     assert_eq!(entry["httpStatus"], json!(503));
-    assert_eq!(taken(&app).await, 0);
+    assert_eq!((taken(&app).await, published(&app).await), (0, 0));
 }
 
 #[tokio::test]
 async fn a_mono_event_is_accepted_once_and_its_repeats_are_acknowledged() {
     let app = mono_app().await;
+    let receiver = Receiver::start().await;
+    let names = ["mono.events.account_updated", "direct_debit.payment_successful", "events.mandates.approved"];
+    subscribe(&app, &receiver.url, &names, json!({})).await;
 
     // Without event_id: the same event name, account and body is a repeat.
     let first = mono(&app, example("mono-account-updated")).await;
@@ -116,6 +131,16 @@ async fn a_mono_event_is_accepted_once_and_its_repeats_are_acknowledged() {
     mono(&app, resent).await.assert_ok("Mono event already received");
     mono(&app, example("mono-mandate-approved")).await.assert_ok("Mono event received");
     assert_eq!(taken(&app).await, 4);
+
+    // Each accepted event is published once, under Mono's name, with Mono's data.
+    assert_eq!(published(&app).await, 4);
+    let delivered = deliveries(&receiver, 4).await;
+    assert_eq!(delivered.len(), 4, "{delivered:#?}");
+    let payment = delivered.iter().find(|d| d["eventName"] == json!("direct_debit.payment_successful"));
+    let payment = payment.expect("the payment event");
+    assert_eq!(payment["data"]["id"], json!("txd_k2v8n4q1w7e3r5t9"));
+    assert_eq!(payment["eventId"], json!("mono:event_id:evt_6f1d2c8a0b3e4f5a9c7d"));
+    assert!(delivered.iter().any(|d| d["eventId"] == data["eventId"]));
 
     // Every request is logged; repeats as duplicates of the first.
     let entries = logged(&app, "mono/callback", 6).await;
@@ -154,14 +179,15 @@ async fn malformed_mono_bodies_are_refused_and_publish_nothing() {
         (json!({"event": 42, "data": {}}), "event must be a string, not a number"),
         (json!({"event": "direct_debit.payment_successful", "data": "paid"}), "data must be an object, not a string"),
         (json!({"event": "x", "data": {}, "event_id": ["e1"]}), "event_id must be a string or a number"),
+        (json!({"event": "mono.events.made_up", "data": {}}), "event: unknown event name 'mono.events.made_up'"),
     ];
     for (body, problem) in cases {
         let reply = mono(&app, body).await;
         reply.assert_error(422, "Validation failed");
         assert!(reply.has_error(problem), "expected '{problem}' in {:?}", reply.errors());
     }
-    assert_eq!(taken(&app).await, 0);
-    let entries = logged(&app, "mono/callback", 7).await;
+    assert_eq!((taken(&app).await, published(&app).await), (0, 0));
+    let entries = logged(&app, "mono/callback", 8).await;
     assert!(entries.iter().all(|e| e["status"] == json!("Failed")));
 }
 
@@ -212,6 +238,8 @@ async fn the_fixed_routes_win_over_the_router_and_take_only_post() {
 #[tokio::test]
 async fn remita_payments_are_accepted_per_item_and_deduplicated_by_rrr() {
     let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &receiver.url, &["remita.payment.notification"], json!({})).await;
     let reply = app.call("POST", REMITA, Some(example("remita-payment-notification")), &[]).await;
     let data = reply.assert_ok("Remita payment notifications processed");
     assert_eq!(data["received"], json!(2));
@@ -235,6 +263,17 @@ async fn remita_payments_are_accepted_per_item_and_deduplicated_by_rrr() {
     let entries = logged(&app, "remita", 3).await;
     assert_eq!(entries[0]["status"], json!("Duplicate"));
     assert_eq!(entries[1]["status"], json!("Succeeded"));
+
+    // One event per accepted payment, with `channel` beside Remita's `channnel` and every field kept.
+    assert_eq!(published(&app).await, 3);
+    let delivered = deliveries(&receiver, 3).await;
+    assert_eq!(delivered.len(), 3, "{delivered:#?}");
+    let second = delivered.iter().find(|d| d["data"]["rrr"] == json!("290007781423")).expect("the second payment");
+    assert_eq!(second["eventName"], json!("remita.payment.notification"));
+    assert_eq!(second["eventId"], json!("remita.payment:290007781423"));
+    assert_eq!(second["data"]["channel"], json!("INTERNET"));
+    assert_eq!(second["data"]["channnel"], json!("INTERNET"));
+    assert_eq!(second["data"]["narration"], json!("School fees, first term"));
 }
 
 #[tokio::test]
@@ -271,7 +310,7 @@ async fn malformed_remita_payments_are_refused_whole_and_publish_nothing() {
     reply.assert_error(413, "Payload too large");
     assert!(reply.has_error("larger than 1048576 bytes"), "{:?}", reply.errors());
 
-    assert_eq!(taken(&app).await, 0);
+    assert_eq!((taken(&app).await, published(&app).await), (0, 0));
     logged(&app, "remita", 12).await;
 }
 
@@ -383,6 +422,7 @@ async fn payments_are_confirmed_with_the_status_api_when_configured() {
     assert_eq!(data["items"][2]["status"], json!("021"));
     assert_eq!(data["items"][2]["reason"], json!("Transaction Pending"));
     assert_eq!(taken(&app).await, 2, "an unpaid notification is not taken");
+    assert_eq!(published(&app).await, 2);
 
     // The call carries the merchant id and SHA-512(rrr + apiKey + merchantId), lower-case hex.
     let hash = hex(&Sha512::digest(b"11000207125619462547916"));
@@ -405,7 +445,7 @@ async fn an_unreachable_status_api_is_a_503_and_the_retry_is_taken() {
     let reply = app.call("POST", REMITA, Some(body.clone()), &[]).await;
     reply.assert_error(503, "Payment status unavailable");
     assert!(reply.has_error("[0] rrr 110002071256: Payment status unavailable"), "{:?}", reply.errors());
-    assert_eq!(taken(&app).await, 0);
+    assert_eq!((taken(&app).await, published(&app).await), (0, 0));
 
     // A status API that answers 404 is no answer either.
     let fake = FakeRemita::start(&[("110002071256", "404")]).await;
@@ -417,12 +457,14 @@ async fn an_unreachable_status_api_is_a_503_and_the_retry_is_taken() {
     let app = verifying_app(fake.base_url.clone(), Some(Arc::clone(&app.database))).await;
     let data = app.call("POST", REMITA, Some(body), &[]).await;
     assert_eq!(data.assert_ok("Remita payment notifications processed")["accepted"], json!(1));
-    assert_eq!(taken(&app).await, 1);
+    assert_eq!((taken(&app).await, published(&app).await), (1, 1));
 }
 
 #[tokio::test]
 async fn collection_notifications_take_an_object_or_an_array_and_dedupe_by_reference() {
     let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &receiver.url, &["remita.collection.notification"], json!({})).await;
     let one = app.call("POST", COLLECTION, Some(example("remita-collection-notification")), &[]).await;
     let data = one.assert_ok("Remita collection notifications processed");
     assert_eq!(data["items"][0]["transactionRef"], json!("RDD-2026112210551803"));
@@ -462,8 +504,13 @@ async fn collection_notifications_take_an_object_or_an_array_and_dedupe_by_refer
     );
     let refused = app.call("POST", COLLECTION, Some(many), &[]).await;
     refused.assert_error(413, "Payload too large");
-    assert_eq!(taken(&app).await, 3);
+    assert_eq!((taken(&app).await, published(&app).await), (3, 3));
     logged(&app, "remita/collection-notification", 10).await;
+    let delivered = deliveries(&receiver, 3).await;
+    assert_eq!(delivered.len(), 3, "{delivered:#?}");
+    let failed = delivered.iter().find(|d| d["data"]["status"] == json!("FAILED")).expect("the failed debit");
+    assert_eq!(failed["eventName"], json!("remita.collection.notification"));
+    assert_eq!(failed["data"]["reason"], json!("Insufficient funds"));
 }
 
 #[tokio::test]
@@ -487,7 +534,7 @@ async fn one_notification_sent_to_two_instances_at_once_is_taken_once() {
             b.body
         );
     }
-    assert_eq!(taken(&first).await, 5);
+    assert_eq!((taken(&first).await, published(&first).await), (5, 5));
 }
 
 #[tokio::test]
