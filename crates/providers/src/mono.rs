@@ -3,11 +3,12 @@
 //! Mono's `data` as its data.
 
 use hookbus_core::CommandError;
+use hookbus_router::json_kind;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    notification::{Fields, Notification, kind},
+    notification::{Fields, Notification},
     publish::NewEvent,
 };
 
@@ -16,7 +17,7 @@ pub(crate) const SECRET_HEADER: &str = "mono-webhook-secret";
 
 pub(crate) fn parse(body: &Value) -> Result<Vec<Notification>, CommandError> {
     let Value::Object(object) = body else {
-        return Err(CommandError::validation(format!("body: must be a JSON object, not {}", kind(body))));
+        return Err(CommandError::validation(format!("body: must be a JSON object, not {}", json_kind(body))));
     };
     let mut errors = Vec::new();
     let mut fields = Fields::new(object, "", &mut errors);
@@ -38,13 +39,7 @@ pub(crate) fn parse(body: &Value) -> Result<Vec<Notification>, CommandError> {
         reference: ("event", event.clone()),
         dedupe_key,
         original: body.clone(),
-        event: NewEvent {
-            event_name: event,
-            resource: None,
-            data: Value::Object(data.clone()),
-            event_id: None,
-            changed_attributes: None,
-        },
+        event: NewEvent { event_name: event, data: Value::Object(data.clone()), ..NewEvent::default() },
     }])
 }
 

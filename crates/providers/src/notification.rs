@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use hookbus_core::CommandError;
+use hookbus_router::json_kind;
 
 use crate::publish::NewEvent;
 
@@ -19,6 +20,32 @@ pub(crate) struct Notification {
     pub original: Value,
     /// What accepting it publishes.
     pub event: NewEvent,
+}
+
+impl Notification {
+    /// A notification whose reference is also its deduplication key, publishing `data` (the item,
+    /// perhaps completed) under `event_name`.
+    pub(crate) fn keyed_by_reference(
+        event_name: &str,
+        reference: (&'static str, String),
+        original: &Map<String, Value>,
+        data: Map<String, Value>,
+    ) -> Self {
+        Self {
+            dedupe_key: reference.1.clone(),
+            reference,
+            original: Value::Object(original.clone()),
+            event: NewEvent { event_name: event_name.to_owned(), data: Value::Object(data), ..NewEvent::default() },
+        }
+    }
+}
+
+/// What a body's items gave: the notifications, or every problem found.
+pub(crate) fn collected(
+    notifications: Vec<Notification>,
+    errors: Vec<String>,
+) -> Result<Vec<Notification>, CommandError> {
+    if errors.is_empty() { Ok(notifications) } else { Err(CommandError::Validation(errors)) }
 }
 
 /// One object of a body, with the prefix its field names take in messages (`[2].`, or nothing
@@ -51,12 +78,12 @@ pub(crate) fn items(body: &Value, single: bool, max_items: usize) -> Result<Vec<
             for (index, item) in items.iter().enumerate() {
                 match item {
                     Value::Object(object) => objects.push(BodyItem { prefix: format!("[{index}]."), object }),
-                    other => errors.push(format!("[{index}]: must be an object, not {}", kind(other))),
+                    other => errors.push(format!("[{index}]: must be an object, not {}", json_kind(other))),
                 }
             }
             if errors.is_empty() { Ok(objects) } else { Err(CommandError::Validation(errors)) }
         }
-        other => Err(CommandError::validation(format!("body: must be {expected}, not {}", kind(other)))),
+        other => Err(CommandError::validation(format!("body: must be {expected}, not {}", json_kind(other)))),
     }
 }
 
@@ -121,7 +148,7 @@ impl<'a, 'e> Fields<'a, 'e> {
         match self.get(name)? {
             Value::String(text) => Some(text.trim().to_owned()),
             other => {
-                let text = format!("must be a string, not {}", kind(other));
+                let text = format!("must be a string, not {}", json_kind(other));
                 self.problem(name, &text);
                 None
             }
@@ -134,7 +161,7 @@ impl<'a, 'e> Fields<'a, 'e> {
             Value::String(text) => Some(text.trim().to_owned()),
             Value::Number(number) => Some(number.to_string()),
             other => {
-                let text = format!("must be a string or a number, not {}", kind(other));
+                let text = format!("must be a string or a number, not {}", json_kind(other));
                 self.problem(name, &text);
                 None
             }
@@ -150,7 +177,7 @@ impl<'a, 'e> Fields<'a, 'e> {
                 None
             }
             Some(other) => {
-                let text = format!("must be an object, not {}", kind(other));
+                let text = format!("must be an object, not {}", json_kind(other));
                 self.problem(name, &text);
                 None
             }
@@ -171,7 +198,7 @@ impl<'a, 'e> Fields<'a, 'e> {
                 None
             }
             Some(other) => {
-                let text = format!("must be a number, not {}", kind(other));
+                let text = format!("must be a number, not {}", json_kind(other));
                 self.problem(name, &text);
                 None
             }
@@ -184,17 +211,6 @@ fn is_decimal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
     !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b.is_ascii_digit())
-}
-
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

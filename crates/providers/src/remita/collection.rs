@@ -6,10 +6,7 @@
 use hookbus_core::CommandError;
 use serde_json::Value;
 
-use crate::{
-    notification::{BodyItem, Fields, Notification, items},
-    publish::NewEvent,
-};
+use crate::notification::{BodyItem, Fields, Notification, collected, items};
 
 pub(crate) const EVENT_NAME: &str = "remita.collection.notification";
 
@@ -26,23 +23,12 @@ pub(crate) fn parse(body: &Value, max_items: usize) -> Result<Vec<Notification>,
         let mandate = fields.required_id("mandateId");
         let amount = fields.required_amount("amount");
         let status = fields.required_text("status");
-        let (Some((field, reference)), Some(_), Some(_), Some(_)) = (reference, mandate, amount, status) else {
+        let (Some(reference), Some(_), Some(_), Some(_)) = (reference, mandate, amount, status) else {
             continue;
         };
-        notifications.push(Notification {
-            dedupe_key: reference.clone(),
-            reference: (field, reference),
-            original: Value::Object(object.clone()),
-            event: NewEvent {
-                event_name: EVENT_NAME.into(),
-                resource: None,
-                data: Value::Object(object.clone()),
-                event_id: None,
-                changed_attributes: None,
-            },
-        });
+        notifications.push(Notification::keyed_by_reference(EVENT_NAME, reference, object, object.clone()));
     }
-    if errors.is_empty() { Ok(notifications) } else { Err(CommandError::Validation(errors)) }
+    collected(notifications, errors)
 }
 
 #[cfg(test)]

@@ -5,10 +5,7 @@
 use hookbus_core::CommandError;
 use serde_json::Value;
 
-use crate::{
-    notification::{BodyItem, Fields, Notification, items},
-    publish::NewEvent,
-};
+use crate::notification::{BodyItem, Fields, Notification, collected, items};
 
 pub(crate) const EVENT_NAME: &str = "remita.payment.notification";
 
@@ -53,20 +50,9 @@ pub(crate) fn parse(body: &Value, max_items: usize) -> Result<Vec<Notification>,
         {
             data.insert("channel".into(), channel.clone());
         }
-        notifications.push(Notification {
-            dedupe_key: rrr.clone(),
-            reference: ("rrr", rrr),
-            original: Value::Object(object.clone()),
-            event: NewEvent {
-                event_name: EVENT_NAME.into(),
-                resource: None,
-                data: Value::Object(data),
-                event_id: None,
-                changed_attributes: None,
-            },
-        });
+        notifications.push(Notification::keyed_by_reference(EVENT_NAME, ("rrr", rrr), object, data));
     }
-    if errors.is_empty() { Ok(notifications) } else { Err(CommandError::Validation(errors)) }
+    collected(notifications, errors)
 }
 
 #[cfg(test)]
