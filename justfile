@@ -16,6 +16,8 @@ test-postgres:
 ci:
     bash .ci/run
 
-# Load benchmark (needs wrk: apt-get install -y wrk). Extra flags: just bench --seconds 20
+# Load benchmarks: the router under wrk (apt-get install -y wrk) and outbound delivery, on SQLite
+# and PostgreSQL. Extra flags: just bench --suites delivery --backends postgres
 bench *ARGS:
+    cargo build --release -p hookbus-server --bin hookbus
     cargo run --release -p hookbus-bench -- {{ARGS}}

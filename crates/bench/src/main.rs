@@ -5,6 +5,7 @@
 //! generates the load from another process. Figures on a shared machine are noisy: compare the
 //! ratios, not the absolute numbers, across runs.
 
+mod delivery;
 mod scenario;
 mod wrk;
 
@@ -30,25 +31,55 @@ struct Args {
     /// PostgreSQL server for the benchmark database.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
+    /// What to measure: the bus and router under wrk, outbound delivery, or both.
+    #[arg(long, value_delimiter = ',', default_value = "router,delivery")]
+    suites: Vec<Suite>,
+    /// The hookbus binary the delivery benchmark runs (default: beside this one; `just bench`
+    /// builds it).
+    #[arg(long)]
+    hookbus_binary: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    Router,
+    Delivery,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let workdir = tempfile::tempdir().expect("a temporary folder");
+    let mut failed = false;
+    if args.suites.contains(&Suite::Router) {
+        failed |= !router(&args, workdir.path()).await;
+    }
+    if args.suites.contains(&Suite::Delivery) {
+        let binary = args.hookbus_binary.clone().unwrap_or_else(|| {
+            std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("hookbus"))).unwrap_or_default()
+        });
+        for backend in &args.backends {
+            failed |= !delivery::run(*backend, &args.postgres_url, workdir.path(), &binary, args.workers).await;
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// The bus and the router under wrk, each against the echo ceiling. `false` when a run failed.
+async fn router(args: &Args, workdir: &std::path::Path) -> bool {
     if let Err(e) = wrk::check_installed() {
         eprintln!("hookbus-bench: {e}");
-        return ExitCode::FAILURE;
+        return false;
     }
-    let workdir = tempfile::tempdir().expect("a temporary folder");
     let duration = Duration::from_secs(args.seconds);
-    let scripts = workdir.path().to_path_buf();
+    let scripts = workdir.to_path_buf();
 
     let echo = Target::echo(args.workers).await;
     let baseline = run(&echo, Scenario::Echo, &scripts, duration, args.connections, None);
     let mut failed = baseline.is_none();
 
     for backend in &args.backends {
-        let target = match Target::hookbus(*backend, args.workers, &args.postgres_url, workdir.path()).await {
+        let target = match Target::hookbus(*backend, args.workers, &args.postgres_url, workdir).await {
             Ok(target) => target,
             Err(e) => {
                 eprintln!("hookbus-bench: {backend}: {e}");
@@ -80,7 +111,7 @@ async fn main() -> ExitCode {
         }
         target.finish().await;
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    !failed
 }
 
 /// Warms up, measures, prints one line; `None` when the run failed or saw errors.

@@ -4,7 +4,7 @@ use std::{fmt, path::Path, path::PathBuf};
 
 use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
 use hookbus_server::{Application, Settings};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-bootstrap-token-0123456789abcdef";
@@ -135,7 +135,7 @@ pub struct Target {
     name: String,
     base: String,
     handle: ServerHandle,
-    postgres: Option<(String, String)>,
+    database: Database,
 }
 
 impl Target {
@@ -154,7 +154,8 @@ impl Target {
         let server = server.run();
         let handle = server.handle();
         tokio::spawn(server);
-        Self { name: "echo".into(), base: format!("http://{addr}"), handle, postgres: None }
+        let database = Database { url: String::new(), postgres: None };
+        Self { name: "echo".into(), base: format!("http://{addr}"), handle, database }
     }
 
     pub async fn hookbus(backend: Backend, workers: usize, postgres_url: &str, dir: &Path) -> Result<Self, String> {
@@ -162,23 +163,13 @@ impl Target {
         settings.server.listen = "127.0.0.1:0".parse().map_err(|_| "address")?;
         settings.server.workers = workers;
         settings.auth.bootstrap_token = TOKEN.into();
-        let mut postgres = None;
-        settings.database.url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.join("bench.db").display()),
-            Backend::Postgres => {
-                let name = format!("hookbus_bench_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(postgres_url).await.map_err(|e| format!("PostgreSQL: {e}"))?;
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.map_err(|e| e.to_string())?;
-                let base = postgres_url.rsplit_once('/').map_or(postgres_url, |(base, _)| base);
-                postgres = Some((postgres_url.to_owned(), name.clone()));
-                format!("{base}/{name}")
-            }
-        };
+        let database = Database::create(backend, postgres_url, dir, "router").await?;
+        settings.database.url = database.url.clone();
         let app = Application::build(settings).await.map_err(|e| e.to_string())?;
         let base = format!("http://{}", app.local_addr());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let target = Self { name: backend.to_string(), base, handle, postgres };
+        let target = Self { name: backend.to_string(), base, handle, database };
         target.seed().await?;
         Ok(target)
     }
@@ -250,8 +241,36 @@ impl Target {
 
     pub async fn finish(self) {
         self.handle.stop(false).await;
+        self.database.drop().await;
+    }
+}
+
+/// A database of its own for one benchmark: a SQLite file in the run's folder, or a PostgreSQL
+/// database dropped at the end.
+pub struct Database {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl Database {
+    pub async fn create(backend: Backend, postgres_url: &str, dir: &Path, label: &str) -> Result<Self, String> {
+        match backend {
+            Backend::Sqlite => {
+                Ok(Self { url: format!("sqlite://{}", dir.join(format!("{label}.db")).display()), postgres: None })
+            }
+            Backend::Postgres => {
+                let name = format!("hookbus_bench_{}", uuid::Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(postgres_url).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.map_err(|e| e.to_string())?;
+                let base = postgres_url.rsplit_once('/').map_or(postgres_url, |(base, _)| base);
+                Ok(Self { url: format!("{base}/{name}"), postgres: Some((postgres_url.to_owned(), name)) })
+            }
+        }
+    }
+
+    pub async fn drop(self) {
         if let Some((admin_url, name)) = self.postgres
-            && let Ok(admin) = Database::connect(&admin_url).await
+            && let Ok(admin) = sea_orm::Database::connect(&admin_url).await
         {
             let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }

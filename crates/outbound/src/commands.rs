@@ -438,18 +438,21 @@ impl Handler for UnregisterWebhookEventsCommand {
                 owned(ctx, &owner, "Unregister failed").await?
             }
         };
-        let events = self.events.clone().filter(|events| !events.is_empty());
-        let views = update_each(ctx, rows, |draft| match &events {
-            Some(events) => {
-                draft.events.retain(|name| !events.contains(name));
+        let listed = self.events.clone().filter(|events| !events.is_empty());
+        let every_name = match &listed {
+            Some(_) => catalog::all_names(ctx.service::<Store>()?.db()).await?,
+            None => Vec::new(),
+        };
+        let views = update_each(ctx, rows, |draft| match &listed {
+            Some(listed) => {
+                // "Everything" minus the listed names becomes an explicit list.
                 if draft.subscribe_all {
-                    // Everything but these: the remaining catalog is not known here, so stop
-                    // subscribing to everything only when nothing is listed.
-                    draft.subscribe_all = draft.events.is_empty();
+                    draft.subscribe_all = false;
+                    draft.events = every_name.clone();
                 }
-                if draft.events.is_empty() && !draft.subscribe_all {
+                draft.events.retain(|name| !listed.contains(name));
+                if draft.events.is_empty() {
                     draft.is_active = false;
-                    draft.subscribe_all = true;
                 }
             }
             None => draft.is_active = false,

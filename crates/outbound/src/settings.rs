@@ -36,6 +36,8 @@ pub struct OutboundSettings {
     /// Delivered, expired and cancelled notifications older than this are deleted with their
     /// events and attempts.
     pub retention_days: u64,
+    /// How often that deletion runs, in seconds.
+    pub retention_sweep_secs: u64,
 }
 
 impl std::fmt::Debug for OutboundSettings {

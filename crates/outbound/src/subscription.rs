@@ -92,7 +92,8 @@ impl Draft {
         } else if let Err(CommandError::Validation(unknown)) = catalog::ensure_known(db, "events", &self.events).await {
             errors.extend(unknown);
         }
-        if self.events.is_empty() && !self.subscribe_all {
+        // An inactive subscription may be left without events (unregistering every one).
+        if self.events.is_empty() && !self.subscribe_all && self.is_active {
             errors.push("events: list at least one event name, or set subscribeAll: true".to_owned());
         }
         if let Err(filter_errors) = self.filters.compile() {

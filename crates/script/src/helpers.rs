@@ -1,5 +1,5 @@
-//! The functions scripts get (SPEC 3.3): `command`, `jsonpath`, hashes and HMACs, base64,
-//! `constant_time_eq`, `now`, `log`, `reject`.
+//! The functions scripts get (SPEC 3.3): `command`, `publish`, `start_process`, `jsonpath`, hashes
+//! and HMACs, base64, `constant_time_eq`, `now`, `log`, `reject`.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
@@ -31,7 +31,9 @@ pub(crate) fn register(engine: &mut Engine) {
             tracing::info!(target: "hookbus::script", script = %label, "{text}");
         })
         .register_fn("reject", reject)
-        .register_fn("start_process", start_process);
+        .register_fn("start_process", start_process)
+        .register_fn("publish", |name: &str, data: Dynamic| publish(name, data, Map::new()))
+        .register_fn("publish", publish);
 }
 
 fn hmac_sha256(key: &str, text: &str) -> Vec<u8> {
@@ -69,6 +71,15 @@ fn start_process(id: i64, variables: Map) -> Fallible<Dynamic> {
     fields.insert("id".into(), id.into());
     fields.insert("runtimeContext".into(), variables.into());
     command("StartProcessInstanceCommand", fields)
+}
+
+/// Publishes an outbound event through `PublishEventCommand` (the same path as the bus); `options`
+/// may carry `resource`, `eventId` and `changedAttributes`. Returns `{eventId, notifications, ...}`.
+fn publish(name: &str, data: Dynamic, options: Map) -> Fallible<Dynamic> {
+    let mut fields = options;
+    fields.insert("eventName".into(), name.into());
+    fields.insert("data".into(), data);
+    command("PublishEventCommand", fields)
 }
 
 /// Runs a bus command and returns its data; its failure is thrown as a map with `status`,

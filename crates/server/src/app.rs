@@ -65,6 +65,9 @@ pub struct Application {
     addr: SocketAddr,
     /// The configuration refresher and the async worker: they stop when the server stops.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Drained (attempts under way finish) before the background tasks stop.
+    outbound: Outbound,
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -179,7 +182,13 @@ impl Application {
         .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
 
         let addr = server.addrs().first().copied().unwrap_or(settings.server.listen);
-        Ok(Self { server: server.run(), addr, background })
+        Ok(Self {
+            server: server.run(),
+            addr,
+            background,
+            outbound,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -192,10 +201,12 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped through the handle, then stops the background tasks. (A request the
-    /// async worker had claimed is taken up again when its lease runs out.)
+    /// Serves until stopped through the handle, lets delivery attempts under way finish (up to
+    /// the shutdown timeout), then stops the background tasks. (Work claimed and not finished is
+    /// taken up again when its lease runs out.)
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.outbound.dispatcher.drain(self.shutdown_timeout).await;
         for task in &self.background {
             task.abort();
         }

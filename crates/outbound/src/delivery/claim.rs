@@ -6,13 +6,16 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use chrono::Duration as Span;
 use hookbus_core::CommandError;
 use hookbus_store::{DbResultExt, Store};
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, Statement};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait,
+    Statement,
+};
 use uuid::Uuid;
 
 use super::{Dispatcher, EventBody, Job, Outcome, Target, record::Writer};
 use crate::{
     Outbound,
-    entity::{event, notification, subscription},
+    entity::{attempt, event, notification, subscription},
     status,
 };
 
@@ -34,6 +37,7 @@ impl Poller {
             let mut ticker = tokio::time::interval(Duration::from_millis(self.outbound.settings.poll_ms.max(1)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_depth = tokio::time::Instant::now() - DEPTH_EVERY;
+            let mut last_sweep = tokio::time::Instant::now();
             loop {
                 ticker.tick().await;
                 // A full round may follow at once: the backlog is larger than one claim.
@@ -43,6 +47,11 @@ impl Poller {
                         self.outbound.metrics.queue_depth(depth);
                     }
                     last_depth = tokio::time::Instant::now();
+                }
+                if last_sweep.elapsed() >= Duration::from_secs(self.outbound.settings.retention_sweep_secs.max(1)) {
+                    // Errors were logged with an id; the next sweep tries again.
+                    let _ = sweep(&self.store, self.outbound.settings.retention_days).await;
+                    last_sweep = tokio::time::Instant::now();
                 }
             }
         })
@@ -190,7 +199,42 @@ fn cancelled(row: &notification::Model, why: &str) -> Outcome {
         delivered_at: None,
         error: Some(why.to_owned()),
         suspend: false,
+        sent: false,
     }
+}
+
+/// Deletes finished notifications older than the retention, their attempts, and events left
+/// without notifications. Returns how many notifications went.
+pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, CommandError> {
+    let cutoff = hookbus_core::now() - Span::days(i64::try_from(retention_days).unwrap_or(i64::MAX / 86_400_000));
+    let finished = || {
+        notification::Entity::find()
+            .select_only()
+            .column(notification::Column::Id)
+            .filter(notification::Column::CreatedAt.lt(cutoff))
+            .filter(notification::Column::Status.is_in([status::DELIVERED, status::EXPIRED, status::CANCELLED]))
+            .into_query()
+    };
+    let txn = store.begin_write().await?;
+    attempt::Entity::delete_many()
+        .filter(attempt::Column::NotificationId.in_subquery(finished()))
+        .exec(&*txn)
+        .await
+        .or_internal()?;
+    let deleted = notification::Entity::delete_many()
+        .filter(notification::Column::Id.in_subquery(finished()))
+        .exec(&*txn)
+        .await
+        .or_internal()?;
+    let referenced = notification::Entity::find().select_only().column(notification::Column::EventId).into_query();
+    event::Entity::delete_many()
+        .filter(event::Column::OccurredAt.lt(cutoff))
+        .filter(event::Column::Id.not_in_subquery(referenced))
+        .exec(&*txn)
+        .await
+        .or_internal()?;
+    txn.commit().await?;
+    Ok(deleted.rows_affected)
 }
 
 /// Notifications waiting to be sent.

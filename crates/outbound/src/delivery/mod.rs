@@ -32,6 +32,10 @@ pub struct Dispatcher {
     /// Jobs handed over and not yet finished (waiting or in flight).
     backlog: Arc<AtomicUsize>,
     capacity: usize,
+    /// Attempts under way, and outcomes not yet written: what a graceful stop waits for.
+    in_flight: Arc<AtomicUsize>,
+    /// Set when the instance stops: senders start nothing new.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -51,6 +55,19 @@ impl Dispatcher {
             receiver: Arc::new(std::sync::Mutex::new(Some(receiver))),
             backlog: Arc::default(),
             capacity: capacity.max(1),
+            in_flight: Arc::default(),
+            closing: Arc::default(),
+        }
+    }
+
+    /// For a graceful stop: starts no new attempt, then waits (up to `limit`) for the attempts
+    /// under way to finish and their outcomes to be written. Notifications not started keep their
+    /// lease and are taken over when it runs out.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        self.closing.store(true, Ordering::SeqCst);
+        let started = tokio::time::Instant::now();
+        while self.in_flight.load(Ordering::SeqCst) > 0 && started.elapsed() < limit {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
@@ -95,15 +112,22 @@ impl Dispatcher {
         let Ok(store) = services.get::<hookbus_store::Store>().cloned() else {
             return Vec::new();
         };
-        let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone());
+        let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone(), Arc::clone(&self.in_flight));
         let sender = outbound.sender.clone();
         let permits = Arc::new(Semaphore::new(outbound.settings.concurrency.max(1)));
         let backlog = Arc::clone(&self.backlog);
         let poller =
             claim::Poller { dispatcher: self.clone(), store, outbound: outbound.clone(), writer: writer.clone() };
+        let in_flight = Arc::clone(&self.in_flight);
+        let closing = Arc::clone(&self.closing);
         let senders = tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                if closing.load(Ordering::SeqCst) {
+                    break;
+                }
+                // Counted until its outcome is written (the writer takes it off).
+                in_flight.fetch_add(1, Ordering::SeqCst);
                 let (sender, writer, outbound, backlog) =
                     (sender.clone(), writer.clone(), outbound.clone(), Arc::clone(&backlog));
                 tokio::spawn(async move {

@@ -2,7 +2,13 @@
 //! (one transaction for many attempts), so the database is not the bottleneck of delivery. An
 //! outcome lost in a crash only means the notification is sent again when its lease runs out.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use hookbus_core::Timestamp;
 use hookbus_store::{DbResultExt, Store};
@@ -47,6 +53,8 @@ pub(crate) struct Outcome {
     pub error: Option<String>,
     /// The endpoint answered 410 Gone: suspend the subscription now.
     pub suspend: bool,
+    /// It came from a sender (not from the poller's clean-up of orphans).
+    pub sent: bool,
 }
 
 impl Outcome {
@@ -61,6 +69,7 @@ impl Outcome {
             delivered_at: None,
             error: None,
             suspend: false,
+            sent: true,
         }
     }
 
@@ -83,8 +92,10 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Store, outbound: Outbound) -> (Self, tokio::task::JoinHandle<()>) {
-        let (outcomes, mut receiver) = mpsc::unbounded_channel();
+    /// Starts the writer. `in_flight` counts attempts whose outcome is not written yet; each
+    /// written batch takes its outcomes off (outcomes of the poller's orphans were never on it).
+    pub fn spawn(store: Store, outbound: Outbound, in_flight: Arc<AtomicUsize>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (outcomes, mut receiver) = mpsc::unbounded_channel::<Outcome>();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while receiver.recv_many(&mut batch, BATCH).await > 0 {
@@ -93,6 +104,8 @@ impl Writer {
                     // leases run out.
                     tracing::warn!(count = batch.len(), %error, "delivery outcomes not recorded");
                 }
+                let attempted = batch.iter().filter(|outcome| outcome.sent).count();
+                in_flight.fetch_sub(attempted, Ordering::SeqCst);
                 batch.clear();
             }
         });

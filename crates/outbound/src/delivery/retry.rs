@@ -66,6 +66,7 @@ mod tests {
             rotation_overlap_hours: 24,
             response_excerpt_bytes: 4096,
             retention_days: 30,
+            retention_sweep_secs: 600,
         }
     }
 

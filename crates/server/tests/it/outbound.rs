@@ -350,3 +350,541 @@ async fn metrics_count_deliveries_and_publish_to_delivery_latency() {
     assert!(text.contains("hookbus_delivery_latency_seconds_count 1"), "{text}");
     assert!(text.contains("hookbus_delivery_queue_depth"), "{text}");
 }
+
+const OTHER_PARTNER: &str = "0b6a9a6e-1f0e-4b43-8d8e-3c9e5d7f2a10";
+
+#[tokio::test]
+async fn owner_bound_tokens_see_only_their_own_subscriptions() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (mine, _) = subscribe(&app, &receiver.url, &["WB_Loan_Opened"], json!({})).await;
+    let reply = app
+        .admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": OTHER_PARTNER,
+                      "webhookUri": receiver.url, "events": ["WB_Loan_Opened"]}))
+        .await;
+    let theirs = reply.assert_ok("Webhook subscription created successfully")["id"].as_str().expect("id").to_owned();
+
+    let reply = app
+        .admin(json!({"$type": "CreateApiTokenCommand", "name": "partner", "partnerId": PARTNER,
+                      "permissions": ["subscriptions:read", "subscriptions:write"]}))
+        .await;
+    let token = reply.assert_ok("API token created successfully")["token"].as_str().expect("token").to_owned();
+    let token = Some(token.as_str());
+
+    let reply = app.cmd(token, json!({"$type": "GetWebhookSubscriptionQuery", "id": mine})).await;
+    reply.assert_ok("Webhook subscription retrieved successfully");
+    for command in [
+        json!({"$type": "GetWebhookSubscriptionQuery", "id": theirs}),
+        json!({"$type": "UpdateWebhookSubscriptionCommand", "id": theirs, "name": "mine now"}),
+        json!({"$type": "DeleteWebhookSubscriptionCommand", "id": theirs}),
+        json!({"$type": "PingWebhookSubscriptionCommand", "id": theirs}),
+        json!({"$type": "RotateWebhookSecretCommand", "id": theirs}),
+    ] {
+        let reply = app.cmd(token, command.clone()).await;
+        assert_eq!(reply.status, 404, "{command}: {:#}", reply.body);
+        assert!(reply.has_error("Subscription not found"), "{:#}", reply.body);
+    }
+    let reply = app.cmd(token, json!({"$type": "GetWebhookSubscriptionListQuery"})).await;
+    let page = reply.assert_ok("Webhook subscriptions retrieved successfully");
+    assert_eq!(page["totalCount"], 1);
+    assert_eq!(page["items"][0]["id"], mine.as_str());
+
+    // Creating for another owner is refused; omitting the owner uses the token's.
+    let reply = app
+        .cmd(
+            token,
+            json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": OTHER_PARTNER,
+                           "webhookUri": receiver.url, "events": ["WB_Loan_Opened"]}),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{:#}", reply.body);
+    let reply = app
+        .cmd(
+            token,
+            json!({"$type": "CreateWebhookSubscriptionCommand", "webhookUri": receiver.url,
+                           "events": ["WB_Loan_Opened"]}),
+        )
+        .await;
+    assert_eq!(reply.assert_ok("Webhook subscription created successfully")["partnerId"], PARTNER);
+
+    // Their notifications are invisible too.
+    publish(&app, "WB_Loan_Opened", json!({})).await;
+    receiver.wait_for(3, WAIT).await;
+    let reply = app.cmd(token, json!({"$type": "GetNotificationListQuery", "pageSize": 100})).await;
+    let items =
+        reply.assert_ok("Notifications retrieved successfully")["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{items:#?}");
+    assert!(items.iter().all(|n| n["subscriptionId"] != theirs.as_str()));
+}
+
+#[tokio::test]
+async fn attribute_resource_and_match_filters_choose_who_receives_an_event() {
+    let app = TestApp::spawn().await;
+    let contacts = Receiver::start().await;
+    let fees = Receiver::start().await;
+    let big = Receiver::start().await;
+    let loans_only = Receiver::start().await;
+    subscribe(
+        &app,
+        &contacts.url,
+        &["WB_Loan_Opened"],
+        json!({"filters": {"attributes": ["/contacts/*/contactType/name"]}}),
+    )
+    .await;
+    subscribe(
+        &app,
+        &fees.url,
+        &["WB_Loan_Opened"],
+        json!({"filters": {"attributes": ["/fees/*", "/applications/0/"]}}),
+    )
+    .await;
+    subscribe(&app, &big.url, &["WB_Loan_Opened"], json!({"filters": {"match": ["$.data.items[?@.amount > 1000]"]}}))
+        .await;
+    subscribe(&app, &loans_only.url, &["WB_Loan_Opened"], json!({"resource": "Loan"})).await;
+
+    let send = |changed: Value, resource: Value, data: Value| {
+        let app = &app;
+        async move {
+            let reply = app
+                .admin(json!({"$type": "PublishEventCommand", "eventName": "WB_Loan_Opened", "resource": resource,
+                              "changedAttributes": changed, "data": data}))
+                .await;
+            reply.assert_ok("Event published successfully")["notifications"].as_i64().unwrap_or(-1)
+        }
+    };
+    // A contact's type name changed: the contacts filter matches; the fees filter does not; the
+    // JSONPath filter finds no big item; the resource filter passes.
+    assert_eq!(send(json!(["/contacts/2/contactType/name"]), json!("Loan"), json!({"items": []})).await, 2);
+    // A fee changed, on an event of another resource.
+    assert_eq!(send(json!(["/fees/0/amount"]), json!("Transaction"), json!({"items": [{"amount": 5000}]})).await, 2);
+    // No changed attributes: attribute filters do not apply.
+    assert_eq!(send(Value::Null, json!("Loan"), json!({"items": [{"amount": 5}]})).await, 3);
+
+    for (receiver, expected) in [(&contacts, 2), (&fees, 2), (&big, 1), (&loans_only, 2)] {
+        assert_eq!(receiver.wait_for(expected, WAIT).await.len(), expected, "{}", receiver.url);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!([contacts.count(), fees.count(), big.count(), loans_only.count()], [2, 2, 1, 2]);
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_blocks_private_targets_on_every_attempt_unless_allowed() {
+    // No allowed ranges here: loopback is forbidden like any reserved range.
+    let app = TestApp::builder().configure(|s| s.outbound.allow_cidrs = vec![]).spawn().await;
+    let receiver = Receiver::start().await;
+    // A literal private address is refused when saved.
+    let reply = app
+        .admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": PARTNER,
+                      "webhookUri": "http://192.168.10.20/hook", "events": ["WB_Send_Sms"]}))
+        .await;
+    reply.assert_error(422, "Validation failed");
+    assert!(reply.has_error("192.168.10.20 is a private address"), "{:#}", reply.body);
+    let reply = app
+        .admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": PARTNER,
+                      "webhookUri": receiver.url, "events": ["WB_Send_Sms"]}))
+        .await;
+    assert!(reply.has_error("127.0.0.1 is a loopback address"), "{:#}", reply.body);
+
+    // A name is checked where it resolves, at each attempt: localhost resolves to loopback.
+    let port = receiver.url.split(':').nth(2).and_then(|rest| rest.split('/').next()).expect("port").to_owned();
+    let (id, _) =
+        subscribe(&app, &format!("http://localhost:{port}/hook"), &["WB_Send_Sms"], json!({"maxAttempts": 1})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let expired = settled(&app, &id, "Expired").await;
+    let error = expired["attemptLog"][0]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("blocked") && error.contains("loopback"), "{error}");
+    assert_eq!(receiver.count(), 0, "the request reached the receiver");
+
+    let reply = app.admin(json!({"$type": "PingWebhookSubscriptionCommand", "id": id})).await;
+    let data = reply.assert_ok("Ping failed");
+    assert!(data["error"].as_str().is_some_and(|e| e.contains("blocked")), "{data:#}");
+    assert_eq!(receiver.count(), 0);
+}
+
+#[tokio::test]
+async fn the_allow_list_lets_a_range_through() {
+    // The default test configuration allows 127.0.0.0/8; `localhost` resolves into it.
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let (id, _) = subscribe(&app, &url, &["WB_Send_Sms"], json!({})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    settled(&app, &id, "Delivered").await;
+    assert_eq!(receiver.count(), 1);
+}
+
+#[tokio::test]
+async fn ping_sends_a_signed_ping_and_reports_status_and_latency() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    let reply = app.admin(json!({"$type": "PingWebhookSubscriptionCommand", "id": id})).await;
+    let data = reply.assert_ok("Ping delivered");
+    assert_eq!(data["statusCode"], 200);
+    assert!(data["latencyMs"].as_i64().is_some_and(|ms| ms >= 0));
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body["eventName"], "ping");
+    assert!(got[0].verify(&secret));
+
+    receiver.answer(Answer::Status(500));
+    let reply = app.admin(json!({"$type": "PingWebhookSubscriptionCommand", "id": id})).await;
+    let data = reply.assert_ok("Ping failed");
+    assert_eq!(data["statusCode"], 500);
+    assert_eq!(data["success"], false);
+}
+
+#[tokio::test]
+async fn simulated_events_go_to_one_owner_with_the_sample_payload() {
+    let app = TestApp::spawn().await;
+    let mine = Receiver::start().await;
+    let theirs = Receiver::start().await;
+    subscribe(&app, &mine.url, &["WB_Customer_Created"], json!({})).await;
+    app.admin(json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": OTHER_PARTNER,
+                     "webhookUri": theirs.url, "events": ["WB_Customer_Created"]}))
+        .await
+        .assert_ok("Webhook subscription created successfully");
+    let reply = app
+        .admin(json!({"$type": "GenerateSimulatedWebhookCommand", "eventName": "WB_Customer_Created", "partnerId": PARTNER}))
+        .await;
+    assert_eq!(reply.assert_ok("Simulated webhook queued")["notifications"], 1);
+    let got = mine.wait_for(1, WAIT).await;
+    assert_eq!(got[0].body["simulated"], true);
+    assert_eq!(got[0].body["data"]["firstName"], "Ada");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(theirs.count(), 0);
+}
+
+#[tokio::test]
+async fn during_rotation_both_secrets_sign() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, old) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    let reply = app.admin(json!({"$type": "RotateWebhookSecretCommand", "id": id})).await;
+    let data =
+        reply.assert_ok("Signing secret rotated; the previous secret signs beside it until previousSecretValidUntil");
+    let new = data["secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(new, old);
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let signatures = got[0].header("webhook-signature").unwrap_or_default().to_owned();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    assert!(got[0].verify(&new), "new secret does not verify");
+    assert!(got[0].verify(&old), "old secret does not verify");
+}
+
+#[tokio::test]
+async fn updates_remove_first_then_add_and_owner_wide_commands_apply_to_every_subscription() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, _) = subscribe(
+        &app,
+        &receiver.url,
+        &["WB_Send_Sms", "WB_Send_Otp"],
+        json!({"headers": {"X-One": ["1"], "X-Two": ["2"]}}),
+    )
+    .await;
+    let reply = app
+        .admin(json!({"$type": "UpdateWebhookSubscriptionCommand", "id": id,
+                      "removeEvents": ["WB_Send_Sms", "WB_Loan_Opened"], "addEvents": ["WB_Loan_Opened"],
+                      "removeHeaders": ["x-one", "X-Two"], "addHeaders": {"X-Two": ["22"]},
+                      "deliveryPolicy": "exponential", "maxAttempts": 7}))
+        .await;
+    let data = reply.assert_ok("Webhook subscription updated successfully");
+    assert_eq!(data["events"], json!(["WB_Send_Otp", "WB_Loan_Opened"]));
+    assert_eq!(data["headers"], json!({"x-two": ["22"]}));
+    assert_eq!(data["deliveryPolicy"], "exponential");
+    assert_eq!(data["maxAttempts"], 7);
+    let reply = app.admin(json!({"$type": "UpdateWebhookSubscriptionCommand", "id": id, "events": ["*"]})).await;
+    reply.assert_error(422, "Validation failed");
+
+    let reply = app.admin(json!({"$type": "GetRegisteredWebhooksQuery", "partnerId": PARTNER})).await;
+    assert_eq!(
+        reply.assert_ok("Registered webhooks retrieved successfully"),
+        &json!(["WB_Loan_Opened", "WB_Send_Otp"])
+    );
+
+    let moved = receiver.url.replace("/hook", "/moved");
+    let reply = app.admin(json!({"$type": "UpdateWebhookUriCommand", "partnerId": PARTNER, "webhookUri": moved})).await;
+    assert_eq!(reply.assert_ok("Webhook URI updated successfully")[0]["webhookUri"], moved.as_str());
+    let reply = app.admin(json!({"$type": "SubscribeAllEventsCommand", "partnerId": PARTNER})).await;
+    assert_eq!(reply.assert_ok("Subscribed to all events")[0]["subscribeAll"], true);
+    let reply = app.admin(json!({"$type": "GetRegisteredWebhooksQuery", "partnerId": PARTNER})).await;
+    assert!(reply.data().as_array().is_some_and(|names| names.len() >= 22));
+    let published = publish(&app, "WB_Application_Ready", json!({})).await;
+    assert_eq!(published["notifications"], 1);
+
+    // Unregistering names from a subscribe-all subscription leaves every other name.
+    let reply = app
+        .admin(json!({"$type": "UnregisterWebhookEventsCommand", "id": id, "events": ["WB_Application_Ready"]}))
+        .await;
+    let data = reply.assert_ok("Webhook events unregistered successfully");
+    assert_eq!(data[0]["subscribeAll"], false);
+    assert!(data[0]["events"].as_array().is_some_and(|e| e.len() >= 21 && !e.contains(&json!("WB_Application_Ready"))));
+    assert_eq!(publish(&app, "WB_Application_Ready", json!({})).await["notifications"], 0);
+    assert_eq!(publish(&app, "WB_Loan_Opened", json!({})).await["notifications"], 1);
+
+    let reply = app.admin(json!({"$type": "UnregisterWebhookEventsCommand", "partnerId": PARTNER})).await;
+    assert_eq!(reply.assert_ok("Webhook events unregistered successfully")[0]["isActive"], false);
+    assert_eq!(publish(&app, "WB_Application_Ready", json!({})).await["notifications"], 0);
+
+    let reply =
+        app.admin(json!({"$type": "UpdateWebhookUriCommand", "partnerId": OTHER_PARTNER, "webhookUri": moved})).await;
+    reply.assert_error(404, "Update failed");
+}
+
+#[tokio::test]
+async fn deleting_a_subscription_cancels_its_waiting_notifications() {
+    let app = TestApp::builder().configure(|s| s.outbound.retry_second_ms = 1000).spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Status(500));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"retryIntervalSeconds": 3600})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let failed = settled(&app, &id, "Failed").await;
+    let notification = failed["id"].as_str().expect("id").to_owned();
+    let reply = app.admin(json!({"$type": "DeleteWebhookSubscriptionCommand", "id": id})).await;
+    assert_eq!(reply.assert_ok("Webhook subscription deleted successfully")["cancelledNotifications"], 1);
+    let reply = app.admin(json!({"$type": "GetNotificationByIdQuery", "id": notification})).await;
+    assert_eq!(reply.assert_ok("Notification retrieved successfully")["status"], "Cancelled");
+    app.admin(json!({"$type": "GetWebhookSubscriptionQuery", "id": id}))
+        .await
+        .assert_error(404, "Subscription not found");
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_then_recovers_gets_everything_after_resend() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Status(500));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 2})).await;
+    for n in 0..50 {
+        publish(&app, "WB_Send_Sms", json!({"n": n})).await;
+    }
+    let count = |status: &'static str| {
+        let (app, id) = (&app, &id);
+        async move {
+            let reply =
+                app.admin(json!({"$type": "GetNotificationListQuery", "subscriptionId": id, "status": status})).await;
+            reply.data()["totalCount"].as_i64().unwrap_or(-1)
+        }
+    };
+    // Five expiries in a row suspend the subscription; what follows is diverted.
+    let settled = within(WAIT, || async { count("Expired").await + count("Diverted").await == 50 }).await;
+    assert!(settled.is_some(), "notifications did not all expire or divert");
+    assert!(count("Expired").await >= 5);
+    let reply = app.admin(json!({"$type": "GetWebhookSubscriptionQuery", "id": id})).await;
+    assert_eq!(reply.data()["suspended"], true);
+
+    // The receiver recovers: unsuspend sends what was diverted, resend what expired.
+    receiver.answer(Answer::Status(200));
+    let recovered = std::time::Instant::now();
+    app.admin(json!({"$type": "UnsuspendWebhookSubscriptionCommand", "id": id}))
+        .await
+        .assert_ok("Subscription unsuspended; diverted notifications are being sent");
+    app.admin(json!({"$type": "ResendExpiredNotificationsCommand", "subscriptionId": id}))
+        .await
+        .assert_ok("Expired notifications queued again");
+    let delivered = within(WAIT, || async { count("Delivered").await == 50 }).await;
+    assert!(delivered.is_some(), "not everything was delivered after the resend");
+    let mut seen: Vec<i64> =
+        receiver.received().iter().filter(|r| r.at >= recovered).filter_map(|r| r.body["data"]["n"].as_i64()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+}
+
+/// Publishes `count` events named `burst-{n}` from 32 concurrent clients, spread over `servers`;
+/// returns the event ids whose publishing succeeded.
+async fn burst(
+    servers: &[String],
+    range: std::ops::Range<usize>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    use futures_util::{StreamExt, stream};
+    let client = reqwest::Client::new();
+    stream::iter(range)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{}/api/bpm/cmd", servers[n % servers.len()]);
+            async move {
+                if stop.is_some_and(|stop| stop.load(std::sync::atomic::Ordering::SeqCst)) {
+                    return None;
+                }
+                let body = json!({"$type": "PublishEventCommand", "eventName": "WB_Send_Sms", "eventId": format!("burst-{n}"),
+                                  "data": {"n": n}});
+                let response = client.post(url).bearer_auth(crate::support::ADMIN_TOKEN).json(&body).send().await.ok()?;
+                let reply: Value = response.json().await.ok()?;
+                (reply["success"] == true).then(|| format!("burst-{n}"))
+            }
+        })
+        .buffer_unordered(32)
+        .filter_map(|id| async move { id })
+        .collect::<Vec<_>>()
+        .await
+}
+
+/// Distinct event ids the receiver got.
+fn distinct_event_ids(receiver: &Receiver) -> std::collections::BTreeSet<String> {
+    receiver.received().iter().filter_map(|r| r.body["eventId"].as_str().map(str::to_owned)).collect()
+}
+
+/// SIGKILL during a burst of 2,000 publications: after a restart every notification whose
+/// publishing succeeded is delivered, and publishing the rest again (same eventIds) completes the
+/// set. Nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_published_is_lost_when_the_server_is_killed_mid_burst() {
+    use crate::support::{TEST_ENCRYPTION_KEY, TestDatabase, free_port, kill_9, ready, serve};
+    let database = TestDatabase::create().await;
+    let receiver = Receiver::start().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("HOOKBUS_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8"),
+        ("HOOKBUS_OUTBOUND_ALLOW_HTTP", "true"),
+        ("HOOKBUS_OUTBOUND__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY),
+        ("HOOKBUS_OUTBOUND__POLL_MS", "50"),
+        ("HOOKBUS_OUTBOUND__LEASE_SECS", "3"),
+        ("HOOKBUS_OUTBOUND__TIMEOUT_MS", "2000"),
+    ];
+    let client = reqwest::Client::new();
+    let start = || serve(&database.url, port, &env);
+    let mut server = start();
+    assert!(within(Duration::from_secs(20), || ready(&client, &base)).await.is_some(), "the server did not start");
+    let subscribe = json!({"$type": "CreateWebhookSubscriptionCommand", "partnerId": PARTNER,
+                           "webhookUri": receiver.url, "events": ["WB_Send_Sms"]});
+    let reply = client
+        .post(format!("{base}/api/bpm/cmd"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .json(&subscribe)
+        .send()
+        .await;
+    assert_eq!(reply.expect("answer").status(), 200);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let servers = [base.clone()];
+    let killer = async {
+        // Kill once part of the burst is published and deliveries are under way.
+        within(Duration::from_secs(30), || async { receiver.count() >= 300 }).await;
+        kill_9(&mut server);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (published, ()) = tokio::join!(burst(&servers, 0..2_000, Some(&stop)), killer);
+    assert!(published.len() >= 300 && published.len() < 2_000, "killed too late or too early: {}", published.len());
+
+    let mut server = start();
+    assert!(within(Duration::from_secs(20), || ready(&client, &base)).await.is_some(), "no restart");
+    let all_acknowledged = within(Duration::from_secs(30), || async {
+        let seen = distinct_event_ids(&receiver);
+        published.iter().all(|id| seen.contains(id))
+    })
+    .await;
+    let seen = distinct_event_ids(&receiver);
+    let lost: Vec<&String> = published.iter().filter(|id| !seen.contains(*id)).collect();
+    assert!(all_acknowledged.is_some(), "{} acknowledged events never arrived, e.g. {:?}", lost.len(), lost.first());
+
+    // The rest of the burst, published again after the restart: every one of 2,000 arrives.
+    let again = burst(&servers, 0..2_000, None).await;
+    assert_eq!(again.len(), 2_000);
+    let complete = within(Duration::from_secs(30), || async { distinct_event_ids(&receiver).len() == 2_000 }).await;
+    assert!(complete.is_some(), "only {} of 2000 events arrived", distinct_event_ids(&receiver).len());
+    kill_9(&mut server);
+}
+
+/// Two instances on one database deliver 2,000 notifications: each exactly once. Their in-memory
+/// queues are small, so most notifications wait in the database and both instances' pollers
+/// compete to claim them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_every_notification_once() {
+    let small = |s: &mut hookbus_server::Settings| s.outbound.queue_capacity = 32;
+    let first = TestApp::builder().configure(small).spawn().await;
+    let second = TestApp::builder().database(std::sync::Arc::clone(&first.database)).configure(small).spawn().await;
+    let receiver = Receiver::start().await;
+    subscribe(&first, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    // The second instance sees the subscription at once: publishing reads it from the database.
+    let published = burst(&[first.address.clone(), second.address.clone()], 0..2_000, None).await;
+    assert_eq!(published.len(), 2_000);
+    let complete = within(Duration::from_secs(60), || async { receiver.count() >= 2_000 }).await;
+    assert!(complete.is_some(), "only {} deliveries", receiver.count());
+    // Let any duplicate show up before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.received();
+    let ids: std::collections::BTreeSet<&str> = got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 2_000, "distinct notifications delivered");
+    assert_eq!(got.len(), 2_000, "{} duplicate deliveries", got.len() - ids.len());
+    assert_eq!(distinct_event_ids(&receiver).len(), 2_000);
+}
+
+/// A router script publishes an event with `publish()`; it reaches the subscription like any other.
+#[tokio::test]
+async fn scripts_publish_events_through_the_same_path() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Partner_Request"], json!({})).await;
+    let code = r#"
+        let first = publish("WB_Partner_Request", #{ partner: body.partner }, #{ eventId: "req-" + body.ref, resource: "Partner" });
+        let again = publish("WB_Partner_Request", #{ partner: body.partner }, #{ eventId: "req-" + body.ref });
+        #{ first: first.notifications, repeated: again.duplicate }
+    "#;
+    let config = json!({"$type": "CreateWebHookConfigCommand", "key": "partner-requests", "description": "publishes",
+                        "isEnabled": true, "path": "/hooks/partner-requests", "action": "POST", "executionType": 2,
+                        "executionCode": code});
+    app.admin(config).await.assert_ok("Webhook configuration created successfully");
+    let reply = app.call("POST", "/hooks/partner-requests", Some(json!({"partner": "acme", "ref": "77"})), &[]).await;
+    assert_eq!(reply.assert_ok("Script executed successfully"), &json!({"first": 1, "repeated": true}));
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].body["eventId"], "req-77");
+    assert_eq!(got[0].body["resource"], "Partner");
+    assert_eq!(got[0].body["data"], json!({"partner": "acme"}));
+    settled(&app, &id, "Delivered").await;
+
+    let bad = r#"publish("Not_An_Event", #{})"#;
+    let config = json!({"$type": "CreateWebHookConfigCommand", "key": "bad-publisher", "description": "publishes junk",
+                        "isEnabled": true, "path": "/hooks/bad-publisher", "action": "POST", "executionType": 2,
+                        "executionCode": bad});
+    app.admin(config).await.assert_ok("Webhook configuration created successfully");
+    let reply = app.call("POST", "/hooks/bad-publisher", Some(json!({})), &[]).await;
+    assert_eq!(reply.status, 422, "{:#}", reply.body);
+}
+
+/// Finished notifications, their attempts and their events are deleted after the retention.
+#[tokio::test]
+async fn finished_deliveries_are_deleted_after_the_retention() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.outbound.retention_days = 0;
+            s.outbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500)]);
+    subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    assert_eq!(receiver.wait_for(2, WAIT).await.len(), 2);
+    let swept = within(WAIT, || async {
+        app.count_rows("notifications").await == 0
+            && app.count_rows("delivery_attempts").await == 0
+            && app.count_rows("events").await == 0
+    })
+    .await;
+    assert!(swept.is_some(), "finished rows were kept past the retention");
+    assert_eq!(app.count_rows("subscriptions").await, 1);
+}
+
+/// A graceful stop lets an attempt under way finish and records its outcome.
+#[tokio::test]
+async fn a_graceful_stop_finishes_deliveries_under_way() {
+    let app = TestApp::spawn().await;
+    let database = std::sync::Arc::clone(&app.database);
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Slow(Duration::from_millis(700), 200));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1, "the attempt did not start");
+    app.stop().await;
+
+    let after = TestApp::builder().database(database).spawn().await;
+    let newest = notifications(&after, &id).await;
+    assert_eq!(newest[0]["status"], "Delivered", "{:#}", newest[0]);
+    assert_eq!(receiver.count(), 1);
+}

@@ -36,6 +36,8 @@ pub enum Answer {
     Status(u16),
     /// A status with a `Retry-After` header.
     RetryAfter(u16, &'static str),
+    /// A status after a pause.
+    Slow(Duration, u16),
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +129,10 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<Mutex<
     };
     match answer {
         Answer::Status(code) => HttpResponse::build(status(code)).body(format!("answered {code}")),
+        Answer::Slow(pause, code) => {
+            tokio::time::sleep(pause).await;
+            HttpResponse::build(status(code)).finish()
+        }
         Answer::RetryAfter(code, after) => {
             HttpResponse::build(status(code)).insert_header(("retry-after", after)).body("later")
         }

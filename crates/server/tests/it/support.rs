@@ -160,8 +160,8 @@ impl TestAppBuilder {
         let app = Application::build(settings).await.expect("the application starts");
         let address = format!("http://{}", app.local_addr());
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
-        TestApp { address, client: reqwest::Client::new(), handle, database }
+        let running = Some(tokio::spawn(app.run_until_stopped()));
+        TestApp { address, client: reqwest::Client::new(), handle, database, running }
     }
 }
 
@@ -179,6 +179,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     handle: ServerHandle,
     pub database: std::sync::Arc<TestDatabase>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// A response: its status, headers and JSON body (`Null` when the body is not JSON).
@@ -285,6 +286,16 @@ impl TestApp {
             .expect("count query")
             .expect("one row");
         row.try_get::<i64>("", "n").expect("a count")
+    }
+}
+
+impl TestApp {
+    /// Stops gracefully, as on SIGTERM, and waits until the application has finished.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
     }
 }
 
