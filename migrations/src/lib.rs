@@ -11,6 +11,7 @@ mod m20261122_000003_config_generation;
 mod m20261122_000004_inbound_events;
 mod m20261122_000005_processes;
 mod m20261122_000006_outbound;
+mod m20261122_000007_provider_notifications;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_inbound_events::Migration),
             Box::new(m20261122_000005_processes::Migration),
             Box::new(m20261122_000006_outbound::Migration),
+            Box::new(m20261122_000007_provider_notifications::Migration),
         ]
     }
 }

@@ -3,16 +3,19 @@
 //! again; `respondAsync` answers 202 and runs the handler from a durable queue in the database,
 //! so a crash after the 202 loses nothing; any logged request can be replayed.
 //!
-//! Headers that carry secrets are redacted before anything is stored.
+//! Headers that carry secrets are redacted before anything is stored. The fixed provider routes log
+//! their requests here too, through [`FixedRouteEntry`].
 
 mod batch;
 mod commands;
 mod entity;
+mod fixed;
 mod receive;
 mod redact;
 mod worker;
 
 pub use batch::LogWriter;
+pub use fixed::FixedRouteEntry;
 pub use receive::{Inbound, Receipt};
 pub use redact::redact_headers;
 pub use worker::AsyncWorker;

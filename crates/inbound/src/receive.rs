@@ -88,7 +88,7 @@ async fn plain(
     Ok(Receipt::Done(result))
 }
 
-fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, CommandError>) {
+pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, CommandError>) {
     match result {
         Ok(reply) => {
             row.status = Set(status::SUCCEEDED.to_owned());
@@ -211,14 +211,24 @@ fn in_progress() -> CommandError {
 
 /// A new event row for `request` to `entry`: secret headers redacted, no outcome yet. Callers set
 /// what their kind of row needs (status, attempts, outcome).
-pub(crate) fn new_row(entry: &ConfigEntry, mut request: InboundRequest) -> Result<entity::ActiveModel, CommandError> {
+pub(crate) fn new_row(entry: &ConfigEntry, request: InboundRequest) -> Result<entity::ActiveModel, CommandError> {
+    row_for(entry.model.id, entry.model.key.clone(), request)
+}
+
+/// As [`new_row`], for a request logged under `config_id` and `key` (a fixed route has no
+/// configuration).
+pub(crate) fn row_for(
+    config_id: i32,
+    key: String,
+    mut request: InboundRequest,
+) -> Result<entity::ActiveModel, CommandError> {
     let raw_body = std::mem::take(&mut request.raw_body);
     redact_headers(&mut request.headers);
     let received_at = request.received_at;
     Ok(entity::ActiveModel {
         id: Set(Uuid::now_v7()),
-        config_id: Set(entry.model.id),
-        config_key: Set(entry.model.key.clone()),
+        config_id: Set(config_id),
+        config_key: Set(key),
         request: Set(serde_json::to_value(request).map_err(CommandError::internal)?),
         raw_body: Set(raw_body),
         idempotency_value: Set(None),
@@ -244,7 +254,7 @@ pub(crate) fn request_of(event: &entity::Model) -> Result<InboundRequest, Comman
     Ok(InboundRequest { raw_body: event.raw_body.clone(), ..request })
 }
 
-fn elapsed_ms(started: Instant) -> i64 {
+pub(crate) fn elapsed_ms(started: Instant) -> i64 {
     i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -66,7 +66,7 @@ pub async fn run_named(name: &str, fields: Value, ctx: &Context) -> Result<Reply
         other => {
             return Err(CommandError::validation(format!(
                 "body: the fields of {name} must be a JSON object, not {}",
-                kind(&other)
+                json_kind(&other)
             )));
         }
     };
@@ -192,7 +192,8 @@ impl ScriptHost for BusHost {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// How a JSON value is named in messages: "a string", "an object", ...
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

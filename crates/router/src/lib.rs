@@ -12,5 +12,5 @@ mod request;
 
 pub use admit::{admit, not_found};
 pub use client_ip::TrustedProxies;
-pub use execute::{BusHost, Router, run_named, script_error};
+pub use execute::{BusHost, Router, json_kind, run_named, script_error};
 pub use request::InboundRequest;

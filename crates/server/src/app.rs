@@ -13,6 +13,7 @@ use hookbus_core::Services;
 use hookbus_inbound::{AsyncWorker, LogWriter};
 use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
+use hookbus_providers::Providers;
 use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::ScriptEngine;
 use hookbus_store::Store;
@@ -46,6 +47,8 @@ pub enum StartupError {
     EncryptionKey(#[source] std::io::Error),
     #[error("outbound.encryption_key: {0}")]
     Outbound(hookbus_outbound::BadKey),
+    #[error("{0}")]
+    Providers(String),
     #[error("server.trusted_proxies: {0}")]
     TrustedProxies(String),
     #[error("cannot listen on {addr}")]
@@ -106,6 +109,7 @@ impl Application {
         let delivery_metrics = DeliveryMetrics::default();
         let outbound = Outbound::new(outbound_settings, delivery_metrics.clone()).map_err(StartupError::Outbound)?;
         services.insert(outbound.clone());
+        services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
         let services = Arc::new(services);
         background.extend(outbound.dispatcher.spawn(Arc::clone(&services)));
         let inbound = &settings.inbound;
@@ -166,6 +170,8 @@ impl Application {
                 .route("/healthz", web::get().to(routes::ops::healthz))
                 .route("/readyz", web::get().to(routes::ops::readyz))
                 .route("/metrics", web::get().to(routes::ops::metrics))
+                // Before the dynamic router's `{key}`, so that the fixed routes win.
+                .configure(routes::providers::register)
                 .route("/api/webhooks/{key}", web::route().to(routes::inbound::by_key))
                 .default_service(web::to(routes::inbound::by_path))
         })

@@ -9,6 +9,7 @@ use figment::{
 };
 use hookbus_core::{Permission, PermissionSet};
 use hookbus_outbound::OutboundSettings;
+use hookbus_providers::ProviderSettings;
 use hookbus_router::TrustedProxies;
 use hookbus_script::ScriptLimits;
 use serde::Deserialize;
@@ -17,13 +18,22 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// Environment variables with fixed names, and the key each sets.
-const FIXED_ENV: [(&str, &str); 5] = [
+const FIXED_ENV: [(&str, &str); 10] = [
     ("listen", "server.listen"),
     ("database_url", "database.url"),
     ("bootstrap_token", "auth.bootstrap_token"),
     ("outbound_allow_cidrs", "outbound.allow_cidrs"),
     ("outbound_allow_http", "outbound.allow_http"),
+    ("trusted_proxies", "server.trusted_proxies"),
+    ("mono_secret", "providers.mono.secret"),
+    ("remita_merchant_id", "providers.remita.merchant_id"),
+    ("remita_api_key", "providers.remita.api_key"),
+    ("remita_base_url", "providers.remita.base_url"),
 ];
+
+/// Fixed names whose values are taken as written. Figment reads other variables as TOML-like
+/// values, so a secret or an id such as `0123` would become the number 123 and `true` a boolean.
+const VERBATIM_ENV: [&str; 4] = ["bootstrap_token", "mono_secret", "remita_merchant_id", "remita_api_key"];
 
 /// Variables under the `HOOKBUS_` prefix that are not configuration keys.
 const NOT_KEYS: [&str; 3] = ["config", "token", "url"];
@@ -39,6 +49,7 @@ pub struct Settings {
     pub inbound: InboundSettings,
     pub processes: ProcessSettings,
     pub outbound: OutboundSettings,
+    pub providers: ProviderSettings,
     pub log: LogSettings,
 }
 
@@ -152,7 +163,9 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        Self::extract(figment.merge(environment()))
+        let figment = figment.merge(environment());
+        let verbatim = verbatim_environment().fold(figment, |figment, (path, value)| figment.merge((path, value)));
+        Self::extract(verbatim)
     }
 
     /// The embedded defaults alone, for tests and tools that set fields themselves.
@@ -223,6 +236,7 @@ impl Settings {
         {
             return Err(SettingsError(format!("outbound.encryption_key: {}", hookbus_outbound::BadKey)));
         }
+        self.providers.check().map_err(SettingsError)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(SettingsError(format!("log.level: '{}' is not a valid filter", self.log.level)));
         }
@@ -248,17 +262,26 @@ fn describe(error: figment::Error) -> SettingsError {
     SettingsError(lines.join("; "))
 }
 
-/// `HOOKBUS_*` variables: the fixed names, and `HOOKBUS_<SECTION>__<KEY>` for the rest.
+/// `HOOKBUS_*` variables: the fixed names, and `HOOKBUS_<SECTION>__<KEY>` for the rest, except
+/// those taken verbatim.
 fn environment() -> Env {
     Env::prefixed("HOOKBUS_")
         .filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            !NOT_KEYS.contains(&key.as_str()) && !key.starts_with("test_")
+            !NOT_KEYS.contains(&key.as_str()) && !VERBATIM_ENV.contains(&key.as_str()) && !key.starts_with("test_")
         })
         .map(|key| match FIXED_ENV.iter().find(|(name, _)| key == *name) {
             Some((_, path)) => (*path).into(),
             None => key.as_str().replace("__", ".").into(),
         })
+}
+
+/// The [`VERBATIM_ENV`] variables that are set, each with the key it sets, as text.
+fn verbatim_environment() -> impl Iterator<Item = (&'static str, String)> {
+    FIXED_ENV
+        .into_iter()
+        .filter(|(name, _)| VERBATIM_ENV.contains(name))
+        .filter_map(|(name, path)| Some((path, std::env::var(format!("HOOKBUS_{}", name.to_ascii_uppercase())).ok()?)))
 }
 
 #[cfg(test)]

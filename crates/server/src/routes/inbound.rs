@@ -1,6 +1,6 @@
 //! The dynamic router's HTTP side: `/api/webhooks/{key}` and each configuration's own path.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use actix_web::{
     HttpRequest, HttpResponse,
@@ -56,32 +56,43 @@ async fn route(
     state: &AppState,
 ) -> Result<Answer, CommandError> {
     let entry = entry.ok_or_else(not_found)?;
-    let peer =
-        request.peer_addr().map(|addr| addr.ip()).ok_or_else(|| CommandError::Denied("no peer address".into()))?;
-    let forwarded_for = header_text(request.headers(), "x-forwarded-for");
-    let client = state.trusted_proxies.client_ip(peer, forwarded_for.as_deref());
+    let client = client_ip(request, state)?;
     admit(&entry, request.method().as_str(), client)?;
 
     let body = read_limited(request, payload, state.body_limit).await?;
-    let inbound = InboundRequest {
-        key: entry.model.key.clone(),
-        method: request.method().to_string(),
-        path: request.path().to_owned(),
-        query: web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
-            .map(web::Query::into_inner)
-            .unwrap_or_default(),
-        headers: headers(request.headers()),
-        ip: client,
-        body: parse_body(request.headers(), &body)?,
-        raw_body: String::from_utf8_lossy(&body).into_owned(),
-        received_at: hookbus_core::now(),
-    };
+    let inbound = inbound_request(request, &entry.model.key, client, parse_body(request.headers(), &body)?, &body);
     match Inbound::receive(&state.services, &entry, inbound).await? {
         Receipt::Done(result) => {
             state.metrics.record_execution(entry.execution_type.code(), result.is_ok());
             result.map(|reply| Answer::Ok(reply.into()))
         }
         Receipt::Accepted(event_id) => Ok(Answer::Accepted(event_id)),
+    }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy says in `X-Forwarded-For`.
+pub(super) fn client_ip(request: &HttpRequest, state: &AppState) -> Result<IpAddr, CommandError> {
+    let peer =
+        request.peer_addr().map(|addr| addr.ip()).ok_or_else(|| CommandError::Denied("no peer address".into()))?;
+    let forwarded_for = header_text(request.headers(), "x-forwarded-for");
+    Ok(state.trusted_proxies.client_ip(peer, forwarded_for.as_deref()))
+}
+
+/// The request as handlers and the inbound log see it, under `key`, with `body` parsed as the
+/// caller decided and `raw` as read.
+pub(super) fn inbound_request(request: &HttpRequest, key: &str, ip: IpAddr, body: Value, raw: &[u8]) -> InboundRequest {
+    InboundRequest {
+        key: key.to_owned(),
+        method: request.method().to_string(),
+        path: request.path().to_owned(),
+        query: web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or_default(),
+        headers: headers(request.headers()),
+        ip,
+        body,
+        raw_body: String::from_utf8_lossy(raw).into_owned(),
+        received_at: hookbus_core::now(),
     }
 }
 

@@ -3,3 +3,4 @@
 pub mod bus;
 pub mod inbound;
 pub mod ops;
+pub mod providers;

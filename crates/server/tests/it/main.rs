@@ -10,6 +10,7 @@ mod inbound;
 mod ops;
 mod outbound;
 mod processes;
+mod providers;
 mod receiver;
 mod router;
 mod support;

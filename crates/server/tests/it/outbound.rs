@@ -13,7 +13,7 @@ const PARTNER: &str = "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Creates a subscription to `events` at `url` for PARTNER; returns `(id, secret)`.
-async fn subscribe(app: &TestApp, url: &str, events: &[&str], extra: Value) -> (String, String) {
+pub(crate) async fn subscribe(app: &TestApp, url: &str, events: &[&str], extra: Value) -> (String, String) {
     let mut command = json!({
         "$type": "CreateWebhookSubscriptionCommand",
         "partnerId": PARTNER,

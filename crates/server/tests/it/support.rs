@@ -306,7 +306,7 @@ impl Drop for TestApp {
     }
 }
 
-async fn into_reply(response: reqwest::Response) -> Reply {
+pub async fn into_reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
@@ -359,13 +359,15 @@ where
     None
 }
 
-/// The `hookbus` binary on `database_url`, with a clean environment and quiet logs.
+/// The `hookbus` binary on `database_url`, with a clean environment and quiet logs. The outbound
+/// encryption key is given, so that no key file is written into the working directory.
 pub fn hookbus(database_url: &str) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookbus"));
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOOKBUS_DATABASE_URL", database_url)
+        .env("HOOKBUS_OUTBOUND__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)
         .env("HOOKBUS_LOG__LEVEL", "warn");
     command
 }

@@ -1,0 +1,199 @@
+//! From verified notifications to events.
+//!
+//! 1. Notifications seen before are duplicates (a plain read that spares them further work).
+//! 2. Remita payments are confirmed with the status API, when one is configured.
+//! 3. One transaction claims the rest and logs the request; a claim someone else holds makes its
+//!    notification a duplicate. With nothing claimed, the request is answered here.
+//! 4. Each claimed notification is published, under an event id fixed by its key.
+//! 5. The accepted ones are forwarded to the route's router configuration, if it has one.
+//! 6. One transaction settles the claims (published, or released for a retry when publishing
+//!    failed) and writes the answer onto the request's log entry.
+
+use std::{collections::HashSet, sync::Arc, time::Instant};
+
+use futures_util::{StreamExt, stream};
+use hookbus_core::{CommandError, Reply, Services};
+use hookbus_inbound::FixedRouteEntry;
+use hookbus_router::InboundRequest;
+use hookbus_store::Store;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    Providers, Route,
+    answer::answer,
+    claims::{self, Claim, Seen},
+    forward,
+    notification::Notification,
+    publish::{event_id, publish},
+    remita::{PaymentStatus, StatusApi},
+    verify::Verified,
+};
+
+/// Status API calls in flight at once for one request.
+const STATUS_CHECKS_AT_ONCE: usize = 8;
+
+/// What became of one notification.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Published now, under this event id.
+    Accepted { event_id: String },
+    /// Taken before by the request logged as `first` (this one, for a repeat within a request).
+    Duplicate { first: Uuid },
+    /// Being published right now by the request logged as `first`.
+    InProgress { first: Uuid },
+    /// Remita says it is not paid: Remita's status code and message.
+    NotPaid { status: String, message: String },
+    /// Not processed; the provider should send it again.
+    Failed(CommandError),
+}
+
+/// A notification and what became of it (`None`: not decided yet).
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub notification: Notification,
+    pub outcome: Option<Outcome>,
+}
+
+pub(crate) async fn dispatch(
+    services: &Arc<Services>,
+    route: Route,
+    request: InboundRequest,
+    notifications: Verified<Vec<Notification>>,
+    started: Instant,
+) -> Result<Reply, CommandError> {
+    let store = services.get::<Store>()?;
+    let providers = services.get::<Providers>()?;
+    let provider = route.provider();
+    let mut entry = FixedRouteEntry::new(route.log_key(), request.clone(), started)?;
+    let mut items: Vec<Item> =
+        notifications.into_inner().into_iter().map(|notification| Item { notification, outcome: None }).collect();
+
+    mark_seen(store, provider, entry.id(), &mut items).await?;
+    if let Some(api) = providers.status_api(route) {
+        confirm(api, &mut items).await;
+    }
+
+    let txn = store.begin_write().await?;
+    let mut claimed = Vec::new();
+    for (index, item) in items.iter_mut().enumerate().filter(|(_, item)| item.outcome.is_none()) {
+        match claims::claim(&*txn, provider, &item.notification.dedupe_key, entry.id()).await? {
+            Claim::Taken => claimed.push(index),
+            Claim::Seen(seen) => item.outcome = Some(seen.into()),
+        }
+    }
+    if claimed.is_empty() {
+        let result = answer(route, &request.body, &items, None);
+        finish(&mut entry, &items, &result);
+        entry.insert(&*txn).await?;
+        txn.commit().await?;
+        return result;
+    }
+    entry.insert(&*txn).await?;
+    txn.commit().await?;
+
+    for &index in &claimed {
+        let notification = &items[index].notification;
+        let mut event = notification.event.clone();
+        event.event_id = Some(event_id(provider, &notification.dedupe_key));
+        items[index].outcome = Some(match publish(services, event).await {
+            Ok(event_id) => Outcome::Accepted { event_id },
+            Err(error) => Outcome::Failed(error),
+        });
+    }
+
+    let forwarded = match providers.forward_key(route) {
+        Some(key) if items.iter().any(|item| matches!(item.outcome, Some(Outcome::Accepted { .. }))) => {
+            Some(forward::forward(services, key, &request, accepted_body(&request.body, &items)).await)
+        }
+        _ => None,
+    };
+
+    let result = answer(route, &request.body, &items, forwarded);
+    finish(&mut entry, &items, &result);
+    let txn = store.begin_write().await?;
+    for index in claimed {
+        let key = &items[index].notification.dedupe_key;
+        match &items[index].outcome {
+            Some(Outcome::Accepted { event_id }) => claims::settle(&*txn, provider, key, entry.id(), event_id).await?,
+            _ => claims::release(&*txn, provider, key, entry.id()).await?,
+        }
+    }
+    entry.update(&*txn).await?;
+    txn.commit().await?;
+    result
+}
+
+/// Marks the notifications seen before, and repeats within this request (logged as `this`).
+async fn mark_seen(store: &Store, provider: &str, this: Uuid, items: &mut [Item]) -> Result<(), CommandError> {
+    let keys = items.iter().map(|item| item.notification.dedupe_key.as_str());
+    let seen = claims::seen(store.db(), provider, keys).await?;
+    let mut keys_here = HashSet::new();
+    for item in items.iter_mut() {
+        let key = &item.notification.dedupe_key;
+        if let Some(before) = seen.get(key) {
+            item.outcome = Some((*before).into());
+        } else if !keys_here.insert(key.clone()) {
+            item.outcome = Some(Outcome::Duplicate { first: this });
+        }
+    }
+    Ok(())
+}
+
+/// Asks the status API about every undecided notification (their references are RRRs).
+async fn confirm(api: &StatusApi, items: &mut [Item]) {
+    let checks: Vec<(usize, Result<PaymentStatus, CommandError>)> = stream::iter(
+        items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.outcome.is_none())
+            .map(|(index, item)| async move { (index, api.check(&item.notification.reference.1).await) }),
+    )
+    .buffered(STATUS_CHECKS_AT_ONCE)
+    .collect()
+    .await;
+    for (index, checked) in checks {
+        items[index].outcome = match checked {
+            Ok(PaymentStatus::Paid) => None,
+            Ok(PaymentStatus::NotPaid { status, message }) => Some(Outcome::NotPaid { status, message }),
+            Err(error) => Some(Outcome::Failed(error)),
+        };
+    }
+}
+
+/// The request's body narrowed to the accepted notifications, in its own shape.
+fn accepted_body(body: &Value, items: &[Item]) -> Value {
+    let mut accepted = items
+        .iter()
+        .filter(|item| matches!(item.outcome, Some(Outcome::Accepted { .. })))
+        .map(|item| item.notification.original.clone());
+    if body.is_array() { Value::Array(accepted.collect()) } else { accepted.next().unwrap_or(Value::Null) }
+}
+
+/// Writes the answer onto the log entry; a request whose every notification was a duplicate is
+/// logged as one.
+fn finish(entry: &mut FixedRouteEntry, items: &[Item], result: &Result<Reply, CommandError>) {
+    entry.finish(result);
+    let firsts: Vec<Uuid> = items
+        .iter()
+        .filter_map(|item| match item.outcome {
+            Some(Outcome::Duplicate { first }) => Some(first),
+            _ => None,
+        })
+        .collect();
+    if firsts.len() == items.len()
+        && let Some(first) = firsts.first()
+        && *first != entry.id()
+    {
+        entry.mark_duplicate(*first);
+    }
+}
+
+impl From<Seen> for Outcome {
+    fn from(seen: Seen) -> Self {
+        match seen {
+            Seen::Published { first } => Self::Duplicate { first },
+            Seen::InProgress { first } => Self::InProgress { first },
+        }
+    }
+}

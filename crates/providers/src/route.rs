@@ -1,0 +1,174 @@
+//! The three routes, the service they share, and the front of their pipeline: verify, read,
+//! parse. What passes goes to [`dispatch`](crate::dispatch); what is refused is logged and
+//! answered here.
+
+use std::{sync::Arc, time::Instant};
+
+use hookbus_configs::IpAllowList;
+use hookbus_core::{CommandError, Reply, Services};
+use hookbus_inbound::{FixedRouteEntry, LogWriter};
+use hookbus_router::InboundRequest;
+use serde_json::Value;
+
+use crate::{
+    dispatch, mono,
+    notification::Notification,
+    publish,
+    remita::{self, StatusApi},
+    settings::ProviderSettings,
+    verify::{SharedSecret, Verified, Verifier},
+};
+
+/// A fixed route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/webhooks/mono/callback`
+    MonoCallback,
+    /// `POST /api/webhooks/remita`
+    RemitaPayment,
+    /// `POST /api/webhooks/remita/collection-notification`
+    RemitaCollection,
+}
+
+impl Route {
+    pub const ALL: [Self; 3] = [Self::MonoCallback, Self::RemitaPayment, Self::RemitaCollection];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::MonoCallback => "/api/webhooks/mono/callback",
+            Self::RemitaPayment => "/api/webhooks/remita",
+            Self::RemitaCollection => "/api/webhooks/remita/collection-notification",
+        }
+    }
+
+    /// The key its requests are logged under: its path below `/api/webhooks/` (`mono/callback`).
+    /// No configuration key has a `/`, so the two never mix in the log.
+    pub fn log_key(self) -> &'static str {
+        self.path().trim_start_matches("/api/webhooks/")
+    }
+
+    /// The namespace of its deduplication keys and event ids.
+    pub(crate) fn provider(self) -> &'static str {
+        match self {
+            Self::MonoCallback => "mono",
+            Self::RemitaPayment => "remita.payment",
+            Self::RemitaCollection => "remita.collection",
+        }
+    }
+
+    fn parse(self, body: &Value, max_items: usize) -> Result<Vec<Notification>, CommandError> {
+        match self {
+            Self::MonoCallback => mono::parse(body),
+            Self::RemitaPayment => remita::payment::parse(body, max_items),
+            Self::RemitaCollection => remita::collection::parse(body, max_items),
+        }
+    }
+}
+
+/// What the fixed routes need at run time, built once from the settings at start.
+#[derive(Debug)]
+pub struct Providers {
+    max_items: usize,
+    /// `None` until a secret is configured: the route answers 503.
+    mono_secret: Option<SharedSecret>,
+    remita_allow_list: IpAllowList,
+    status_api: Option<StatusApi>,
+    mono_forward: Option<String>,
+    payment_forward: Option<String>,
+    collection_forward: Option<String>,
+}
+
+impl Providers {
+    /// From settings that passed [`ProviderSettings::check`]; the message names the key.
+    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
+        settings.check()?;
+        let ProviderSettings { max_items, mono, remita } = settings;
+        let key = |text: &str| Some(text.to_owned()).filter(|key| !key.is_empty());
+        Ok(Self {
+            max_items: *max_items,
+            mono_secret: Some(&mono.secret).filter(|s| !s.is_empty()).map(|s| SharedSecret::new(s.expose())),
+            remita_allow_list: IpAllowList::parse(&remita.allowable_ips).map_err(|problems| problems.join("; "))?,
+            status_api: StatusApi::new(remita)?,
+            mono_forward: key(&mono.forward_to_key),
+            payment_forward: key(&remita.forward_to_key),
+            collection_forward: key(&remita.collection_forward_to_key),
+        })
+    }
+
+    /// The route's verifier, or 503 while the route lacks the settings it needs.
+    fn verifier(&self, route: Route) -> Result<Verifier<'_>, CommandError> {
+        match route {
+            Route::MonoCallback => match &self.mono_secret {
+                Some(secret) => Ok(Verifier::SharedSecret { header: mono::SECRET_HEADER, secret }),
+                None => Err(CommandError::Rejected {
+                    status: 503,
+                    message: "route not configured".into(),
+                    errors: vec!["no Mono secret is set (HOOKBUS_MONO_SECRET)".into()],
+                }),
+            },
+            Route::RemitaPayment | Route::RemitaCollection => Ok(Verifier::AllowList(&self.remita_allow_list)),
+        }
+    }
+
+    /// The status API that confirms the route's notifications, if any.
+    pub(crate) fn status_api(&self, route: Route) -> Option<&StatusApi> {
+        self.status_api.as_ref().filter(|_| route == Route::RemitaPayment)
+    }
+
+    /// The router configuration that gets the route's accepted notifications too, if any.
+    pub(crate) fn forward_key(&self, route: Route) -> Option<&str> {
+        match route {
+            Route::MonoCallback => self.mono_forward.as_deref(),
+            Route::RemitaPayment => self.payment_forward.as_deref(),
+            Route::RemitaCollection => self.collection_forward.as_deref(),
+        }
+    }
+}
+
+/// Handles one request to `route` and logs it. `body` is the body as read, or why it could not
+/// be (too large): a request is verified before its body's problems are reported, and logged
+/// either way.
+pub async fn receive(
+    services: &Arc<Services>,
+    route: Route,
+    mut request: InboundRequest,
+    body: Result<Vec<u8>, CommandError>,
+) -> Result<Reply, CommandError> {
+    let started = Instant::now();
+    match accept(services, route, &mut request, body).await {
+        Ok(notifications) => dispatch::dispatch(services, route, request, notifications, started).await,
+        Err(refused) => {
+            let result = Err(refused);
+            if let (Ok(mut entry), Ok(writer)) =
+                (FixedRouteEntry::new(route.log_key(), request, started), services.get::<LogWriter>())
+            {
+                entry.finish(&result);
+                entry.write(writer).await;
+            }
+            result
+        }
+    }
+}
+
+/// Verifies the request, then parses its body (which the log shows from here on) into
+/// notifications of events the catalog knows.
+async fn accept(
+    services: &Services,
+    route: Route,
+    request: &mut InboundRequest,
+    body: Result<Vec<u8>, CommandError>,
+) -> Result<Verified<Vec<Notification>>, CommandError> {
+    let providers = services.get::<Providers>()?;
+    let body = providers.verifier(route)?.verify(request, body)?.try_map(|body| body)?;
+    let json = body.try_map(|bytes| {
+        serde_json::from_slice::<Value>(&bytes)
+            .map_err(|e| CommandError::InvalidBody(format!("body is not valid JSON: {e}")))
+    })?;
+    let notifications = json.as_ref().try_map(|body| route.parse(body, providers.max_items));
+    request.body = json.into_inner();
+    let notifications = notifications?;
+    let mut names: Vec<String> = notifications.get().iter().map(|n| n.event.event_name.clone()).collect();
+    names.dedup();
+    publish::ensure_known(services, &names).await?;
+    Ok(notifications)
+}

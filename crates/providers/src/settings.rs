@@ -1,0 +1,104 @@
+//! The `[providers]` settings, as `config/default.toml` documents them. The server reads them once
+//! at start, [`check`](ProviderSettings::check)s them, and builds the [`Providers`](crate::Providers)
+//! service from them.
+
+use std::fmt;
+
+use hookbus_configs::{IpAllowList, WebhookKey};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// The most notifications one request may carry; more is a 413.
+    pub max_items: usize,
+    pub mono: MonoSettings,
+    pub remita: RemitaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonoSettings {
+    /// What Mono sends in `mono-webhook-secret`. Empty: the route answers 503.
+    pub secret: Secret,
+    /// A router configuration that gets each accepted event too. Empty: none.
+    pub forward_to_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemitaSettings {
+    /// Who may call the Remita routes: comma-separated addresses and CIDR ranges. Empty: anyone.
+    pub allowable_ips: String,
+    /// With `api_key`, turns on the status check of every payment notification. Empty: no check.
+    pub merchant_id: String,
+    pub api_key: Secret,
+    /// Where the status API is; tests point it at a local fake.
+    pub base_url: String,
+    pub status_timeout_ms: u64,
+    /// Router configurations that get accepted payment and collection notifications too.
+    pub forward_to_key: String,
+    pub collection_forward_to_key: String,
+}
+
+impl ProviderSettings {
+    /// Rules serde cannot express; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_items == 0 {
+            return Err("providers.max_items must be at least 1".into());
+        }
+        let forwards = [
+            ("providers.mono.forward_to_key", &self.mono.forward_to_key),
+            ("providers.remita.forward_to_key", &self.remita.forward_to_key),
+            ("providers.remita.collection_forward_to_key", &self.remita.collection_forward_to_key),
+        ];
+        for (name, key) in forwards {
+            if !key.is_empty() {
+                WebhookKey::parse(key).map_err(|problem| format!("{name}: {problem}"))?;
+            }
+        }
+        let remita = &self.remita;
+        IpAllowList::parse(&remita.allowable_ips)
+            .map_err(|problems| format!("providers.remita.allowable_ips: {}", problems.join("; ")))?;
+        if remita.merchant_id.is_empty() != remita.api_key.is_empty() {
+            return Err("providers.remita.merchant_id and providers.remita.api_key must be set together".into());
+        }
+        // It becomes a segment of the status API's URL.
+        if !remita.merchant_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err("providers.remita.merchant_id may contain only letters and digits".into());
+        }
+        let scheme_ok = remita.base_url.starts_with("https://") || remita.base_url.starts_with("http://");
+        if !scheme_ok || reqwest::Url::parse(&remita.base_url).is_err() {
+            return Err(format!("providers.remita.base_url: '{}' is not an http(s) URL", remita.base_url));
+        }
+        if remita.status_timeout_ms == 0 {
+            return Err("providers.remita.status_timeout_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A secret setting, never printed.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "<empty>" } else { "<redacted>" })
+    }
+}
