@@ -14,4 +14,5 @@ mod providers;
 mod receiver;
 mod router;
 mod support;
+mod tls_receiver;
 mod tokens;

@@ -888,3 +888,34 @@ async fn a_graceful_stop_finishes_deliveries_under_way() {
     assert_eq!(newest[0]["status"], "Delivered", "{:#}", newest[0]);
     assert_eq!(receiver.count(), 1);
 }
+
+/// `secureSsl` (the default) checks the endpoint's certificate; `secureSsl: false` accepts a
+/// self-signed one.
+#[tokio::test]
+async fn secure_ssl_decides_whether_the_certificate_is_checked() {
+    let app = TestApp::spawn().await;
+    let receiver = crate::tls_receiver::TlsReceiver::start().await;
+    let (checked, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 1})).await;
+    let (unchecked, _) =
+        subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 1, "secureSsl": false})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let refused = settled(&app, &checked, "Expired").await;
+    let error = refused["attemptLog"][0]["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("certificate"), "{error}");
+    settled(&app, &unchecked, "Delivered").await;
+    assert_eq!(receiver.count(), 1);
+}
+
+/// An endpoint slower than `outbound.timeout_ms` fails the attempt with a timeout.
+#[tokio::test]
+async fn a_slow_endpoint_times_out() {
+    let app = TestApp::builder().configure(|s| s.outbound.timeout_ms = 300).spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Slow(Duration::from_secs(2), 200));
+    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 1})).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    let expired = settled(&app, &id, "Expired").await;
+    let attempt = &expired["attemptLog"][0];
+    assert!(attempt["error"].as_str().is_some_and(|e| e.starts_with("timed out")), "{attempt:#}");
+    assert!(attempt["durationMs"].as_i64().is_some_and(|ms| (250..1500).contains(&ms)), "{attempt:#}");
+}
