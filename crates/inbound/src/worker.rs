@@ -139,14 +139,19 @@ impl AsyncWorker {
 }
 
 /// Queued and due, or claimed by a worker whose lease ran out (it died).
+///
+/// Only queued rows have a next attempt time (a claimed row keeps the one it was claimed at;
+/// finished rows have none), so the condition starts with it: the partial index on
+/// `next_attempt_at` then holds exactly the queue, and the poll never scans the log.
 fn due(now: Timestamp) -> Condition {
-    Condition::any()
+    Condition::all()
+        .add(entity::Column::NextAttemptAt.is_not_null())
+        .add(entity::Column::NextAttemptAt.lte(now))
         .add(
-            Condition::all()
-                .add(entity::Column::Status.eq(status::PENDING))
-                .add(entity::Column::NextAttemptAt.lte(now)),
-        )
-        .add(
-            Condition::all().add(entity::Column::Status.eq(status::PROCESSING)).add(entity::Column::LeaseUntil.lt(now)),
+            Condition::any().add(entity::Column::Status.eq(status::PENDING)).add(
+                Condition::all()
+                    .add(entity::Column::Status.eq(status::PROCESSING))
+                    .add(entity::Column::LeaseUntil.lt(now)),
+            ),
         )
 }
