@@ -144,14 +144,9 @@ impl AsyncWorker {
 /// finished rows have none), so the condition starts with it: the partial index on
 /// `next_attempt_at` then holds exactly the queue, and the poll never scans the log.
 fn due(now: Timestamp) -> Condition {
-    Condition::all()
-        .add(entity::Column::NextAttemptAt.is_not_null())
-        .add(entity::Column::NextAttemptAt.lte(now))
-        .add(
-            Condition::any().add(entity::Column::Status.eq(status::PENDING)).add(
-                Condition::all()
-                    .add(entity::Column::Status.eq(status::PROCESSING))
-                    .add(entity::Column::LeaseUntil.lt(now)),
-            ),
-        )
+    Condition::all().add(entity::Column::NextAttemptAt.is_not_null()).add(entity::Column::NextAttemptAt.lte(now)).add(
+        Condition::any().add(entity::Column::Status.eq(status::PENDING)).add(
+            Condition::all().add(entity::Column::Status.eq(status::PROCESSING)).add(entity::Column::LeaseUntil.lt(now)),
+        ),
+    )
 }
