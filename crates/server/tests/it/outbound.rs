@@ -919,3 +919,25 @@ async fn a_slow_endpoint_times_out() {
     assert!(attempt["error"].as_str().is_some_and(|e| e.starts_with("timed out")), "{attempt:#}");
     assert!(attempt["durationMs"].as_i64().is_some_and(|ms| (250..1500).contains(&ms)), "{attempt:#}");
 }
+
+/// Ten publishers of one `eventId` at once: one event, one delivery, every answer a success with
+/// the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_of_one_event_id_store_it_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &receiver.url, &["WB_Loan_Opened"], json!({})).await;
+    let command = json!({"$type": "PublishEventCommand", "eventName": "WB_Loan_Opened", "eventId": "loan-race",
+                         "data": {"loanId": "race"}});
+    let answers = futures_util::future::join_all((0..10).map(|_| app.admin(command.clone()))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{:#}", answer.body);
+        assert_eq!(answer.data()["eventId"], "loan-race");
+    }
+    assert_eq!(answers.iter().filter(|a| a.data()["duplicate"] == false).count(), 1);
+    receiver.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 1);
+    assert_eq!(app.count_rows("events").await, 1);
+    assert_eq!(app.count_rows("notifications").await, 1);
+}
