@@ -134,49 +134,34 @@ impl Poller {
         let now = hookbus_core::now();
         let event_ids: Vec<Uuid> = claimed.iter().map(|n| n.event_id).collect();
         let subscription_ids: Vec<Uuid> = claimed.iter().map(|n| n.subscription_id).collect();
-        let events: HashMap<Uuid, event::Model> = event::Entity::find()
-            .filter(event::Column::Id.is_in(dedup(event_ids)))
-            .all(db)
-            .await
-            .or_internal()?
-            .into_iter()
-            .map(|row| (row.id, row))
-            .collect();
-        let subscriptions: HashMap<Uuid, subscription::Model> = subscription::Entity::find()
+        // Each event's body and each subscription's target is built once and shared by its jobs.
+        let mut bodies: HashMap<Uuid, Arc<EventBody>> = HashMap::new();
+        for event in
+            event::Entity::find().filter(event::Column::Id.is_in(dedup(event_ids))).all(db).await.or_internal()?
+        {
+            bodies.insert(event.id, EventBody::of(&event)?);
+        }
+        let mut targets: HashMap<Uuid, Arc<Target>> = HashMap::new();
+        for subscription in subscription::Entity::find()
             .filter(subscription::Column::Id.is_in(dedup(subscription_ids)))
             .all(db)
             .await
             .or_internal()?
-            .into_iter()
-            .map(|row| (row.id, row))
-            .collect();
-        let mut bodies: HashMap<Uuid, Arc<EventBody>> = HashMap::new();
-        let mut targets: HashMap<Uuid, Arc<Target>> = HashMap::new();
+        {
+            targets.insert(subscription.id, Target::of(&self.outbound, &subscription, now)?);
+        }
         let (mut jobs, mut orphans) = (Vec::new(), Vec::new());
         for row in claimed {
-            let (Some(event), Some(subscription)) =
-                (events.get(&row.event_id), subscriptions.get(&row.subscription_id))
-            else {
+            let (Some(body), Some(target)) = (bodies.get(&row.event_id), targets.get(&row.subscription_id)) else {
                 orphans.push(cancelled(&row, "the event or the subscription was deleted"));
                 continue;
             };
-            let body = match bodies.get(&event.id) {
-                Some(body) => Arc::clone(body),
-                None => {
-                    let body = EventBody::of(event)?;
-                    bodies.insert(event.id, Arc::clone(&body));
-                    body
-                }
-            };
-            let target = match targets.get(&subscription.id) {
-                Some(target) => Arc::clone(target),
-                None => {
-                    let target = Target::of(&self.outbound, subscription, now)?;
-                    targets.insert(subscription.id, Arc::clone(&target));
-                    target
-                }
-            };
-            jobs.push(Job { notification_id: row.id, attempts: row.attempts, event: body, target });
+            jobs.push(Job {
+                notification_id: row.id,
+                attempts: row.attempts,
+                event: Arc::clone(body),
+                target: Arc::clone(target),
+            });
         }
         Ok((jobs, orphans))
     }
