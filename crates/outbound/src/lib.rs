@@ -57,13 +57,18 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Builds the service from its settings. Start its workers with [`Dispatcher::spawn`] once
-    /// it is in the services.
+    /// Builds the service from its settings. Start its workers with [`Outbound::spawn`].
     pub fn new(settings: OutboundSettings, metrics: DeliveryMetrics) -> Result<Self, BadKey> {
         let secrets = SecretBox::from_base64(&settings.encryption_key)?;
         let policy = Arc::new(AddressPolicy { allow: settings.allow_cidrs.clone(), allow_http: settings.allow_http });
         let sender = Sender::new(&settings, Arc::clone(&policy));
         let dispatcher = Dispatcher::new(settings.queue_capacity);
         Ok(Self { settings: Arc::new(settings), policy, secrets, dispatcher, sender, metrics })
+    }
+
+    /// Starts the delivery engine on `store`: the senders, the outcome writer and the poller.
+    /// They stop when the runtime does.
+    pub fn spawn(&self, store: hookbus_store::Store) -> Vec<tokio::task::JoinHandle<()>> {
+        self.dispatcher.spawn(store, self.clone())
     }
 }

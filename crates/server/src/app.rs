@@ -92,12 +92,14 @@ impl Application {
 
         let bootstrap = Some(settings.auth.bootstrap_token.as_str()).filter(|t| !t.is_empty());
         let mut services = Services::default();
-        services.insert(Store::new(db.clone()));
+        // One store per instance: on SQLite it holds the queue every writer of the instance waits in.
+        let store = Store::new(db.clone());
+        services.insert(store.clone());
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
         services.insert(ScriptEngine::new(settings.script.clone()));
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));
-        services.insert(LogWriter::spawn(Store::new(db.clone()), 10_000));
+        services.insert(LogWriter::spawn(store.clone(), 10_000));
         let processes = ProcessEngine {
             lease: Duration::from_secs(settings.processes.lease_secs),
             poll: Duration::from_millis(settings.processes.poll_ms),
@@ -111,7 +113,7 @@ impl Application {
         services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
         let services = Arc::new(services);
-        background.extend(outbound.dispatcher.spawn(Arc::clone(&services)));
+        background.extend(outbound.spawn(store));
         let inbound = &settings.inbound;
         let worker = AsyncWorker {
             poll: Duration::from_millis(inbound.async_poll_ms),

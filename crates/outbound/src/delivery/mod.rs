@@ -15,7 +15,7 @@ use std::{
     },
 };
 
-use hookbus_core::Services;
+use hookbus_store::Store;
 use tokio::sync::{Semaphore, mpsc};
 
 pub(crate) use job::{EventBody, Job, Target};
@@ -102,14 +102,9 @@ impl Dispatcher {
     }
 
     /// Starts the senders, the outcome writer and the poller. They stop when the runtime does.
-    pub fn spawn(&self, services: Arc<Services>) -> Vec<tokio::task::JoinHandle<()>> {
+    /// A second call starts nothing: the jobs have one receiver.
+    pub(crate) fn spawn(&self, store: Store, outbound: Outbound) -> Vec<tokio::task::JoinHandle<()>> {
         let Some(mut receiver) = self.receiver.lock().ok().and_then(|mut slot| slot.take()) else {
-            return Vec::new();
-        };
-        let Ok(outbound) = services.get::<Outbound>().cloned() else {
-            return Vec::new();
-        };
-        let Ok(store) = services.get::<hookbus_store::Store>().cloned() else {
             return Vec::new();
         };
         let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone(), Arc::clone(&self.in_flight));
