@@ -38,6 +38,10 @@ struct Args {
     /// builds it).
     #[arg(long)]
     hookbus_binary: Option<PathBuf>,
+    /// Router scenarios to measure besides the echo ceiling (default: all), e.g.
+    /// `--scenarios route-native,route-script`.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,6 +92,7 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
             }
         };
         let mut native = None;
+        let wanted = |scenario: &Scenario| args.scenarios.is_empty() || args.scenarios.contains(scenario);
         for scenario in [
             Scenario::GetById,
             Scenario::Create,
@@ -95,7 +100,10 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
             Scenario::RouteChain,
             Scenario::RouteScript,
             Scenario::RouteAsync,
-        ] {
+        ]
+        .into_iter()
+        .filter(wanted)
+        {
             let measured = run(&target, scenario, &scripts, duration, args.connections, baseline.as_ref());
             failed |= measured.is_none();
             match (scenario, &measured, &native) {

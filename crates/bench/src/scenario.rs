@@ -24,9 +24,10 @@ impl fmt::Display for Backend {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// A bare actix route that parses the JSON body and sends it back.
+    /// A bare actix route that parses the JSON body and sends it back. Always measured.
+    #[value(skip)]
     Echo,
     /// `GetWebHookConfigByIdQuery` through the bus: auth, dispatch, one indexed read.
     GetById,
