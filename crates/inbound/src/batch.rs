@@ -1,41 +1,54 @@
 //! Logging plain requests off the request path.
 //!
 //! A request with neither an idempotency key nor `respondAsync` needs its log row only for the
-//! record, so the row is written once, with its outcome, by a background task that inserts many
-//! rows per statement. Requests that do need their row first (idempotent ones, for the unique key;
-//! queued ones, to survive a crash) are written directly. A crash can lose the last few
-//! milliseconds of plain log rows, never a handler's effects.
+//! record, so the row is written once, with its outcome, by a background task that stores many
+//! rows per statement: `COPY ... FROM STDIN` on PostgreSQL (the database's bulk path: no
+//! parameters to bind, no plan), one multi-row `INSERT` elsewhere. Requests that do need their row
+//! first (idempotent ones, for the unique key; queued ones, to survive a crash) are written
+//! directly. A crash can lose the last few milliseconds of plain log rows, never a handler's
+//! effects.
 
-use std::{sync::Arc, time::Duration};
+use std::{fmt::Write as _, sync::Arc, time::Duration};
 
-use hookbus_store::Store;
-use sea_orm::{DbBackend, EntityTrait};
+use hookbus_core::{CommandError, Timestamp};
+use hookbus_store::{DbResultExt, Store};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sqlx::postgres::{PgPool, PgPoolCopyExt};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::entity;
+use crate::row::LogRow;
 
-/// Rows per INSERT.
+/// Rows the writer takes from the queue at once: one COPY, or one transaction of INSERTs.
 const BATCH: usize = 500;
 
-/// INSERTs in flight at once on PostgreSQL, each on its own connection: one at a time, the
+/// Rows per INSERT on SQLite.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Statements in flight at once on PostgreSQL, each on its own connection: one at a time, the
 /// writer's round trips bounded the router's throughput (the server sat partly idle). SQLite
 /// takes one writer at a time anyway.
-const POSTGRES_INSERTS_IN_FLIGHT: usize = 4;
+const POSTGRES_WRITES_IN_FLIGHT: usize = 4;
+
+/// The columns a log row fills; the others (idempotency, replay, queue) stay NULL.
+const COLUMNS: &str = "id, config_id, config_key, request, raw_body, duplicate_of, status, http_status, message, \
+                       data, errors, attempts, duration_ms, received_at, completed_at";
+const COLUMN_COUNT: usize = 15;
 
 /// Sends finished plain log rows to the writer task.
 #[derive(Debug, Clone)]
 pub struct LogWriter {
-    rows: mpsc::Sender<entity::ActiveModel>,
+    rows: mpsc::Sender<LogRow>,
 }
 
 impl LogWriter {
     /// Starts the writer task on `store`. `capacity` bounds the rows waiting: when it is full,
     /// requests wait for the writer (back-pressure) rather than dropping rows.
     pub fn spawn(store: Store, capacity: usize) -> Self {
-        let (rows, mut queue) = mpsc::channel::<entity::ActiveModel>(capacity);
-        let in_flight = match store.db().get_database_backend() {
-            DbBackend::Postgres => POSTGRES_INSERTS_IN_FLIGHT,
-            _ => 1,
+        let (rows, mut queue) = mpsc::channel::<LogRow>(capacity);
+        let sink = Arc::new(Sink::new(store));
+        let in_flight = match sink.as_ref() {
+            Sink::Postgres(_) => POSTGRES_WRITES_IN_FLIGHT,
+            Sink::Insert(_) => 1,
         };
         let permits = Arc::new(Semaphore::new(in_flight));
         tokio::spawn(async move {
@@ -43,13 +56,9 @@ impl LogWriter {
             while queue.recv_many(&mut batch, BATCH).await > 0 {
                 let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-                let db = store.db().clone();
+                let sink = Arc::clone(&sink);
                 tokio::spawn(async move {
-                    if let Err(e) = entity::Entity::insert_many(rows).exec(&db).await {
-                        hookbus_core::CommandError::internal(e);
-                        // A failing database: don't spin.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    sink.store(rows).await;
                     drop(permit);
                 });
             }
@@ -57,8 +66,164 @@ impl LogWriter {
         Self { rows }
     }
 
-    pub(crate) async fn write(&self, row: entity::ActiveModel) {
+    pub(crate) async fn write(&self, row: LogRow) {
         // Fails only when the writer task is gone (the runtime is stopping).
         let _ = self.rows.send(row).await;
+    }
+}
+
+/// Where rows go.
+#[derive(Debug)]
+enum Sink {
+    Postgres(PgPool),
+    Insert(Store),
+}
+
+impl Sink {
+    fn new(store: Store) -> Self {
+        match store.db().get_database_backend() {
+            DbBackend::Postgres => Self::Postgres(store.db().get_postgres_connection_pool().clone()),
+            _ => Self::Insert(store),
+        }
+    }
+
+    /// Stores `rows`; when the batch fails, each row on its own, so that one row the database
+    /// refuses costs only itself. (Failures are logged where they happen.)
+    async fn store(&self, rows: Vec<LogRow>) {
+        if self.write(&rows).await.is_ok() {
+            return;
+        }
+        let mut lost = 0;
+        if rows.len() > 1 {
+            for row in &rows {
+                lost += usize::from(self.write(std::slice::from_ref(row)).await.is_err());
+            }
+            tracing::warn!(rows = rows.len(), lost, "inbound log batch failed; its rows were stored one by one");
+        }
+        if lost == rows.len() {
+            // A failing database: don't spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn write(&self, rows: &[LogRow]) -> Result<(), CommandError> {
+        match self {
+            Self::Postgres(pool) => copy(pool, rows).await.map_err(CommandError::internal),
+            Self::Insert(store) => insert(store, rows).await,
+        }
+    }
+}
+
+/// `COPY inbound_events FROM STDIN` in PostgreSQL's text format.
+async fn copy(pool: &PgPool, rows: &[LogRow]) -> Result<(), sqlx::Error> {
+    let mut copy = pool.copy_in_raw(&format!("COPY inbound_events ({COLUMNS}) FROM STDIN")).await?;
+    copy.send(copy_text(rows).into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Rows in COPY's text format: tab-separated, one per line, `\N` for NULL.
+fn copy_text(rows: &[LogRow]) -> String {
+    let mut out = String::with_capacity(rows.iter().map(|row| row.request.len() + row.raw_body.len() + 256).sum());
+    for row in rows {
+        let _ = write!(out, "{}\t{}\t", row.id, row.config_id);
+        copy_field(&mut out, Some(&row.config_key));
+        copy_field(&mut out, Some(&row.request));
+        copy_field(&mut out, Some(&row.raw_body));
+        copy_field(&mut out, row.duplicate_of.map(|id| id.to_string()).as_deref());
+        copy_field(&mut out, Some(&row.status));
+        copy_field(&mut out, row.http_status.map(|status| status.to_string()).as_deref());
+        copy_field(&mut out, row.message.as_deref());
+        copy_field(&mut out, row.data.as_deref());
+        copy_field(&mut out, row.errors.as_deref());
+        let _ = write!(out, "{}\t", row.attempts);
+        copy_field(&mut out, row.duration_ms.map(|ms| ms.to_string()).as_deref());
+        copy_field(&mut out, Some(&copy_timestamp(row.received_at)));
+        copy_field(&mut out, row.completed_at.map(copy_timestamp).as_deref());
+        // The last field's separator ends the line instead.
+        out.pop();
+        out.push('\n');
+    }
+    out
+}
+
+/// One field and its separator. Backslash, tab and line breaks are escaped; NUL, which a
+/// PostgreSQL text value cannot hold, becomes U+FFFD.
+fn copy_field(out: &mut String, value: Option<&str>) {
+    let Some(value) = value else {
+        out.push_str("\\N\t");
+        return;
+    };
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '\t', '\n', '\r', '\0']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => "\u{FFFD}",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out.push('\t');
+}
+
+fn copy_timestamp(at: Timestamp) -> String {
+    at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+}
+
+/// Multi-row `INSERT`s of up to [`ROWS_PER_INSERT`] rows in one transaction, the JSON columns
+/// bound as the text they are. A statement of a fixed size is prepared once and then found in
+/// the connection's statement cache; one the size of a whole batch would be parsed again for
+/// nearly every batch (batches vary in size), and parsing cost SQLite more than inserting.
+async fn insert(store: &Store, rows: &[LogRow]) -> Result<(), CommandError> {
+    let backend = store.db().get_database_backend();
+    let txn = store.begin_write().await?;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut values = Vec::<Value>::with_capacity(chunk.len() * COLUMN_COUNT);
+        for row in chunk {
+            let row = row.clone();
+            values.extend([
+                row.id.into(),
+                row.config_id.into(),
+                row.config_key.into(),
+                row.request.into(),
+                row.raw_body.into(),
+                row.duplicate_of.into(),
+                row.status.into(),
+                row.http_status.into(),
+                row.message.into(),
+                row.data.into(),
+                row.errors.into(),
+                row.attempts.into(),
+                row.duration_ms.into(),
+                row.received_at.into(),
+                row.completed_at.into(),
+            ]);
+        }
+        let statement = Statement::from_sql_and_values(backend, insert_sql(chunk.len()), values);
+        txn.execute_raw(statement).await.or_internal()?;
+    }
+    txn.commit().await
+}
+
+/// `INSERT INTO inbound_events (...) VALUES (?, ...), ...` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let placeholders = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
+    format!("INSERT INTO inbound_events ({COLUMNS}) VALUES {}", vec![placeholders; rows].join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_fields_escape_what_the_text_format_reserves() {
+        let mut out = String::new();
+        copy_field(&mut out, Some("a\\b\tc\nd\re\0f"));
+        copy_field(&mut out, None);
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re\u{FFFD}f\t\\N\t");
     }
 }

@@ -11,10 +11,10 @@ use std::time::Instant;
 use hookbus_core::{CommandError, Reply};
 use hookbus_router::InboundRequest;
 use hookbus_store::DbResultExt;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set, Unchanged};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set, TryIntoModel, Unchanged};
 use uuid::Uuid;
 
-use crate::{LogWriter, entity, receive, status};
+use crate::{LogWriter, entity, receive, row::LogRow, status};
 
 /// One request to a fixed route, on its way into the inbound event log, secret headers redacted.
 #[derive(Debug)]
@@ -81,7 +81,9 @@ impl FixedRouteEntry {
     }
 
     /// Hands a finished entry that was never inserted to the batch writer.
-    pub async fn write(self, writer: &LogWriter) {
-        writer.write(self.row).await;
+    pub async fn write(self, writer: &LogWriter) -> Result<(), CommandError> {
+        let model = self.row.try_into_model().or_internal()?;
+        writer.write(LogRow::from_model(model)?).await;
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ mod entity;
 mod fixed;
 mod receive;
 mod redact;
+mod row;
 mod worker;
 
 pub use batch::LogWriter;

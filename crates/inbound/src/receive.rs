@@ -10,7 +10,11 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlE
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{LogWriter, entity, redact_headers, status};
+use crate::{
+    LogWriter, entity, redact_headers,
+    row::{LogRow, stored_text, without_nul},
+    status,
+};
 
 /// What the router answers.
 #[derive(Debug)]
@@ -79,11 +83,7 @@ async fn plain(
     let result = services.get::<Router>()?.execute(entry, &request, services).await;
     let duration_ms = elapsed_ms(started);
     // The request is ours now: it moves into its row without another copy.
-    let mut row = new_row(entry, request)?;
-    row.attempts = Set(1);
-    row.duration_ms = Set(Some(duration_ms));
-    row.completed_at = Set(Some(hookbus_core::now()));
-    set_outcome(&mut row, &result);
+    let row = LogRow::finished(entry.model.id, entry.model.key.clone(), request, &result, duration_ms)?;
     services.get::<LogWriter>()?.write(row).await;
     Ok(Receipt::Done(result))
 }
@@ -93,14 +93,14 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, 
         Ok(reply) => {
             row.status = Set(status::SUCCEEDED.to_owned());
             row.http_status = Set(Some(200));
-            row.message = Set(Some(reply.message.clone()));
-            row.data = Set(Some(reply.data.clone()));
+            row.message = Set(Some(stored_text(reply.message.clone())));
+            row.data = Set(Some(without_nul(reply.data.clone())));
         }
         Err(error) => {
             row.status = Set(status::FAILED.to_owned());
             row.http_status = Set(Some(i32::from(error.status())));
-            row.message = Set(Some(error.message()));
-            row.errors = Set(Some(json!(error.details())));
+            row.message = Set(Some(stored_text(error.message())));
+            row.errors = Set(Some(without_nul(json!(error.details()))));
         }
     }
 }
@@ -222,14 +222,14 @@ pub(crate) fn row_for(
     key: String,
     mut request: InboundRequest,
 ) -> Result<entity::ActiveModel, CommandError> {
-    let raw_body = std::mem::take(&mut request.raw_body);
+    let raw_body = stored_text(std::mem::take(&mut request.raw_body));
     redact_headers(&mut request.headers);
     let received_at = request.received_at;
     Ok(entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         config_id: Set(config_id),
         config_key: Set(key),
-        request: Set(serde_json::to_value(request).map_err(CommandError::internal)?),
+        request: Set(without_nul(serde_json::to_value(request).map_err(CommandError::internal)?)),
         raw_body: Set(raw_body),
         idempotency_value: Set(None),
         duplicate_of: Set(None),

@@ -143,7 +143,8 @@ pub async fn receive(
                 (FixedRouteEntry::new(route.log_key(), request, started), services.get::<LogWriter>())
             {
                 entry.finish(&result);
-                entry.write(writer).await;
+                // A failure to log is logged where it happens; the caller still gets its answer.
+                let _ = entry.write(writer).await;
             }
             result
         }

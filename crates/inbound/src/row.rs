@@ -1,0 +1,119 @@
+//! A finished log row on its way to the batch writer.
+//!
+//! The row's JSON columns are text already: the request is serialized once, straight from the
+//! request, and the writer hands that text to the database as it is. (Going through an
+//! `ActiveModel` cloned each JSON tree into a `Value` and serialized it again when binding; under
+//! load that cost more than the handler.)
+
+use hookbus_core::{CommandError, Reply, Timestamp};
+use hookbus_router::InboundRequest;
+use uuid::Uuid;
+
+use crate::{entity, redact_headers, status};
+
+/// One row of `inbound_events` that needs no further update: the writer only inserts it.
+#[derive(Debug, Clone)]
+pub(crate) struct LogRow {
+    pub id: Uuid,
+    pub config_id: i32,
+    pub config_key: String,
+    /// The request as JSON, secret headers redacted.
+    pub request: String,
+    pub raw_body: String,
+    pub duplicate_of: Option<Uuid>,
+    pub status: String,
+    pub http_status: Option<i32>,
+    pub message: Option<String>,
+    /// JSON.
+    pub data: Option<String>,
+    /// JSON.
+    pub errors: Option<String>,
+    pub attempts: i32,
+    pub duration_ms: Option<i64>,
+    pub received_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl LogRow {
+    /// A finished row for `request` under `config_id` and `key`, with `result` as its outcome.
+    pub fn finished(
+        config_id: i32,
+        config_key: String,
+        mut request: InboundRequest,
+        result: &Result<Reply, CommandError>,
+        duration_ms: i64,
+    ) -> Result<Self, CommandError> {
+        let raw_body = stored_text(std::mem::take(&mut request.raw_body));
+        redact_headers(&mut request.headers);
+        let (status, http_status, message, data, errors) = match result {
+            Ok(reply) => (status::SUCCEEDED, 200, reply.message.clone(), Some(to_json(&reply.data)?), None),
+            Err(error) => {
+                (status::FAILED, i32::from(error.status()), error.message(), None, Some(to_json(&error.details())?))
+            }
+        };
+        Ok(Self {
+            id: Uuid::now_v7(),
+            config_id,
+            config_key,
+            request: to_json(&request)?,
+            raw_body,
+            duplicate_of: None,
+            status: status.to_owned(),
+            http_status: Some(http_status),
+            message: Some(message),
+            data,
+            errors,
+            attempts: 1,
+            duration_ms: Some(duration_ms),
+            received_at: request.received_at,
+            completed_at: Some(hookbus_core::now()),
+        })
+    }
+
+    /// The row of a stored-form entry (a fixed route's, built as a model for its other paths).
+    pub fn from_model(model: entity::Model) -> Result<Self, CommandError> {
+        Ok(Self {
+            id: model.id,
+            config_id: model.config_id,
+            config_key: model.config_key,
+            request: to_json(&model.request)?,
+            raw_body: model.raw_body,
+            duplicate_of: model.duplicate_of,
+            status: model.status,
+            http_status: model.http_status,
+            message: model.message,
+            data: model.data.as_ref().map(to_json).transpose()?,
+            errors: model.errors.as_ref().map(to_json).transpose()?,
+            attempts: model.attempts,
+            duration_ms: model.duration_ms,
+            received_at: model.received_at,
+            completed_at: model.completed_at,
+        })
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, CommandError> {
+    serde_json::to_string(value).map_err(CommandError::internal)
+}
+
+/// A JSON value bound for a `json` column through sea-orm, which sends JSON as `jsonb` on
+/// PostgreSQL; `jsonb` refuses NUL in strings, so NUL becomes U+FFFD (on every database alike).
+/// Rows the batch writer stores keep NUL: they travel as text, which PostgreSQL's `json` accepts.
+pub(crate) fn without_nul(mut value: serde_json::Value) -> serde_json::Value {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    value
+}
+
+/// A raw body as the log stores it: NUL characters, which PostgreSQL's text cannot hold, become
+/// U+FFFD on every database alike (the body was lossy UTF-8 already).
+pub(crate) fn stored_text(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
