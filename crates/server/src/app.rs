@@ -21,7 +21,7 @@ use hookbus_tokens::TokenAuthority;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::{metrics::Metrics, routes, settings::Settings};
+use crate::{metrics::Metrics, routes, routes::inbound::RouteLabel, settings::Settings};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -146,15 +146,22 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(|request, service| {
-                    let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
-                    let method = request.method().to_string();
                     let state = request.app_data::<web::Data<AppState>>().cloned();
                     let request_id = request.extensions().get::<RequestId>().copied();
                     let response = service.call(request);
                     async move {
                         let mut response = response.await?;
                         if let Some(state) = state {
-                            state.metrics.record_request(&route, &method, response.status().as_u16());
+                            // After routing, the pattern is looked up from the matched resource;
+                            // before it, finding it would match the path against every route again.
+                            let label = response.request().extensions().get::<RouteLabel>().copied();
+                            let route =
+                                label.map(|label| label.0.to_owned()).or_else(|| response.request().match_pattern());
+                            state.metrics.record_request(
+                                route.as_deref().unwrap_or("unmatched"),
+                                response.request().method().as_str(),
+                                response.status().as_u16(),
+                            );
                         }
                         if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
                             response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
@@ -174,7 +181,7 @@ impl Application {
                 .route("/metrics", web::get().to(routes::ops::metrics))
                 // Before the dynamic router's `{key}`, so that the fixed routes win.
                 .configure(routes::providers::register)
-                .route("/api/webhooks/{key}", web::route().to(routes::inbound::by_key))
+                .service(web::scope(routes::inbound::WEBHOOKS).default_service(web::to(routes::inbound::by_key)))
                 .default_service(web::to(routes::inbound::by_path))
         })
         .workers(workers)

@@ -20,6 +20,9 @@ async fn metrics_count_requests_by_route_and_time_commands_by_type() {
     app.admin(json!({"$type": "GetWebHookConfigListQuery"})).await;
     app.admin(json!({"$type": "GetWebHookConfigByIdQuery", "id": 99})).await;
     app.cmd(None, json!({"$type": "GetWebHookConfigListQuery"})).await;
+    app.call("POST", "/api/webhooks/nobody", Some(json!({})), &[]).await;
+    app.call("POST", "/api/webhooks/mono/callback", Some(json!({})), &[]).await;
+    app.call("GET", "/nowhere", None, &[]).await;
 
     let response = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics answer");
     assert_eq!(response.status(), 200);
@@ -28,6 +31,12 @@ async fn metrics_count_requests_by_route_and_time_commands_by_type() {
     assert!(has(r#"hookbus_http_requests_total{route="/api/bpm/cmd",method="POST",status="200"} 1"#), "{text}");
     assert!(has(r#"hookbus_http_requests_total{route="/api/bpm/cmd",method="POST",status="404"} 1"#), "{text}");
     assert!(has(r#"hookbus_http_requests_total{route="/api/bpm/cmd",method="POST",status="401"} 1"#), "{text}");
+    assert!(has(r#"hookbus_http_requests_total{route="/api/webhooks/{key}",method="POST",status="404"} 1"#), "{text}");
+    assert!(
+        has(r#"hookbus_http_requests_total{route="/api/webhooks/mono/callback",method="POST",status="503"} 1"#),
+        "{text}"
+    );
+    assert!(has(r#"hookbus_http_requests_total{route="unmatched",method="GET",status="404"} 1"#), "{text}");
     assert!(
         has(r#"hookbus_command_duration_seconds_count{command="GetWebHookConfigListQuery",outcome="ok"} 1"#),
         "{text}"
