@@ -126,14 +126,22 @@ async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context)
         message: "Script failed".into(),
         errors: vec![e.to_string()],
     })?;
-    let inputs = [
-        ("request", serde_json::to_value(request).map_err(CommandError::internal)?),
-        ("body", request.body.clone()),
-        ("raw_body", Value::String(request.raw_body.clone())),
-        ("headers", json!(request.headers)),
-        ("query", json!(request.query)),
-        ("ip", Value::String(request.ip.to_string())),
-    ];
+    // Only what the script names: building and converting the others cost more than running a
+    // short script.
+    let source = entry.model.execution_code.as_deref().unwrap_or_default();
+    let mut inputs = Vec::with_capacity(6);
+    let mut input = |name: &'static str, value: &dyn Fn() -> Result<Value, CommandError>| {
+        if hookbus_script::mentions(source, name) {
+            inputs.push((name, value()?));
+        }
+        Ok::<_, CommandError>(())
+    };
+    input("request", &|| serde_json::to_value(request).map_err(CommandError::internal))?;
+    input("body", &|| Ok(request.body.clone()))?;
+    input("raw_body", &|| Ok(Value::String(request.raw_body.clone())))?;
+    input("headers", &|| Ok(json!(request.headers)))?;
+    input("query", &|| Ok(json!(request.query)))?;
+    input("ip", &|| Ok(Value::String(request.ip.to_string())))?;
     let host = Arc::new(BusHost::new(ctx));
     let label = entry.model.key.clone();
     let outcome = tokio::task::spawn_blocking(move || {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 pub use host::{HostError, ScriptHost};
 pub use rhai::AST;
 pub use run::ScriptError;
-pub use select::select;
+pub use select::{mentions, select};
 
 /// The limits a script runs under. Defaults stop `loop {}` well within a second.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
