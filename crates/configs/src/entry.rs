@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use hookbus_script::{AST, CompileError, ScriptEngine};
+use hookbus_script::{CompileError, CompiledScript, ScriptEngine};
 
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
@@ -26,18 +26,18 @@ pub struct ConfigEntry {
     pub idempotency: Option<IdempotencyRule>,
     /// For type 2: compiled on first use. An entry is one version of a configuration, so this is
     /// one compilation per version.
-    script: OnceLock<Arc<AST>>,
+    script: OnceLock<Arc<CompiledScript>>,
 }
 
 impl ConfigEntry {
     /// The compiled script of a type-2 configuration.
-    pub fn compiled_script(&self, engine: &ScriptEngine) -> Result<Arc<AST>, CompileError> {
-        if let Some(ast) = self.script.get() {
-            return Ok(Arc::clone(ast));
+    pub fn compiled_script(&self, engine: &ScriptEngine) -> Result<Arc<CompiledScript>, CompileError> {
+        if let Some(script) = self.script.get() {
+            return Ok(Arc::clone(script));
         }
-        let ast = Arc::new(engine.compile(self.model.execution_code.as_deref().unwrap_or_default())?);
+        let script = Arc::new(engine.compile_script(self.model.execution_code.as_deref().unwrap_or_default())?);
         // Two first requests may both compile; either result is the same.
-        Ok(Arc::clone(self.script.get_or_init(|| ast)))
+        Ok(Arc::clone(self.script.get_or_init(|| script)))
     }
 }
 

@@ -5,7 +5,7 @@ use hookbus_core::{
     CommandError, Context, Permission, PermissionSet, Principal, Reply, Services, Subject, parse_command_value,
     run_command,
 };
-use hookbus_script::{HostError, ScriptEngine, ScriptError, ScriptHost};
+use hookbus_script::{HostError, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
 use serde_json::{Map, Value, json};
 
 use crate::InboundRequest;
@@ -117,21 +117,20 @@ fn resolve(input: &StepInput, context: &Value) -> Value {
     }
 }
 
-/// Runs a type-2 script on a blocking thread, so that a slow script cannot stall the request
+/// Runs a type-2 script on a script thread, so that a slow script cannot stall the request
 /// threads; its `command()` calls come back to the bus through [`BusHost`].
 async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context) -> Result<Reply, CommandError> {
     let engine_services = Arc::clone(ctx.services());
-    let ast = entry.compiled_script(ctx.service::<ScriptEngine>()?).map_err(|e| CommandError::Rejected {
+    let script = entry.compiled_script(ctx.service::<ScriptEngine>()?).map_err(|e| CommandError::Rejected {
         status: 500,
         message: "Script failed".into(),
         errors: vec![e.to_string()],
     })?;
     // Only what the script names: building and converting the others cost more than running a
     // short script.
-    let source = entry.model.execution_code.as_deref().unwrap_or_default();
     let mut inputs = Vec::with_capacity(6);
     let mut input = |name: &'static str, value: &dyn Fn() -> Result<Value, CommandError>| {
-        if hookbus_script::mentions(source, name) {
+        if script.mentions(name) {
             inputs.push((name, value()?));
         }
         Ok::<_, CommandError>(())
@@ -142,15 +141,17 @@ async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context)
     input("headers", &|| Ok(json!(request.headers)))?;
     input("query", &|| Ok(json!(request.query)))?;
     input("ip", &|| Ok(Value::String(request.ip.to_string())))?;
+    let threads = ctx.service::<ScriptThreads>()?.clone();
     let host = Arc::new(BusHost::new(ctx));
     let label = entry.model.key.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let engine = engine_services.get::<ScriptEngine>()?;
-        let inputs: Vec<(&str, &Value)> = inputs.iter().map(|(name, value)| (*name, value)).collect();
-        Ok::<_, CommandError>(engine.run(&ast, &inputs, host, &label))
-    })
-    .await
-    .map_err(CommandError::internal)??;
+    let outcome = threads
+        .run(move || {
+            let engine = engine_services.get::<ScriptEngine>()?;
+            let inputs: Vec<(&str, &Value)> = inputs.iter().map(|(name, value)| (*name, value)).collect();
+            Ok::<_, CommandError>(engine.run(script.ast(), &inputs, host, &label))
+        })
+        .await
+        .map_err(CommandError::internal)??;
     match outcome {
         Ok(data) => Ok(Reply { data, message: "Script executed successfully".into() }),
         Err(error) => Err(script_error(error)),

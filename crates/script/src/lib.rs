@@ -9,6 +9,7 @@ mod helpers;
 mod host;
 mod run;
 mod select;
+mod threads;
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,8 @@ use serde::Deserialize;
 pub use host::{HostError, ScriptHost};
 pub use rhai::AST;
 pub use run::ScriptError;
-pub use select::{mentions, select};
+pub use select::select;
+pub use threads::{ScriptThreadGone, ScriptThreads};
 
 /// The limits a script runs under. Defaults stop `loop {}` well within a second.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -38,6 +40,9 @@ pub struct ScriptLimits {
     /// Wall-clock time one run may take.
     #[serde(with = "millis")]
     pub timeout: Duration,
+    /// Router scripts running at once, each on a thread of its own; more wait their turn. A script
+    /// blocked in `command()` holds its thread.
+    pub threads: usize,
 }
 
 impl Default for ScriptLimits {
@@ -50,6 +55,7 @@ impl Default for ScriptLimits {
             max_array_size: 10_000,
             max_map_size: 10_000,
             timeout: Duration::from_millis(500),
+            threads: 8,
         }
     }
 }
@@ -114,6 +120,17 @@ impl ScriptEngine {
         &self.limits
     }
 
+    /// Compiles a script for running many times: the AST and the words of its source.
+    pub fn compile_script(&self, source: &str) -> Result<CompiledScript, CompileError> {
+        let ast = self.compile(source)?;
+        let words = source
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|word| !word.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(CompiledScript { ast, words })
+    }
+
     /// Compiles a script, reporting a syntax error with its line and column.
     pub fn compile(&self, source: &str) -> Result<AST, CompileError> {
         self.engine.compile(source).map_err(|e| {
@@ -128,6 +145,26 @@ impl ScriptEngine {
 
     pub fn engine(&self) -> &rhai::Engine {
         &self.engine
+    }
+}
+
+/// A compiled script, and the words its source contains.
+#[derive(Debug)]
+pub struct CompiledScript {
+    ast: AST,
+    words: std::collections::HashSet<String>,
+}
+
+impl CompiledScript {
+    pub fn ast(&self) -> &AST {
+        &self.ast
+    }
+
+    /// Whether the source names `identifier` as a whole word anywhere (code, comment or string
+    /// alike). A script can read a scope variable only by naming it (there is no `eval`), so an
+    /// input it never names need not be built.
+    pub fn mentions(&self, identifier: &str) -> bool {
+        self.words.contains(identifier)
     }
 }
 
@@ -154,5 +191,14 @@ mod tests {
         assert!(engine.compile(r#"eval("1 + 1")"#).is_err());
         assert!(engine.compile(r#"import "fs" as fs;"#).is_err());
         assert!(engine.compile("let x = 40 + 2; x").is_ok());
+    }
+
+    #[test]
+    fn a_compiled_script_knows_the_whole_words_of_its_source() {
+        let engine = ScriptEngine::default();
+        let script = engine.compile_script("let x = raw_body + body.amount; // nobody reads headers2").ok();
+        let mentions = |word: &str| script.as_ref().is_some_and(|script| script.mentions(word));
+        assert!(mentions("body") && mentions("raw_body") && mentions("amount"));
+        assert!(!mentions("request") && !mentions("headers") && !mentions("bod"));
     }
 }

@@ -15,7 +15,7 @@ use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
 use hookbus_providers::Providers;
 use hookbus_router::{Router, TrustedProxies};
-use hookbus_script::ScriptEngine;
+use hookbus_script::{ScriptEngine, ScriptThreads};
 use hookbus_store::Store;
 use hookbus_tokens::TokenAuthority;
 use sea_orm::DatabaseConnection;
@@ -51,6 +51,8 @@ pub enum StartupError {
     Providers(String),
     #[error("server.trusted_proxies: {0}")]
     TrustedProxies(String),
+    #[error("cannot start the script threads")]
+    ScriptThreads(#[source] std::io::Error),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -97,6 +99,7 @@ impl Application {
         services.insert(store.clone());
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
         services.insert(ScriptEngine::new(settings.script.clone()));
+        services.insert(ScriptThreads::start(settings.script.threads).map_err(StartupError::ScriptThreads)?);
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));
         services.insert(LogWriter::spawn(store.clone(), 10_000));
