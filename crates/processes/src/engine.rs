@@ -238,6 +238,9 @@ async fn run_step(services: &Arc<Services>, step: &Step, variables: &Value) -> R
             let engine_services = Arc::clone(services);
             let (code, name, variables) = (code.clone(), name.clone(), variables.clone());
             let host = Arc::new(BusHost::new(ctx));
+            // Not on the router's script threads: a router script can start a process
+            // (`start_process`), and a script thread waiting for another script thread of a fixed
+            // set could wait for ever.
             let outcome = tokio::task::spawn_blocking(move || {
                 let engine = engine_services.get::<ScriptEngine>()?;
                 let ast = engine.compile(&code).map_err(|e| CommandError::validation(e.to_string()))?;
