@@ -52,7 +52,11 @@ impl Inbound {
         let mut tries = 0;
         let event = loop {
             tries += 1;
-            match row.clone().insert(store.db()).await {
+            let inserted = {
+                let _turn = store.write_turn().await;
+                row.clone().insert(store.db()).await
+            };
+            match inserted {
                 Ok(event) => break event,
                 Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     let value = idempotency_value.clone().unwrap_or_default();
@@ -135,6 +139,7 @@ pub(crate) async fn record(
     row.completed_at = Set(Some(hookbus_core::now()));
     row.lease_until = Set(None);
     row.next_attempt_at = Set(None);
+    let _turn = store.write_turn().await;
     row.update(store.db()).await.or_internal()?;
     Ok(())
 }
@@ -201,6 +206,7 @@ async fn repeat(
             Receipt::Done(Err(in_progress()))
         }
     };
+    let _turn = store.write_turn().await;
     duplicate.insert(store.db()).await.or_internal()?;
     Ok(Repeat::Answered(receipt))
 }

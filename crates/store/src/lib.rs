@@ -41,16 +41,24 @@ impl Store {
         &self.db
     }
 
+    /// Waits for this instance's writer turn on SQLite (at once on PostgreSQL), for a write of a
+    /// single statement through [`db`](Self::db) on a busy path. Without it the statement would
+    /// sleep in SQLite's busy handler behind whichever transaction holds the turn, and an unlucky
+    /// request waits far longer than the queue ahead of it.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.writers {
+            Some(writers) => Some(Arc::clone(writers).lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Begins a transaction that will write.
     ///
     /// On SQLite it waits its turn among this instance's writers, then takes the write lock at
     /// `BEGIN` (`IMMEDIATE`): a deferred transaction that reads and then writes would fail with
     /// `SQLITE_BUSY` when another writer got there first. PostgreSQL ignores the mode.
     pub async fn begin_write(&self) -> Result<WriteTransaction, CommandError> {
-        let turn = match &self.writers {
-            Some(writers) => Some(Arc::clone(writers).lock_owned().await),
-            None => None,
-        };
+        let turn = self.write_turn().await;
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..Default::default()
