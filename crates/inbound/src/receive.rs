@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    LogWriter, entity, redact_headers,
-    row::{LogRow, stored_text, without_nul},
+    LogWriter, entity,
+    row::{LogRow, outcome_columns, stored_text, take_for_storage, without_nul},
     status,
 };
 
@@ -93,19 +93,13 @@ async fn plain(
 }
 
 pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, CommandError>) {
+    let (status, http_status, message) = outcome_columns(result);
+    row.status = Set(status.to_owned());
+    row.http_status = Set(Some(http_status));
+    row.message = Set(Some(stored_text(message)));
     match result {
-        Ok(reply) => {
-            row.status = Set(status::SUCCEEDED.to_owned());
-            row.http_status = Set(Some(200));
-            row.message = Set(Some(stored_text(reply.message.clone())));
-            row.data = Set(Some(without_nul(reply.data.clone())));
-        }
-        Err(error) => {
-            row.status = Set(status::FAILED.to_owned());
-            row.http_status = Set(Some(i32::from(error.status())));
-            row.message = Set(Some(stored_text(error.message())));
-            row.errors = Set(Some(without_nul(json!(error.details()))));
-        }
+        Ok(reply) => row.data = Set(Some(without_nul(reply.data.clone()))),
+        Err(error) => row.errors = Set(Some(without_nul(json!(error.details())))),
     }
 }
 
@@ -228,8 +222,7 @@ pub(crate) fn row_for(
     key: String,
     mut request: InboundRequest,
 ) -> Result<entity::ActiveModel, CommandError> {
-    let raw_body = stored_text(std::mem::take(&mut request.raw_body));
-    redact_headers(&mut request.headers);
+    let raw_body = take_for_storage(&mut request);
     let received_at = request.received_at;
     Ok(entity::ActiveModel {
         id: Set(Uuid::now_v7()),

@@ -43,13 +43,11 @@ impl LogRow {
         result: &Result<Reply, CommandError>,
         duration_ms: i64,
     ) -> Result<Self, CommandError> {
-        let raw_body = stored_text(std::mem::take(&mut request.raw_body));
-        redact_headers(&mut request.headers);
-        let (status, http_status, message, data, errors) = match result {
-            Ok(reply) => (status::SUCCEEDED, 200, reply.message.clone(), Some(to_json(&reply.data)?), None),
-            Err(error) => {
-                (status::FAILED, i32::from(error.status()), error.message(), None, Some(to_json(&error.details())?))
-            }
+        let raw_body = take_for_storage(&mut request);
+        let (status, http_status, message) = outcome_columns(result);
+        let (data, errors) = match result {
+            Ok(reply) => (Some(to_json(&reply.data)?), None),
+            Err(error) => (None, Some(to_json(&error.details())?)),
         };
         Ok(Self {
             id: Uuid::now_v7(),
@@ -89,6 +87,22 @@ impl LogRow {
             received_at: model.received_at,
             completed_at: model.completed_at,
         })
+    }
+}
+
+/// Makes `request` what the log keeps: takes its raw body out, to be stored beside the request's
+/// JSON (see [`stored_text`]), and redacts its secret headers.
+pub(crate) fn take_for_storage(request: &mut InboundRequest) -> String {
+    redact_headers(&mut request.headers);
+    stored_text(std::mem::take(&mut request.raw_body))
+}
+
+/// The outcome columns every finished row has, whichever way it is stored: status, HTTP status
+/// and message.
+pub(crate) fn outcome_columns(result: &Result<Reply, CommandError>) -> (&'static str, i32, String) {
+    match result {
+        Ok(reply) => (status::SUCCEEDED, 200, reply.message.clone()),
+        Err(error) => (status::FAILED, i32::from(error.status()), error.message()),
     }
 }
 
