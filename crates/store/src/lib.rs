@@ -8,8 +8,8 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use hookbus_core::{CommandError, Page, PageRequest};
 use hookbus_migrations::Migrator;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QuerySelect, Select, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QuerySelect, Select, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -90,28 +90,34 @@ impl Deref for WriteTransaction {
     }
 }
 
-/// Opens a pool. A SQLite file is created when missing and runs in WAL mode, so readers do not
-/// wait for the writer.
+/// Opens a pool. A SQLite file is created when missing; every connection runs in WAL mode, so
+/// readers do not wait for the writer, with `synchronous = NORMAL` (in WAL mode a commit is
+/// durable against a crash of the process, and fsyncs only at checkpoints) and foreign keys on.
+///
+/// These are set on each connection as it opens: a pragma run once through the pool reaches only
+/// the connection that ran it (`synchronous` and `foreign_keys` are per connection).
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+
     let url = if url.starts_with("sqlite:") && !url.contains("mode=") && !url.contains(":memory:") {
         let separator = if url.contains('?') { '&' } else { '?' };
         format!("{url}{separator}mode=rwc")
     } else {
         url.to_owned()
     };
+    let in_memory = url.contains(":memory:");
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(options).await?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .await?;
-    }
-    Ok(db)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |sqlite| {
+            let sqlite = sqlite.synchronous(SqliteSynchronous::Normal).foreign_keys(true);
+            if in_memory { sqlite } else { sqlite.journal_mode(SqliteJournalMode::Wal) }
+        });
+    Database::connect(options).await
 }
 
 /// Applies every pending migration.
@@ -162,5 +168,40 @@ impl<T> DbResultExt<T> for Result<T, DbErr> {
             Some(SqlErr::UniqueConstraintViolation(_)) => CommandError::conflict(message, detail),
             _ => CommandError::internal(e),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+
+    /// Every pooled connection gets the pragmas, not only the first one opened.
+    #[tokio::test]
+    async fn every_sqlite_connection_runs_wal_with_normal_sync_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("pragmas.db").display());
+        let db = super::connect(&url, 4).await.unwrap();
+        // Four open transactions hold four distinct connections.
+        let mut transactions = Vec::new();
+        for _ in 0..4 {
+            transactions.push(db.begin().await.unwrap());
+        }
+        for txn in &transactions {
+            let pragma = |name: &str| {
+                let sql = format!("PRAGMA {name}");
+                async move {
+                    let row = txn
+                        .query_one_raw(Statement::from_string(txn.get_database_backend(), sql))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    row.try_get_by_index::<String>(0).or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                }
+            };
+            assert_eq!(pragma("journal_mode").await.unwrap(), "wal");
+            // NORMAL is 1 (FULL, SQLite's default, is 2).
+            assert_eq!(pragma("synchronous").await.unwrap(), "1");
+            assert_eq!(pragma("foreign_keys").await.unwrap(), "1");
+        }
     }
 }
