@@ -178,13 +178,13 @@ mod tests {
     /// Every pooled connection gets the pragmas, not only the first one opened.
     #[tokio::test]
     async fn every_sqlite_connection_runs_wal_with_normal_sync_and_foreign_keys() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}", dir.path().join("pragmas.db").display());
-        let db = super::connect(&url, 4).await.unwrap();
+        let db = super::connect(&url, 4).await.expect("connect");
         // Four open transactions hold four distinct connections.
         let mut transactions = Vec::new();
         for _ in 0..4 {
-            transactions.push(db.begin().await.unwrap());
+            transactions.push(db.begin().await.expect("begin"));
         }
         for txn in &transactions {
             let pragma = |name: &str| {
@@ -193,15 +193,15 @@ mod tests {
                     let row = txn
                         .query_one_raw(Statement::from_string(txn.get_database_backend(), sql))
                         .await
-                        .unwrap()
-                        .unwrap();
+                        .expect("the pragma runs")
+                        .expect("the pragma answers a row");
                     row.try_get_by_index::<String>(0).or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
                 }
             };
-            assert_eq!(pragma("journal_mode").await.unwrap(), "wal");
+            assert_eq!(pragma("journal_mode").await.expect("a pragma value"), "wal");
             // NORMAL is 1 (FULL, SQLite's default, is 2).
-            assert_eq!(pragma("synchronous").await.unwrap(), "1");
-            assert_eq!(pragma("foreign_keys").await.unwrap(), "1");
+            assert_eq!(pragma("synchronous").await.expect("a pragma value"), "1");
+            assert_eq!(pragma("foreign_keys").await.expect("a pragma value"), "1");
         }
     }
 }
