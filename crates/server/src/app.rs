@@ -21,7 +21,7 @@ use hookbus_tokens::TokenAuthority;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::{metrics::Metrics, routes, routes::inbound::RouteLabel, settings::Settings};
+use crate::{metrics::Metrics, routes, routes::inbound::RouteLabel, settings::Settings, telemetry::RequestSpan};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -172,7 +172,7 @@ impl Application {
                         Ok(response)
                     }
                 })
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .service(
                     web::resource("/api/bpm/cmd")
                         .route(web::post().to(routes::bus::execute))

@@ -127,3 +127,51 @@ async fn a_config_file_layers_over_the_defaults_and_sigterm_stops_gracefully() {
     let code = child.wait().expect("exit status");
     assert!(code.success(), "a graceful stop exits 0, got {code}");
 }
+
+/// With request logging on, each request's line carries its id, route, status and method, and
+/// never the caller's token. (The root span is skipped when nothing records it; this shows it is
+/// still built when something does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_lines_name_the_request_and_keep_tokens_out() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let log_path = dir.path().join("stdout.log");
+    let port = free_port();
+    let mut child = hookbus(&database.url)
+        .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+        .env("HOOKBUS_LOG__LEVEL", "info")
+        .env("HOOKBUS_LOG__FORMAT", "json")
+        .stdout(std::fs::File::create(&log_path).expect("the log file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = within(Duration::from_secs(20), || async { crate::support::ready(&client, &base).await }).await;
+    assert!(ready.is_some(), "the server comes up");
+
+    let response = client
+        .post(format!("{base}/api/bpm/cmd"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"$type": "GetWebHookConfigListQuery"}))
+        .send()
+        .await
+        .expect("the request is answered");
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"].to_str().expect("a text header").to_owned();
+
+    // The line is written when the span closes; a graceful stop flushes the rest.
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).expect("the log");
+    let line: Value = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["span"]["request_id"] == json!(request_id))
+        .unwrap_or_else(|| panic!("a line for request {request_id} in:\n{log}"));
+    assert_eq!(line["span"]["http.route"], "/api/bpm/cmd", "{line}");
+    assert_eq!(line["span"]["http.method"], "POST", "{line}");
+    assert_eq!(line["span"]["http.status_code"], 200, "{line}");
+    assert!(!log.contains(ADMIN_TOKEN), "the bearer token stays out of the log:\n{log}");
+}
