@@ -3,17 +3,25 @@
 //! A request with neither an idempotency key nor `respondAsync` needs its log row only for the
 //! record, so the row is written once, with its outcome, by a background task that stores many
 //! rows per statement: `COPY ... FROM STDIN` on PostgreSQL (the database's bulk path: no
-//! parameters to bind, no plan), one multi-row `INSERT` elsewhere. Requests that do need their row
+//! parameters to bind, no plan), multi-row `INSERT`s on SQLite. Requests that do need their row
 //! first (idempotent ones, for the unique key; queued ones, to survive a crash) are written
 //! directly. A crash can lose the last few milliseconds of plain log rows, never a handler's
 //! effects.
 
-use std::{fmt::Write as _, sync::Arc, time::Duration};
+use std::{
+    fmt::Write as _,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use hookbus_core::{CommandError, Timestamp};
-use hookbus_store::{DbResultExt, Store};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
-use sqlx::postgres::{PgPool, PgPoolCopyExt};
+use hookbus_store::Store;
+use sea_orm::DbBackend;
+use sqlx::{
+    AssertSqlSafe,
+    postgres::{PgPool, PgPoolCopyExt},
+    sqlite::SqlitePool,
+};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::row::LogRow;
@@ -48,7 +56,7 @@ impl LogWriter {
         let sink = Arc::new(Sink::new(store));
         let in_flight = match sink.as_ref() {
             Sink::Postgres(_) => POSTGRES_WRITES_IN_FLIGHT,
-            Sink::Insert(_) => 1,
+            Sink::Sqlite(..) => 1,
         };
         let permits = Arc::new(Semaphore::new(in_flight));
         tokio::spawn(async move {
@@ -76,14 +84,18 @@ impl LogWriter {
 #[derive(Debug)]
 enum Sink {
     Postgres(PgPool),
-    Insert(Store),
+    /// SQLite's pool, and the store whose writer turn its transactions take.
+    Sqlite(Store, SqlitePool),
 }
 
 impl Sink {
     fn new(store: Store) -> Self {
         match store.db().get_database_backend() {
             DbBackend::Postgres => Self::Postgres(store.db().get_postgres_connection_pool().clone()),
-            _ => Self::Insert(store),
+            _ => {
+                let pool = store.db().get_sqlite_connection_pool().clone();
+                Self::Sqlite(store, pool)
+            }
         }
     }
 
@@ -109,7 +121,7 @@ impl Sink {
     async fn write(&self, rows: &[LogRow]) -> Result<(), CommandError> {
         match self {
             Self::Postgres(pool) => copy(pool, rows).await.map_err(CommandError::internal),
-            Self::Insert(store) => insert(store, rows).await,
+            Self::Sqlite(store, pool) => insert(store, pool, rows).await.map_err(CommandError::internal),
         }
     }
 }
@@ -174,37 +186,42 @@ fn copy_timestamp(at: Timestamp) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
 }
 
-/// Multi-row `INSERT`s of up to [`ROWS_PER_INSERT`] rows in one transaction, the JSON columns
-/// bound as the text they are. A statement of a fixed size is prepared once and then found in
-/// the connection's statement cache; one the size of a whole batch would be parsed again for
-/// nearly every batch (batches vary in size), and parsing cost SQLite more than inserting.
-async fn insert(store: &Store, rows: &[LogRow]) -> Result<(), CommandError> {
-    let backend = store.db().get_database_backend();
-    let txn = store.begin_write().await?;
+/// Multi-row `INSERT`s of up to [`ROWS_PER_INSERT`] rows in one write transaction, bound through
+/// sqlx directly: the shared text columns are bound without a copy (sea-orm's values would take
+/// each column by value, and then again into sqlx's arguments). A statement of the full size is
+/// prepared once and then found in the connection's statement cache; one the size of a whole
+/// batch would be parsed again for nearly every batch (batches vary in size), and parsing cost
+/// SQLite more than inserting.
+async fn insert(store: &Store, pool: &SqlitePool, rows: &[LogRow]) -> Result<(), sqlx::Error> {
+    static FULL_INSERT: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
+    // The same turn as the store's own write transactions, taken at `BEGIN` (see `begin_write`).
+    let _turn = store.write_turn().await;
+    let mut txn = pool.begin_with("BEGIN IMMEDIATE").await?;
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut values = Vec::<Value>::with_capacity(chunk.len() * COLUMN_COUNT);
+        let mut insert = if chunk.len() == ROWS_PER_INSERT {
+            sqlx::query(FULL_INSERT.as_str())
+        } else {
+            sqlx::query(AssertSqlSafe(insert_sql(chunk.len())))
+        };
         for row in chunk {
-            let row = row.clone();
-            values.extend([
-                row.id.into(),
-                row.config_id.into(),
-                row.config_key.into(),
-                row.request.into(),
-                row.raw_body.into(),
-                row.duplicate_of.into(),
-                row.status.into(),
-                row.http_status.into(),
-                row.message.into(),
-                row.data.into(),
-                row.errors.into(),
-                row.attempts.into(),
-                row.duration_ms.into(),
-                row.received_at.into(),
-                row.completed_at.into(),
-            ]);
+            insert = insert
+                .bind(row.id)
+                .bind(row.config_id)
+                .bind(row.config_key.clone())
+                .bind(Arc::clone(&row.request))
+                .bind(Arc::clone(&row.raw_body))
+                .bind(row.duplicate_of)
+                .bind(row.status.clone())
+                .bind(row.http_status)
+                .bind(row.message.clone())
+                .bind(row.data.clone())
+                .bind(row.errors.clone())
+                .bind(row.attempts)
+                .bind(row.duration_ms)
+                .bind(row.received_at)
+                .bind(row.completed_at);
         }
-        let statement = Statement::from_sql_and_values(backend, insert_sql(chunk.len()), values);
-        txn.execute_raw(statement).await.or_internal()?;
+        insert.execute(&mut *txn).await?;
     }
     txn.commit().await
 }

@@ -5,6 +5,8 @@
 //! `ActiveModel` cloned each JSON tree into a `Value` and serialized it again when binding; under
 //! load that cost more than the handler.)
 
+use std::sync::Arc;
+
 use hookbus_core::{CommandError, Reply, Timestamp};
 use hookbus_router::InboundRequest;
 use uuid::Uuid;
@@ -12,22 +14,25 @@ use uuid::Uuid;
 use crate::{entity, redact_headers, status};
 
 /// One row of `inbound_events` that needs no further update: the writer only inserts it.
+///
+/// The long text columns are shared, so that keeping a batch for a row-by-row retry while
+/// binding it costs no copies.
 #[derive(Debug, Clone)]
 pub(crate) struct LogRow {
     pub id: Uuid,
     pub config_id: i32,
     pub config_key: String,
     /// The request as JSON, secret headers redacted.
-    pub request: String,
-    pub raw_body: String,
+    pub request: Arc<str>,
+    pub raw_body: Arc<str>,
     pub duplicate_of: Option<Uuid>,
     pub status: String,
     pub http_status: Option<i32>,
     pub message: Option<String>,
     /// JSON.
-    pub data: Option<String>,
+    pub data: Option<Arc<str>>,
     /// JSON.
-    pub errors: Option<String>,
+    pub errors: Option<Arc<str>>,
     pub attempts: i32,
     pub duration_ms: Option<i64>,
     pub received_at: Timestamp,
@@ -54,7 +59,7 @@ impl LogRow {
             config_id,
             config_key,
             request: to_json(&request)?,
-            raw_body,
+            raw_body: raw_body.into(),
             duplicate_of: None,
             status: status.to_owned(),
             http_status: Some(http_status),
@@ -75,7 +80,7 @@ impl LogRow {
             config_id: model.config_id,
             config_key: model.config_key,
             request: to_json(&model.request)?,
-            raw_body: model.raw_body,
+            raw_body: model.raw_body.into(),
             duplicate_of: model.duplicate_of,
             status: model.status,
             http_status: model.http_status,
@@ -106,8 +111,8 @@ pub(crate) fn outcome_columns(result: &Result<Reply, CommandError>) -> (&'static
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String, CommandError> {
-    serde_json::to_string(value).map_err(CommandError::internal)
+fn to_json(value: &impl serde::Serialize) -> Result<Arc<str>, CommandError> {
+    serde_json::to_string(value).map(Arc::from).map_err(CommandError::internal)
 }
 
 /// A JSON value bound for a `json` column through sea-orm, which sends JSON as `jsonb` on
