@@ -11,7 +11,7 @@ use hookbus_script::{CompileError, CompiledScript, ScriptEngine};
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
 
-use crate::{ChainStepInput, ExecutionType, HttpMethod, IdempotencyKey, IpAllowList, entity};
+use crate::{ChainStepInput, ExecutionType, HttpMethod, IdempotencyKey, IpAllowList, WebHookConfig, entity};
 
 /// A cached configuration.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct ConfigEntry {
     /// For type 2: compiled on first use. An entry is one version of a configuration, so this is
     /// one compilation per version.
     script: OnceLock<Arc<CompiledScript>>,
+    /// The configuration as the queries answer it, built on first use (once per version).
+    view: OnceLock<Value>,
 }
 
 impl ConfigEntry {
@@ -38,6 +40,17 @@ impl ConfigEntry {
         let script = Arc::new(engine.compile_script(self.model.execution_code.as_deref().unwrap_or_default())?);
         // Two first requests may both compile; either result is the same.
         Ok(Arc::clone(self.script.get_or_init(|| script)))
+    }
+
+    /// The configuration as `GetWebHookConfigByIdQuery` answers it. Built once per version: the
+    /// router's type-0 routes ask for it on every request, and building it (the row's strings,
+    /// its timestamps formatted) cost more than copying the JSON.
+    pub fn view(&self) -> Result<&Value, serde_json::Error> {
+        if let Some(view) = self.view.get() {
+            return Ok(view);
+        }
+        let view = serde_json::to_value(WebHookConfig::from(self.model.clone()))?;
+        Ok(self.view.get_or_init(|| view))
     }
 }
 
@@ -100,7 +113,16 @@ impl TryFrom<entity::Model> for ConfigEntry {
             ))),
             Some(Err(problem)) => return Err(corrupt(problem)),
         };
-        Ok(Self { model, action, execution_type, allow_list, chain, idempotency, script: OnceLock::new() })
+        Ok(Self {
+            model,
+            action,
+            execution_type,
+            allow_list,
+            chain,
+            idempotency,
+            script: OnceLock::new(),
+            view: OnceLock::new(),
+        })
     }
 }
 

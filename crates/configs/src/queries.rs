@@ -67,21 +67,21 @@ impl Handler for GetWebHookConfigByIdQuery {
     const PERMISSION: Permission = Permission::WebhooksRead;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let cached = ctx.service::<ConfigCache>()?.by_id(self.id);
-        let row = match cached {
-            Some(entry) => entry.model.clone(),
-            None => {
-                entity::Entity::find_by_id(self.id).one(ctx.service::<Store>()?.db()).await.or_internal()?.ok_or_else(
-                    || {
-                        CommandError::not_found(
-                            "Configuration not found",
-                            "No webhook configuration found with the specified ID",
-                        )
-                    },
-                )?
-            }
-        };
-        Reply::new(WebHookConfig::from(row), "Webhook configuration retrieved successfully")
+        const FOUND: &str = "Webhook configuration retrieved successfully";
+        if let Some(entry) = ctx.service::<ConfigCache>()?.by_id(self.id) {
+            let view = entry.view().map_err(CommandError::internal)?;
+            return Ok(Reply { data: view.clone(), message: FOUND.into() });
+        }
+        let row =
+            entity::Entity::find_by_id(self.id).one(ctx.service::<Store>()?.db()).await.or_internal()?.ok_or_else(
+                || {
+                    CommandError::not_found(
+                        "Configuration not found",
+                        "No webhook configuration found with the specified ID",
+                    )
+                },
+            )?;
+        Reply::new(WebHookConfig::from(row), FOUND)
     }
 }
 register_command!("GetWebHookConfigByIdQuery" => GetWebHookConfigByIdQuery);
