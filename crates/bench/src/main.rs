@@ -1,9 +1,10 @@
 //! `just bench`: requests/s and p99 latency of the bus, each as a ratio to a bare actix JSON echo
-//! route measured in the same run (the ceiling for this machine at that moment).
+//! route measured right before it (the ceiling for this machine at that moment).
 //!
 //! Every server runs in this process with the same number of workers; `wrk` (Debian's package)
 //! generates the load from another process. Figures on a shared machine are noisy: compare the
-//! ratios, not the absolute numbers, across runs.
+//! ratios, not the absolute numbers, across runs. The echo is measured again beside each scenario,
+//! so that a neighbour's load during one echo run does not skew every ratio of the run.
 
 mod delivery;
 mod scenario;
@@ -79,8 +80,7 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
     let scripts = workdir.to_path_buf();
 
     let echo = Target::echo(args.workers).await;
-    let baseline = run(&echo, Scenario::Echo, &scripts, duration, args.connections, None);
-    let mut failed = baseline.is_none();
+    let mut failed = run(&echo, Scenario::Echo, &scripts, duration, args.connections, None).is_none();
 
     for backend in &args.backends {
         let target = match Target::hookbus(*backend, args.workers, &args.postgres_url, workdir).await {
@@ -104,7 +104,9 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
         .into_iter()
         .filter(wanted)
         {
-            let measured = run(&target, scenario, &scripts, duration, args.connections, baseline.as_ref());
+            let beside = measure(&echo, Scenario::Echo, &scripts, duration, args.connections);
+            failed |= beside.is_none();
+            let measured = run(&target, scenario, &scripts, duration, args.connections, beside.as_ref());
             failed |= measured.is_none();
             match (scenario, &measured, &native) {
                 (Scenario::RouteNative, Some(m), _) => native = Some(m.clone()),
@@ -122,7 +124,8 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
     !failed
 }
 
-/// Warms up, measures, prints one line; `None` when the run failed or saw errors.
+/// Measures and prints one line, with the ratio to `baseline` (the echo measured beside it);
+/// `None` when the run failed or saw errors.
 fn run(
     target: &Target,
     scenario: Scenario,
@@ -131,18 +134,13 @@ fn run(
     connections: u32,
     baseline: Option<&wrk::Measurement>,
 ) -> Option<wrk::Measurement> {
-    let script: PathBuf = scenario.write_script(scripts, target.token()).ok()?;
-    let url = target.url(scenario);
-    let _ = wrk::run(&url, &script, Duration::from_secs(2), connections);
-    let measured = match wrk::run(&url, &script, duration, connections) {
-        Ok(measured) => measured,
-        Err(e) => {
-            eprintln!("hookbus-bench: {} {}: {e}", target.name(), scenario.name());
-            return None;
-        }
-    };
+    let measured = measure(target, scenario, scripts, duration, connections)?;
     let ratio = baseline.map_or("  (ceiling)".to_owned(), |echo| {
-        format!("  {:>5.1}% of echo throughput", 100.0 * measured.requests_per_sec / echo.requests_per_sec)
+        format!(
+            "  {:>5.1}% of echo throughput (echo beside it: {:.0} req/s)",
+            100.0 * measured.requests_per_sec / echo.requests_per_sec,
+            echo.requests_per_sec
+        )
     });
     println!(
         "{:<10} {:<30} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {:>5}{ratio}",
@@ -154,4 +152,24 @@ fn run(
         measured.errors,
     );
     (measured.errors == 0).then_some(measured)
+}
+
+/// Warms up for 2 s, then measures for `duration`; `None` when wrk failed.
+fn measure(
+    target: &Target,
+    scenario: Scenario,
+    scripts: &std::path::Path,
+    duration: Duration,
+    connections: u32,
+) -> Option<wrk::Measurement> {
+    let script: PathBuf = scenario.write_script(scripts, target.token()).ok()?;
+    let url = target.url(scenario);
+    let _ = wrk::run(&url, &script, Duration::from_secs(2), connections);
+    match wrk::run(&url, &script, duration, connections) {
+        Ok(measured) => Some(measured),
+        Err(e) => {
+            eprintln!("hookbus-bench: {} {}: {e}", target.name(), scenario.name());
+            None
+        }
+    }
 }
