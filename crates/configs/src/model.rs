@@ -1,6 +1,6 @@
 //! Values with rules. Each has one constructor that checks them, so a value that exists is valid.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{fmt, net::IpAddr};
 
 use ipnet::IpNet;
 
@@ -161,12 +161,9 @@ impl IpAllowList {
         let mut nets = Vec::new();
         let mut errors = Vec::new();
         for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
-            let parsed = IpNet::from_str(entry)
-                .or_else(|_| IpAddr::from_str(entry).map(IpNet::from))
-                .map(|net| canonical(net.trunc()));
-            match parsed {
+            match hookbus_core::net::parse_ip_range(entry) {
                 Ok(net) => nets.push(net),
-                Err(_) => errors.push(format!("'{entry}' is not an IP address or CIDR range")),
+                Err(error) => errors.push(error),
             }
         }
         if errors.is_empty() { Ok(Self(nets)) } else { Err(errors) }
@@ -184,18 +181,6 @@ impl IpAllowList {
 
     pub fn nets(&self) -> &[IpNet] {
         &self.0
-    }
-}
-
-/// Maps an IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) to its IPv4 form, so that it compares
-/// with IPv4 peers.
-fn canonical(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
-            Some(v4) if v6.prefix_len() >= 96 => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net),
-            _ => net,
-        },
-        IpNet::V4(_) => net,
     }
 }
 

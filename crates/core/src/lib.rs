@@ -11,6 +11,7 @@ mod context;
 mod dispatch;
 mod envelope;
 mod error;
+pub mod net;
 mod paging;
 mod permission;
 mod registry;

@@ -197,6 +197,16 @@ mod tests {
     }
 
     #[test]
+    fn an_allowed_range_written_ipv4_mapped_opens_the_ipv4_addresses() {
+        let range = hookbus_core::net::parse_ip_range("::ffff:127.0.0.0/104").expect("a range");
+        let policy = AddressPolicy { allow: vec![range], allow_http: false };
+        for ip in ["127.0.0.1", "::ffff:127.0.0.1"] {
+            assert!(policy.check(ip.parse().expect("ip")).is_ok(), "{ip} should pass");
+        }
+        assert!(policy.check("10.0.0.1".parse().expect("ip")).is_err());
+    }
+
+    #[test]
     fn the_allow_list_opens_a_range() {
         let policy = AddressPolicy { allow: vec!["127.0.0.0/8".parse().expect("net")], allow_http: false };
         assert!(policy.check("127.0.0.1".parse().expect("ip")).is_ok());

@@ -108,10 +108,6 @@ fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, 
         .iter()
         .map(|item| item.trim())
         .filter(|item| !item.is_empty())
-        .map(|item| {
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| serde::de::Error::custom(format!("'{item}' is not a CIDR range or IP address")))
-        })
+        .map(|item| hookbus_core::net::parse_ip_range(item).map_err(serde::de::Error::custom))
         .collect()
 }

@@ -12,12 +12,7 @@ impl TrustedProxies {
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
         entries
             .iter()
-            .map(|entry| {
-                let entry = entry.as_ref().trim();
-                IpNet::from_str(entry)
-                    .or_else(|_| IpAddr::from_str(entry).map(IpNet::from))
-                    .map_err(|_| format!("'{entry}' is not an IP address or CIDR range"))
-            })
+            .map(|entry| hookbus_core::net::parse_ip_range(entry.as_ref()))
             .collect::<Result<_, _>>()
             .map(Self)
     }
@@ -74,5 +69,8 @@ mod tests {
         assert_eq!(proxies.client_ip(ip("127.0.0.1"), None), ip("127.0.0.1"));
         assert_eq!(proxies.client_ip(ip("127.0.0.1"), Some("garbage, 10.0.0.2")), ip("10.0.0.2"));
         assert!(TrustedProxies::parse(&["10.0.0.0/99"]).is_err());
+        // A proxy range written IPv4-mapped still matches the peer, which compares as IPv4.
+        let mapped = TrustedProxies::parse(&["::ffff:10.0.0.0/104"]).unwrap_or_default();
+        assert_eq!(mapped.client_ip(ip("10.0.0.5"), Some("198.51.100.7")), ip("198.51.100.7"));
     }
 }
