@@ -173,7 +173,7 @@ impl Handler for ReplayInboundEventCommand {
         replay.status = Set(status::PROCESSING.to_owned());
         replay.attempts = Set(1);
         replay.received_at = Set(hookbus_core::now());
-        let id = replay.insert(ctx.service::<Store>()?.db()).await.or_internal()?.id;
+        let id = ctx.service::<Store>()?.write(|db| replay.insert(db)).await.or_internal()?.id;
 
         let result = receive::run_and_record(ctx.services(), &entry, &request, id).await;
         let event = find(ctx, id, "Replay failed").await?;

@@ -52,10 +52,7 @@ impl Inbound {
         let mut tries = 0;
         let event = loop {
             tries += 1;
-            let inserted = {
-                let _turn = store.write_turn().await;
-                row.clone().insert(store.db()).await
-            };
+            let inserted = store.write(|db| row.clone().insert(db)).await;
             match inserted {
                 Ok(event) => break event,
                 Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -133,8 +130,7 @@ pub(crate) async fn record(
     row.completed_at = Set(Some(hookbus_core::now()));
     row.lease_until = Set(None);
     row.next_attempt_at = Set(None);
-    let _turn = store.write_turn().await;
-    row.update(store.db()).await.or_internal()?;
+    store.write(|db| row.update(db)).await.or_internal()?;
     Ok(())
 }
 
@@ -200,8 +196,7 @@ async fn repeat(
             Receipt::Done(Err(in_progress()))
         }
     };
-    let _turn = store.write_turn().await;
-    duplicate.insert(store.db()).await.or_internal()?;
+    store.write(|db| duplicate.insert(db)).await.or_internal()?;
     Ok(Repeat::Answered(receipt))
 }
 

@@ -81,17 +81,13 @@ impl AsyncWorker {
     /// wins.
     async fn claim(&self, store: &Store, id: Uuid, now: Timestamp) -> Result<Option<entity::Model>, CommandError> {
         let lease_until = now + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
-        let turn = store.write_turn().await;
-        let claimed = entity::Entity::update_many()
+        let claim = entity::Entity::update_many()
             .col_expr(entity::Column::Status, Expr::value(status::PROCESSING))
             .col_expr(entity::Column::LeaseUntil, Expr::value(Some(lease_until)))
             .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
             .filter(entity::Column::Id.eq(id))
-            .filter(due(now))
-            .exec(store.db())
-            .await
-            .or_internal()?;
-        drop(turn);
+            .filter(due(now));
+        let claimed = store.write(|db| claim.exec(db)).await.or_internal()?;
         if claimed.rows_affected == 0 {
             return Ok(None);
         }
@@ -114,15 +110,12 @@ impl AsyncWorker {
             let delay = self.retry_base.saturating_mul(1 << (event.attempts - 1).clamp(0, 12));
             let next =
                 hookbus_core::now() + Span::from_std(delay.min(Duration::from_secs(3600))).unwrap_or(Span::hours(1));
-            let _turn = store.write_turn().await;
-            entity::Entity::update_many()
+            let retry = entity::Entity::update_many()
                 .col_expr(entity::Column::Status, Expr::value(status::PENDING))
                 .col_expr(entity::Column::NextAttemptAt, Expr::value(Some(next)))
                 .col_expr(entity::Column::CompletedAt, Expr::value(Option::<Timestamp>::None))
-                .filter(entity::Column::Id.eq(event.id))
-                .exec(store.db())
-                .await
-                .or_internal()?;
+                .filter(entity::Column::Id.eq(event.id));
+            store.write(|db| retry.exec(db)).await.or_internal()?;
         }
         Ok(())
     }

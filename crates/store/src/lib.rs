@@ -41,10 +41,22 @@ impl Store {
         &self.db
     }
 
-    /// Waits for this instance's writer turn on SQLite (at once on PostgreSQL), for a write of a
-    /// single statement through [`db`](Self::db) on a busy path. Without it the statement would
-    /// sleep in SQLite's busy handler behind whichever transaction holds the turn, and an unlucky
-    /// request waits far longer than the queue ahead of it.
+    /// Runs a write of a single statement in this instance's writer turn on SQLite (at once on
+    /// PostgreSQL). Without the turn the statement would sleep in SQLite's busy handler behind
+    /// whichever transaction holds it, and an unlucky request waits far longer than the queue
+    /// ahead of it. Writes of several statements take [`begin_write`](Self::begin_write).
+    pub async fn write<'a, T, F, Fut>(&'a self, statement: F) -> T
+    where
+        F: FnOnce(&'a DatabaseConnection) -> Fut,
+        Fut: std::future::Future<Output = T> + 'a,
+    {
+        let _turn = self.write_turn().await;
+        statement(&self.db).await
+    }
+
+    /// Waits for this instance's writer turn on SQLite (at once on PostgreSQL): what
+    /// [`write`](Self::write) and [`begin_write`](Self::begin_write) hold while they write, and
+    /// what a writer outside sea-orm (the inbound log's bulk insert) takes around its transaction.
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.writers {
             Some(writers) => Some(Arc::clone(writers).lock_owned().await),
