@@ -124,12 +124,11 @@ impl AsyncWorker {
     async fn sweep(&self, services: &Arc<Services>) -> Result<u64, CommandError> {
         let store = services.get::<Store>()?;
         let cutoff = hookbus_core::now() - Span::from_std(self.retention).unwrap_or(Span::days(30));
-        let deleted = entity::Entity::delete_many()
+        let sweep = entity::Entity::delete_many()
             .filter(entity::Column::ReceivedAt.lt(cutoff))
-            .filter(entity::Column::Status.is_in([status::SUCCEEDED, status::FAILED, status::DUPLICATE]))
-            .exec(store.db())
-            .await
-            .or_internal()?;
+            .filter(entity::Column::Status.is_in([status::SUCCEEDED, status::FAILED, status::DUPLICATE]));
+        // The log writer's batches write this table all the time: queue for the turn with them.
+        let deleted = store.write(|db| sweep.exec(db)).await.or_internal()?;
         Ok(deleted.rows_affected)
     }
 }

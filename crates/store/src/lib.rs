@@ -36,7 +36,8 @@ impl Store {
         Self { db, writers }
     }
 
-    /// For reads, and for writes of a single statement.
+    /// For reads, and for writes of a single statement off the busy paths; a single statement
+    /// that competes with the busy writers goes through [`write`](Self::write).
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
