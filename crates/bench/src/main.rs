@@ -15,6 +15,11 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::Parser;
 use scenario::{Backend, Scenario, Target};
 
+/// The server binary's allocator, so that the servers measured here run as they do in production
+/// (the echo runs on it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Seconds each measurement runs.
