@@ -6,6 +6,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use hookbus_core::SharedJson;
 use hookbus_script::{CompileError, CompiledScript, ScriptEngine};
 
 use jsonpath_rust::parser::model::JpQuery;
@@ -28,7 +29,7 @@ pub struct ConfigEntry {
     /// one compilation per version.
     script: OnceLock<Arc<CompiledScript>>,
     /// The configuration as the queries answer it, built on first use (once per version).
-    view: OnceLock<Value>,
+    view: OnceLock<Arc<SharedJson>>,
 }
 
 impl ConfigEntry {
@@ -42,15 +43,16 @@ impl ConfigEntry {
         Ok(Arc::clone(self.script.get_or_init(|| script)))
     }
 
-    /// The configuration as `GetWebHookConfigByIdQuery` answers it. Built once per version: the
-    /// router's type-0 routes ask for it on every request, and building it (the row's strings,
-    /// its timestamps formatted) cost more than copying the JSON.
-    pub fn view(&self) -> Result<&Value, serde_json::Error> {
+    /// The configuration as `GetWebHookConfigByIdQuery` answers it. Built once per version, tree
+    /// and text: the router's type-0 routes ask for it on every request, and building it (the
+    /// row's strings, its timestamps formatted), copying it or serializing it for the answer and
+    /// the log each cost more than copying its text.
+    pub fn view(&self) -> Result<Arc<SharedJson>, serde_json::Error> {
         if let Some(view) = self.view.get() {
-            return Ok(view);
+            return Ok(Arc::clone(view));
         }
-        let view = serde_json::to_value(WebHookConfig::from(self.model.clone()))?;
-        Ok(self.view.get_or_init(|| view))
+        let view = Arc::new(SharedJson::new(serde_json::to_value(WebHookConfig::from(self.model.clone()))?)?);
+        Ok(Arc::clone(self.view.get_or_init(|| view)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The queries over configurations.
 
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, register_command};
+use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, ReplyData, register_command};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
@@ -70,7 +70,7 @@ impl Handler for GetWebHookConfigByIdQuery {
         const FOUND: &str = "Webhook configuration retrieved successfully";
         if let Some(entry) = ctx.service::<ConfigCache>()?.by_id(self.id) {
             let view = entry.view().map_err(CommandError::internal)?;
-            return Ok(Reply { data: view.clone(), message: FOUND.into() });
+            return Ok(Reply { data: ReplyData::Shared(view), message: FOUND.into() });
         }
         let row =
             entity::Entity::find_by_id(self.id).one(ctx.service::<Store>()?.db()).await.or_internal()?.ok_or_else(

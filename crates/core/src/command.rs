@@ -1,6 +1,7 @@
-use std::{fmt, future::Future, pin::Pin};
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use serde::Serialize;
+use serde_json::{Value, value::RawValue};
 
 use crate::{CommandError, Context, Permission};
 
@@ -38,7 +39,7 @@ pub trait Handler: Send + Sync + 'static {
 /// A successful result: the envelope's `data` and `message`.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    pub data: serde_json::Value,
+    pub data: ReplyData,
     pub message: String,
 }
 
@@ -46,7 +47,73 @@ impl Reply {
     /// Serializes `data`. A value that cannot be serialized is an internal error.
     pub fn new(data: impl Serialize, message: impl Into<String>) -> Result<Self, CommandError> {
         let data = serde_json::to_value(data).map_err(CommandError::internal)?;
-        Ok(Self { data, message: message.into() })
+        Ok(Self { data: ReplyData::Value(data), message: message.into() })
+    }
+}
+
+/// A reply's `data`.
+#[derive(Debug, Clone)]
+pub enum ReplyData {
+    /// Built for this reply.
+    Value(Value),
+    /// Built once and shared by every reply that carries it (a cached answer): a reply takes a
+    /// reference instead of copying the tree, and sending or logging it copies its text instead
+    /// of serializing the tree again.
+    Shared(Arc<SharedJson>),
+}
+
+impl ReplyData {
+    /// The data as a tree, for callers that read into it (chain steps, scripts, processes).
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Value(value) => value,
+            Self::Shared(shared) => shared.value.clone(),
+        }
+    }
+
+    /// The data as JSON text.
+    pub fn to_text(&self) -> Result<Arc<str>, serde_json::Error> {
+        match self {
+            Self::Value(value) => serde_json::to_string(value).map(Arc::from),
+            Self::Shared(shared) => Ok(Arc::clone(&shared.text)),
+        }
+    }
+}
+
+impl From<Value> for ReplyData {
+    fn from(value: Value) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl Serialize for ReplyData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(value) => value.serialize(serializer),
+            Self::Shared(shared) => shared.raw.serialize(serializer),
+        }
+    }
+}
+
+/// JSON kept as a tree and as text, serialized once.
+#[derive(Debug)]
+pub struct SharedJson {
+    value: Value,
+    /// The text as serde writes it into a document, verbatim.
+    raw: Box<RawValue>,
+    /// The same text, for the inbound log's writer, which binds shared text without copying it.
+    text: Arc<str>,
+}
+
+impl SharedJson {
+    pub fn new(value: Value) -> Result<Self, serde_json::Error> {
+        let raw = serde_json::value::to_raw_value(&value)?;
+        let text = Arc::from(raw.get());
+        Ok(Self { value, raw, text })
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
     }
 }
 

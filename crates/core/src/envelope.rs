@@ -1,25 +1,58 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::{CommandError, Reply};
+use crate::{CommandError, Reply, ReplyData};
 
 /// The body of every response of the bus, the router and the fixed routes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Envelope {
     pub success: bool,
-    pub data: serde_json::Value,
+    pub data: ReplyData,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<String>>,
+}
+
+impl Envelope {
+    /// A success carrying `data`.
+    pub fn ok(data: impl Into<ReplyData>, message: impl Into<String>) -> Self {
+        Self { success: true, data: data.into(), message: message.into(), errors: None }
+    }
 }
 
 impl From<Reply> for Envelope {
     fn from(reply: Reply) -> Self {
-        Self { success: true, data: reply.data, message: reply.message, errors: None }
+        Self::ok(reply.data, reply.message)
     }
 }
 
 impl From<&CommandError> for Envelope {
     fn from(error: &CommandError) -> Self {
-        Self { success: false, data: serde_json::Value::Null, message: error.message(), errors: Some(error.details()) }
+        Self {
+            success: false,
+            data: serde_json::Value::Null.into(),
+            message: error.message(),
+            errors: Some(error.details()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::SharedJson;
+
+    #[test]
+    fn shared_data_is_sent_and_logged_as_its_tree_would_be() {
+        let value = json!({"b": [1, "two", null, 2.5], "a": {"nested": true}, "text": "quote \" and \u{e9}\n"});
+        let shared = ReplyData::Shared(Arc::new(SharedJson::new(value.clone()).expect("serializable")));
+        let own = ReplyData::Value(value.clone());
+        let body = |data: &ReplyData| serde_json::to_string(&Envelope::ok(data.clone(), "done")).expect("serializable");
+        assert_eq!(body(&shared), body(&own));
+        assert_eq!(shared.to_text().expect("text"), own.to_text().expect("text"));
+        assert_eq!(shared.into_value(), value);
     }
 }

@@ -16,7 +16,7 @@ mod paging;
 mod permission;
 mod registry;
 
-pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply};
+pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply, ReplyData, SharedJson};
 pub use context::{Context, Owner, Principal, Services, Subject};
 pub use dispatch::{parse_command, parse_command_value, run_command};
 pub use envelope::Envelope;

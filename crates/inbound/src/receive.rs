@@ -95,7 +95,7 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, 
     row.http_status = Set(Some(http_status));
     row.message = Set(Some(stored_text(message)));
     match result {
-        Ok(reply) => row.data = Set(Some(without_nul(reply.data.clone()))),
+        Ok(reply) => row.data = Set(Some(without_nul(reply.data.clone().into_value()))),
         Err(error) => row.errors = Set(Some(without_nul(json!(error.details())))),
     }
 }
@@ -183,7 +183,7 @@ async fn repeat(
             duplicate.message = Set(first.message.clone());
             duplicate.data = Set(first.data.clone());
             Receipt::Done(Ok(Reply {
-                data: first.data.unwrap_or(Value::Null),
+                data: first.data.unwrap_or(Value::Null).into(),
                 message: first.message.unwrap_or_default(),
             }))
         }

@@ -51,7 +51,7 @@ impl LogRow {
         let raw_body = take_for_storage(&mut request);
         let (status, http_status, message) = outcome_columns(result);
         let (data, errors) = match result {
-            Ok(reply) => (Some(to_json(&reply.data)?), None),
+            Ok(reply) => (Some(reply.data.to_text().map_err(CommandError::internal)?), None),
             Err(error) => (None, Some(to_json(&error.details())?)),
         };
         Ok(Self {

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 /// Runs configuration `key` on `request` with `body`; returns what it answered, as JSON.
 pub(crate) async fn forward(services: &Arc<Services>, key: &str, request: &InboundRequest, body: Value) -> Value {
     let mut answer = match run(services, key, request, body).await {
-        Ok(Receipt::Done(Ok(reply))) => json!({"status": 200, "message": reply.message, "data": reply.data}),
+        Ok(Receipt::Done(Ok(reply))) => {
+            json!({"status": 200, "message": reply.message, "data": reply.data.into_value()})
+        }
         Ok(Receipt::Accepted(event_id)) => json!({"status": 202, "eventId": event_id}),
         Ok(Receipt::Done(Err(error))) | Err(error) => error.summary(),
     };

@@ -91,7 +91,7 @@ async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context)
             }
         };
         let output = match run_named(&step.command_name, input, ctx).await {
-            Ok(reply) => reply.data,
+            Ok(reply) => reply.data.into_value(),
             Err(error) if step.continue_on_error => json!({ "error": error.summary() }),
             Err(error) => {
                 return Err(CommandError::Wrapped {
@@ -153,7 +153,7 @@ async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context)
         .await
         .map_err(CommandError::internal)??;
     match outcome {
-        Ok(data) => Ok(Reply { data, message: "Script executed successfully".into() }),
+        Ok(data) => Ok(Reply { data: data.into(), message: "Script executed successfully".into() }),
         Err(error) => Err(script_error(error)),
     }
 }
@@ -193,11 +193,10 @@ impl BusHost {
 
 impl ScriptHost for BusHost {
     fn command(&self, name: &str, fields: Value) -> Result<Value, HostError> {
-        self.runtime.block_on(run_named(name, fields, &self.ctx)).map(|reply| reply.data).map_err(|error| HostError {
-            status: error.status(),
-            message: error.message(),
-            errors: error.details(),
-        })
+        self.runtime
+            .block_on(run_named(name, fields, &self.ctx))
+            .map(|reply| reply.data.into_value())
+            .map_err(|error| HostError { status: error.status(), message: error.message(), errors: error.details() })
     }
 }
 

@@ -62,12 +62,7 @@ pub async fn list(request: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         })
         .collect();
     match serde_json::to_value(commands) {
-        Ok(data) => ok_response(Envelope {
-            success: true,
-            data,
-            message: "Commands retrieved successfully".into(),
-            errors: None,
-        }),
+        Ok(data) => ok_response(Envelope::ok(data, "Commands retrieved successfully")),
         Err(e) => error_response(&CommandError::internal(e)),
     }
 }

@@ -50,12 +50,10 @@ pub async fn by_path(request: HttpRequest, payload: web::Payload, state: web::Da
 fn respond(result: Result<Answer, CommandError>) -> HttpResponse {
     match result {
         Ok(Answer::Ok(envelope)) => ok_response(envelope),
-        Ok(Answer::Accepted(event_id)) => HttpResponse::Accepted().json(Envelope {
-            success: true,
-            data: serde_json::json!({"eventId": event_id, "status": hookbus_inbound::status::PENDING}),
-            message: "Accepted".into(),
-            errors: None,
-        }),
+        Ok(Answer::Accepted(event_id)) => HttpResponse::Accepted().json(Envelope::ok(
+            serde_json::json!({"eventId": event_id, "status": hookbus_inbound::status::PENDING}),
+            "Accepted",
+        )),
         Err(error) => error_response(&error),
     }
 }

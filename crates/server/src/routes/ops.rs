@@ -8,23 +8,13 @@ use crate::{app::AppState, envelope::error_response};
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Envelope {
-        success: true,
-        data: json!({"status": "ok"}),
-        message: "OK".into(),
-        errors: None,
-    })
+    HttpResponse::Ok().json(Envelope::ok(json!({"status": "ok"}), "OK"))
 }
 
 /// The database answers.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if hookbus_store::ping(&state.db).await {
-        HttpResponse::Ok().json(Envelope {
-            success: true,
-            data: json!({"status": "ready", "database": "ok"}),
-            message: "Ready".into(),
-            errors: None,
-        })
+        HttpResponse::Ok().json(Envelope::ok(json!({"status": "ready", "database": "ok"}), "Ready"))
     } else {
         error_response(&CommandError::Unavailable("Database unreachable".into()))
     }
