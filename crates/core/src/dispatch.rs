@@ -1,3 +1,4 @@
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{BoxedCommand, CommandError, registry};
@@ -28,11 +29,19 @@ pub fn parse_command_value(value: Value) -> Result<BoxedCommand, CommandError> {
     if registry::lookup(name).is_none() {
         return Err(CommandError::InvalidCommand(format!("unknown command type '{name}'")));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        CommandError::validation(if path == "." { inner } else { format!("{path}: {inner}") })
-    })
+    // The path to a bad field is tracked only once a body is known not to fit: tracking it wraps
+    // every field's deserializer, which cost the router's type-0 routes about 1% of their CPU.
+    if let Ok(command) = BoxedCommand::deserialize(&value) {
+        return Ok(command);
+    }
+    match serde_path_to_error::deserialize(&value) {
+        Ok(command) => Ok(command),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            Err(CommandError::validation(if path == "." { inner } else { format!("{path}: {inner}") }))
+        }
+    }
 }
 
 /// Runs a command for a principal: the one path every caller (the HTTP bus, the router, scripts)

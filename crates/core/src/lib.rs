@@ -40,3 +40,28 @@ pub fn now() -> Timestamp {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
 }
+
+/// Serializes a timestamp as its `Serialize` does, for `#[serde(serialize_with = ...)]` on fields
+/// written on the request path: chrono's own implementation sends each character through
+/// serde_json's string escaper, and cost the router about 1% of its CPU for one field.
+pub fn serialize_timestamp<S: serde::Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    #[derive(serde::Serialize)]
+    struct Fast(#[serde(serialize_with = "super::serialize_timestamp")] super::Timestamp);
+
+    #[test]
+    fn timestamps_serialize_as_chrono_does() {
+        let base = Utc.with_ymd_and_hms(2026, 11, 23, 1, 2, 3).single().expect("a valid date");
+        let nanos = [0, 5_000_000, 533_798_000, 533_798_123, 999_999_999];
+        for at in nanos.map(|n| base + chrono::Duration::nanoseconds(n)).into_iter().chain([super::now()]) {
+            let ours = serde_json::to_string(&Fast(at)).expect("serializable");
+            assert_eq!(ours, serde_json::to_string(&at).expect("serializable"));
+        }
+    }
+}

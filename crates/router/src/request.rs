@@ -21,5 +21,6 @@ pub struct InboundRequest {
     /// `raw_body`; it is not part of the request's JSON form.
     #[serde(skip)]
     pub raw_body: String,
+    #[serde(serialize_with = "hookbus_core::serialize_timestamp")]
     pub received_at: Timestamp,
 }

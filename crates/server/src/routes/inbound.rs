@@ -116,13 +116,20 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, CommandError> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
-    let content_type = header_text(headers, CONTENT_TYPE.as_str()).unwrap_or_default().to_ascii_lowercase();
-    let is_json = content_type.starts_with("application/json") || content_type.contains("+json");
+    let is_json = headers.get_all(CONTENT_TYPE).filter_map(|value| value.to_str().ok()).any(is_json_media_type);
     if is_json {
         serde_json::from_slice(body).map_err(|e| CommandError::InvalidBody(format!("body is not valid JSON: {e}")))
     } else {
         Ok(Value::String(String::from_utf8_lossy(body).into_owned()))
     }
+}
+
+/// `application/json`, or a `+json` type such as `application/cloudevents+json`, in any case,
+/// with or without parameters.
+fn is_json_media_type(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/json")
+        || media_type.get(media_type.len().saturating_sub(5)..).is_some_and(|tail| tail.eq_ignore_ascii_case("+json"))
 }
 
 /// Lower-case names; repeated headers joined with ", ".
@@ -143,4 +150,24 @@ fn headers(headers: &HeaderMap) -> BTreeMap<String, String> {
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<&str> = headers.get_all(name).filter_map(|value| value.to_str().ok()).collect();
     (!values.is_empty()).then(|| values.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_media_type;
+
+    #[test]
+    fn json_media_types_are_recognized_in_any_case_with_parameters() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/cloudevents+json",
+            " application/json ",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in ["text/plain", "application/jsonl", "application/x-www-form-urlencoded", "+jso", ""] {
+            assert!(!is_json_media_type(other), "{other}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, native_config, with};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -45,4 +45,28 @@ async fn metrics_count_requests_by_route_and_time_commands_by_type() {
         has(r#"hookbus_command_duration_seconds_count{command="GetWebHookConfigByIdQuery",outcome="error"} 1"#),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn metrics_count_router_executions_by_type_and_outcome() {
+    let app = TestApp::spawn().await;
+    let created = app.admin(with(native_config("counted"), json!({"commandName": "GetWebHookConfigByIdQuery"}))).await;
+    let id = created.assert_ok("Webhook configuration created successfully")["id"].clone();
+    app.call("POST", "/api/webhooks/counted", Some(json!({"id": id})), &[])
+        .await
+        .assert_ok("Webhook configuration retrieved successfully");
+    app.call("POST", "/api/webhooks/counted", Some(json!({"id": 999})), &[])
+        .await
+        .assert_error(404, "Configuration not found");
+    app.call("POST", "/api/webhooks/counted", Some(json!({"id": 998})), &[])
+        .await
+        .assert_error(404, "Configuration not found");
+
+    let text = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics answer");
+    let text = text.text().await.unwrap_or_default();
+    let has = |needle: &str| text.lines().any(|line| line == needle);
+    assert!(has(r#"hookbus_router_executions_total{execution_type="0",outcome="ok"} 1"#), "{text}");
+    assert!(has(r#"hookbus_router_executions_total{execution_type="0",outcome="error"} 2"#), "{text}");
+    // Every type's counters exist from the start, at zero.
+    assert!(has(r#"hookbus_router_executions_total{execution_type="2",outcome="ok"} 0"#), "{text}");
 }
