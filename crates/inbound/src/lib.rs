@@ -19,7 +19,7 @@ pub use batch::LogWriter;
 pub use fixed::FixedRouteEntry;
 pub use receive::{Inbound, Receipt};
 pub use redact::redact_headers;
-pub use worker::AsyncWorker;
+pub use worker::{AsyncWorker, poll_statement};
 
 /// How a logged request stands.
 pub mod status {

@@ -8,7 +8,8 @@ use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, Services, Timestamp};
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    Statement,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -57,16 +58,7 @@ impl AsyncWorker {
     pub async fn round(&self, services: &Arc<Services>) -> Result<usize, CommandError> {
         let store = services.get::<Store>()?;
         let now = hookbus_core::now();
-        let candidates: Vec<Uuid> = entity::Entity::find()
-            .select_only()
-            .column(entity::Column::Id)
-            .filter(due(now))
-            .order_by_asc(entity::Column::ReceivedAt)
-            .limit(BATCH)
-            .into_tuple()
-            .all(store.db())
-            .await
-            .or_internal()?;
+        let candidates: Vec<Uuid> = due_ids(now).into_tuple().all(store.db()).await.or_internal()?;
         let mut ran = 0;
         for id in candidates {
             if let Some(event) = self.claim(store, id, now).await? {
@@ -131,6 +123,25 @@ impl AsyncWorker {
         let deleted = store.write(|db| sweep.exec(db)).await.or_internal()?;
         Ok(deleted.rows_affected)
     }
+}
+
+/// The ids of up to [`BATCH`] due events, the longest due first.
+///
+/// Ordered by `next_attempt_at`, so that the partial index on it serves the order as well as the
+/// filter. Ordered by `received_at`, PostgreSQL walked the whole log through that column's index
+/// looking for queued rows (350 ms a poll with 600k rows in the log, five polls a second).
+fn due_ids(now: Timestamp) -> Select<entity::Entity> {
+    entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Id)
+        .filter(due(now))
+        .order_by_asc(entity::Column::NextAttemptAt)
+        .limit(BATCH)
+}
+
+/// The worker's poll as SQL for `backend`, for checking how the database plans it.
+pub fn poll_statement(backend: DbBackend) -> Statement {
+    due_ids(hookbus_core::now()).build(backend)
 }
 
 /// Queued and due, or claimed by a worker whose lease ran out (it died).

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -305,4 +306,50 @@ async fn the_log_keeps_a_body_with_text_format_specials_intact() {
     let replay = replayed.assert_ok("Inbound event replayed");
     assert_eq!(replay["data"]["raw"], json!(stored), "the stored raw body");
     assert_eq!(replay["data"]["body"], json!(stored), "a replay's row is stored through sea-orm: no NUL");
+}
+
+/// The async worker polls five times a second; with a long log, a poll that read the log instead
+/// of the queue's partial index cost the database more than the requests it served.
+#[tokio::test]
+async fn the_async_poll_reads_the_queue_index_not_the_log() {
+    let app = TestApp::spawn().await;
+    let db = app.database.connect().await;
+    let backend = db.get_database_backend();
+    // A long log of finished plain requests, as a busy router leaves it; none of them queued.
+    // (PostgreSQL plans the poll by the table's size: with 20k rows even a poll ordered by
+    // `received_at` used the queue's index; with 200k it walked the log.)
+    let fill = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO inbound_events (id, config_id, config_key, request, raw_body, status, attempts, \
+             received_at, completed_at) \
+             SELECT gen_random_uuid(), 1, 'filler', '{}', '', 'Succeeded', 1, now() - i * interval '1 second', now() \
+             FROM generate_series(1, 200000) AS i"
+        }
+        _ => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) \
+             INSERT INTO inbound_events (id, config_id, config_key, request, raw_body, status, attempts, \
+             received_at, completed_at) \
+             SELECT randomblob(16), 1, 'filler', '{}', '', 'Succeeded', 1, datetime('now', '-' || i || ' seconds'), \
+             datetime('now') FROM n"
+        }
+    };
+    db.execute_unprepared(fill).await.expect("fill the log");
+
+    let poll = hookbus_inbound::poll_statement(backend);
+    let (explain, column) = match backend {
+        DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        _ => ("EXPLAIN QUERY PLAN", "detail"),
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!("{explain} {}", poll.sql),
+            poll.values.expect("the poll binds its time").0,
+        ))
+        .await
+        .expect("the poll's plan");
+    let plan: Vec<String> = rows.iter().map(|row| row.try_get::<String>("", column).expect("a plan line")).collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_inbound_events_next_attempt_at"), "the poll does not use the queue's index:\n{plan}");
+    assert!(!plan.contains("idx_inbound_events_received_at"), "the poll reads the log in time order:\n{plan}");
 }
