@@ -12,6 +12,7 @@ mod m20261122_000004_inbound_events;
 mod m20261122_000005_processes;
 mod m20261122_000006_outbound;
 mod m20261122_000007_provider_notifications;
+mod m20261123_000008_events_occurred_at;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_processes::Migration),
             Box::new(m20261122_000006_outbound::Migration),
             Box::new(m20261122_000007_provider_notifications::Migration),
+            Box::new(m20261123_000008_events_occurred_at::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait,
     Statement,
+    sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
@@ -211,10 +212,20 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
         .exec(&*txn)
         .await
         .or_internal()?;
-    let referenced = notification::Entity::find().select_only().column(notification::Column::EventId).into_query();
+    // NOT EXISTS, not NOT IN: PostgreSQL cannot turn `NOT IN (subquery)` into an anti-join (the
+    // NULL semantics differ), and with more notifications than fit its hash memory it scanned
+    // every notification for each old event (8 s a sweep with 500k notifications).
+    let referenced = Query::select()
+        .expr(Expr::value(1))
+        .from(notification::Entity)
+        .and_where(sea_orm::sea_query::ExprTrait::equals(
+            Expr::col((notification::Entity, notification::Column::EventId)),
+            (event::Entity, event::Column::Id),
+        ))
+        .to_owned();
     event::Entity::delete_many()
         .filter(event::Column::OccurredAt.lt(cutoff))
-        .filter(event::Column::Id.not_in_subquery(referenced))
+        .filter(Expr::not_exists(referenced))
         .exec(&*txn)
         .await
         .or_internal()?;
