@@ -111,10 +111,6 @@ impl SharedJson {
         let text = Arc::from(raw.get());
         Ok(Self { value, raw, text })
     }
-
-    pub fn value(&self) -> &Value {
-        &self.value
-    }
 }
 
 /// Registers a [`Handler`] type as a bus command under an explicit wire name.
