@@ -13,6 +13,7 @@ mod m20261122_000005_processes;
 mod m20261122_000006_outbound;
 mod m20261122_000007_provider_notifications;
 mod m20261123_000008_events_occurred_at;
+mod m20261123_000009_inbound_events_json_as_text;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_outbound::Migration),
             Box::new(m20261122_000007_provider_notifications::Migration),
             Box::new(m20261123_000008_events_occurred_at::Migration),
+            Box::new(m20261123_000009_inbound_events_json_as_text::Migration),
         ]
     }
 }

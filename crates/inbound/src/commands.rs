@@ -6,10 +6,10 @@ use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::{entity, receive, status};
+use crate::{entity, entity::JsonText, receive, status};
 
 /// A logged request as the queries return it.
 #[derive(Debug, Serialize)]
@@ -21,8 +21,8 @@ struct InboundEvent {
     status: String,
     http_status: Option<i32>,
     message: Option<String>,
-    data: Option<Value>,
-    errors: Option<Value>,
+    data: Option<Box<RawValue>>,
+    errors: Option<Box<RawValue>>,
     attempts: i32,
     duration_ms: Option<i64>,
     duplicate_of: Option<Uuid>,
@@ -31,7 +31,7 @@ struct InboundEvent {
     completed_at: Option<Timestamp>,
     next_attempt_at: Option<Timestamp>,
     /// The request, secret headers redacted.
-    request: Value,
+    request: Box<RawValue>,
 }
 
 impl From<entity::Model> for InboundEvent {
@@ -64,8 +64,8 @@ impl From<entity::Model> for InboundEvent {
             status,
             http_status,
             message,
-            data,
-            errors,
+            data: data.map(JsonText::into_raw),
+            errors: errors.map(JsonText::into_raw),
             attempts,
             duration_ms,
             duplicate_of,
@@ -73,7 +73,7 @@ impl From<entity::Model> for InboundEvent {
             received_at,
             completed_at,
             next_attempt_at,
-            request,
+            request: request.into_raw(),
         }
     }
 }

@@ -83,7 +83,7 @@ impl FixedRouteEntry {
     /// Hands a finished entry that was never inserted to the batch writer.
     pub async fn write(self, writer: &LogWriter) -> Result<(), CommandError> {
         let model = self.row.try_into_model().or_internal()?;
-        writer.write(LogRow::from_model(model)?).await;
+        writer.write(LogRow::from_model(model)).await;
         Ok(())
     }
 }

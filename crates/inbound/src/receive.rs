@@ -7,12 +7,13 @@ use hookbus_core::{CommandError, Reply, Services};
 use hookbus_router::{InboundRequest, Router};
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     LogWriter, entity,
-    row::{LogRow, outcome_columns, stored_text, take_for_storage, without_nul},
+    entity::JsonText,
+    row::{LogRow, outcome_columns, stored_text, take_for_storage},
     status,
 };
 
@@ -95,8 +96,9 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, 
     row.http_status = Set(Some(http_status));
     row.message = Set(Some(stored_text(message)));
     match result {
-        Ok(reply) => row.data = Set(Some(without_nul(reply.data.clone().into_value()))),
-        Err(error) => row.errors = Set(Some(without_nul(json!(error.details())))),
+        // JSON values always serialize.
+        Ok(reply) => row.data = Set(Some(JsonText::of(&reply.data).expect("reply data is JSON"))),
+        Err(error) => row.errors = Set(Some(JsonText::of(&error.details()).expect("error details are JSON"))),
     }
 }
 
@@ -183,7 +185,7 @@ async fn repeat(
             duplicate.message = Set(first.message.clone());
             duplicate.data = Set(first.data.clone());
             Receipt::Done(Ok(Reply {
-                data: first.data.unwrap_or(Value::Null).into(),
+                data: first.data.as_ref().map(JsonText::parse).transpose()?.unwrap_or(Value::Null).into(),
                 message: first.message.unwrap_or_default(),
             }))
         }
@@ -223,7 +225,7 @@ pub(crate) fn row_for(
         id: Set(Uuid::now_v7()),
         config_id: Set(config_id),
         config_key: Set(key),
-        request: Set(without_nul(serde_json::to_value(request).map_err(CommandError::internal)?)),
+        request: Set(JsonText::of(&request)?),
         raw_body: Set(raw_body),
         idempotency_value: Set(None),
         duplicate_of: Set(None),
@@ -244,7 +246,7 @@ pub(crate) fn row_for(
 
 /// The request a stored row holds (secret headers as redacted when stored).
 pub(crate) fn request_of(event: &entity::Model) -> Result<InboundRequest, CommandError> {
-    let request = serde_json::from_value::<InboundRequest>(event.request.clone()).map_err(CommandError::internal)?;
+    let request = event.request.parse::<InboundRequest>()?;
     Ok(InboundRequest { raw_body: event.raw_body.clone(), ..request })
 }
 

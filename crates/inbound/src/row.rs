@@ -74,24 +74,24 @@ impl LogRow {
     }
 
     /// The row of a stored-form entry (a fixed route's, built as a model for its other paths).
-    pub fn from_model(model: entity::Model) -> Result<Self, CommandError> {
-        Ok(Self {
+    pub fn from_model(model: entity::Model) -> Self {
+        Self {
             id: model.id,
             config_id: model.config_id,
             config_key: model.config_key,
-            request: to_json(&model.request)?,
+            request: model.request.into_string().into(),
             raw_body: model.raw_body.into(),
             duplicate_of: model.duplicate_of,
             status: model.status,
             http_status: model.http_status,
             message: model.message,
-            data: model.data.as_ref().map(to_json).transpose()?,
-            errors: model.errors.as_ref().map(to_json).transpose()?,
+            data: model.data.map(|data| data.into_string().into()),
+            errors: model.errors.map(|errors| errors.into_string().into()),
             attempts: model.attempts,
             duration_ms: model.duration_ms,
             received_at: model.received_at,
             completed_at: model.completed_at,
-        })
+        }
     }
 }
 
@@ -113,22 +113,6 @@ pub(crate) fn outcome_columns(result: &Result<Reply, CommandError>) -> (&'static
 
 fn to_json(value: &impl serde::Serialize) -> Result<Arc<str>, CommandError> {
     serde_json::to_string(value).map(Arc::from).map_err(CommandError::internal)
-}
-
-/// A JSON value bound for a `json` column through sea-orm, which sends JSON as `jsonb` on
-/// PostgreSQL; `jsonb` refuses NUL in strings, so NUL becomes U+FFFD (on every database alike).
-/// Rows the batch writer stores keep NUL: they travel as text, which PostgreSQL's `json` accepts.
-pub(crate) fn without_nul(mut value: serde_json::Value) -> serde_json::Value {
-    fn walk(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
-            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
-            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut value);
-    value
 }
 
 /// A raw body as the log stores it: NUL characters, which PostgreSQL's text cannot hold, become
