@@ -2,20 +2,18 @@
 //!
 //! A request with neither an idempotency key nor `respondAsync` needs its log row only for the
 //! record, so the row is written once, with its outcome, by a background task that stores many
-//! rows per statement: `COPY ... FROM STDIN` on PostgreSQL (the database's bulk path: no
-//! parameters to bind, no plan), multi-row `INSERT`s on SQLite. Requests that do need their row
-//! first (idempotent ones, for the unique key; queued ones, to survive a crash) are written
-//! directly. A crash can lose the plain log rows of the last few milliseconds (the batch filling and
+//! rows per statement: binary `COPY ... FROM STDIN` on PostgreSQL (the database's bulk path: no
+//! parameters to bind, no plan, no text to parse), multi-row `INSERT`s on SQLite. Requests that
+//! do need their row first (idempotent ones, for the unique key; queued ones, to survive a crash)
+//! are written directly. A crash can lose the plain log rows of the last few milliseconds (the batch filling and
 //! the batch being written), never a handler's effects.
 
 use std::{
-    fmt::Write as _,
     sync::{Arc, LazyLock},
     time::Duration,
 };
 
-use chrono::{Datelike, Timelike};
-use hookbus_core::{CommandError, Timestamp};
+use hookbus_core::CommandError;
 use hookbus_store::Store;
 use sea_orm::DbBackend;
 use sqlx::{
@@ -25,7 +23,10 @@ use sqlx::{
 };
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::row::LogRow;
+use crate::{
+    copy::{COLUMN_COUNT, COLUMNS},
+    row::LogRow,
+};
 
 /// Rows the writer takes from the queue at once: one COPY, or one transaction of INSERTs.
 const BATCH: usize = 500;
@@ -42,11 +43,6 @@ const ROWS_PER_INSERT: usize = 32;
 /// writer's round trips bounded the router's throughput (the server sat partly idle). SQLite
 /// takes one writer at a time anyway.
 const POSTGRES_WRITES_IN_FLIGHT: usize = 4;
-
-/// The columns a log row fills; the others (idempotency, replay, queue) stay NULL.
-const COLUMNS: &str = "id, config_id, config_key, request, raw_body, duplicate_of, status, http_status, message, \
-                       data, errors, attempts, duration_ms, received_at, completed_at";
-const COLUMN_COUNT: usize = 15;
 
 /// Sends finished plain log rows to the writer task.
 #[derive(Debug, Clone)]
@@ -146,99 +142,14 @@ impl Sink {
     }
 }
 
-/// `COPY inbound_events FROM STDIN` in PostgreSQL's text format.
+/// `COPY inbound_events FROM STDIN` in PostgreSQL's binary format (see [`copy`](crate::copy)).
 async fn copy(pool: &PgPool, rows: &[LogRow]) -> Result<(), sqlx::Error> {
-    let mut copy = pool.copy_in_raw(&format!("COPY inbound_events ({COLUMNS}) FROM STDIN")).await?;
-    copy.send(copy_text(rows).into_bytes()).await?;
+    static STATEMENT: LazyLock<String> =
+        LazyLock::new(|| format!("COPY inbound_events ({COLUMNS}) FROM STDIN (FORMAT binary)"));
+    let mut copy = pool.copy_in_raw(STATEMENT.as_str()).await?;
+    copy.send(crate::copy::encode(rows)).await?;
     copy.finish().await?;
     Ok(())
-}
-
-/// Rows in COPY's text format: tab-separated, one per line, `\N` for NULL.
-fn copy_text(rows: &[LogRow]) -> String {
-    let mut out = String::with_capacity(
-        rows.iter()
-            .map(|row| row.request.len() + row.raw_body.len() + row.data.as_ref().map_or(0, |d| d.len()) + 256)
-            .sum(),
-    );
-    for row in rows {
-        let _ = write!(out, "{}\t{}\t", row.id, row.config_id);
-        copy_field(&mut out, Some(&row.config_key));
-        copy_field(&mut out, Some(&row.request));
-        copy_field(&mut out, Some(&row.raw_body));
-        match row.duplicate_of {
-            Some(id) => {
-                let _ = write!(out, "{id}\t");
-            }
-            None => out.push_str("\\N\t"),
-        }
-        copy_field(&mut out, Some(&row.status));
-        copy_number(&mut out, row.http_status.map(i64::from));
-        copy_field(&mut out, row.message.as_deref());
-        copy_field(&mut out, row.data.as_deref());
-        copy_field(&mut out, row.errors.as_deref());
-        copy_number(&mut out, Some(i64::from(row.attempts)));
-        copy_number(&mut out, row.duration_ms);
-        copy_timestamp(&mut out, Some(row.received_at));
-        copy_timestamp(&mut out, row.completed_at);
-        // The last field's separator ends the line instead.
-        out.pop();
-        out.push('\n');
-    }
-    out
-}
-
-/// One field and its separator. Backslash, tab and line breaks are escaped; NUL, which a
-/// PostgreSQL text value cannot hold, becomes U+FFFD. (The scan is by byte: all five are ASCII,
-/// and no byte of a multi-byte UTF-8 character is.)
-fn copy_field(out: &mut String, value: Option<&str>) {
-    let Some(value) = value else {
-        out.push_str("\\N\t");
-        return;
-    };
-    let mut rest = value;
-    while let Some(at) = rest.bytes().position(|byte| matches!(byte, b'\\' | b'\t' | b'\n' | b'\r' | b'\0')) {
-        out.push_str(&rest[..at]);
-        out.push_str(match rest.as_bytes()[at] {
-            b'\\' => "\\\\",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => "\u{FFFD}",
-        });
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-    out.push('\t');
-}
-
-fn copy_number(out: &mut String, value: Option<i64>) {
-    match value {
-        Some(value) => {
-            let _ = write!(out, "{value}\t");
-        }
-        None => out.push_str("\\N\t"),
-    }
-}
-
-/// A timestamp in ISO 8601, microseconds, UTC, written field by field: chrono's `format` parses
-/// its pattern again for every value, and that was most of the cost of a row's text.
-fn copy_timestamp(out: &mut String, at: Option<Timestamp>) {
-    let Some(at) = at else {
-        out.push_str("\\N\t");
-        return;
-    };
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00\t",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.timestamp_subsec_micros()
-    );
 }
 
 /// Multi-row `INSERT`s of up to [`ROWS_PER_INSERT`] rows in one write transaction, bound through
@@ -285,28 +196,4 @@ async fn insert(store: &Store, pool: &SqlitePool, rows: &[LogRow]) -> Result<(),
 fn insert_sql(rows: usize) -> String {
     let placeholders = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
     format!("INSERT INTO inbound_events ({COLUMNS}) VALUES {}", vec![placeholders; rows].join(", "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_timestamps_are_iso_8601_in_microseconds() {
-        use chrono::TimeZone;
-        let at = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("a time")
-            + chrono::Duration::microseconds(67);
-        let mut out = String::new();
-        copy_timestamp(&mut out, Some(at));
-        copy_timestamp(&mut out, None);
-        assert_eq!(out, "2026-01-02 03:04:05.000067+00\t\\N\t");
-    }
-
-    #[test]
-    fn copy_fields_escape_what_the_text_format_reserves() {
-        let mut out = String::new();
-        copy_field(&mut out, Some("a\\b\tc\nd\re\0f ₦ naïve"));
-        copy_field(&mut out, None);
-        assert_eq!(out, "a\\\\b\\tc\\nd\\re\u{FFFD}f ₦ naïve\t\\N\t");
-    }
 }

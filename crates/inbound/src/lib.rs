@@ -8,6 +8,7 @@
 
 mod batch;
 mod commands;
+mod copy;
 mod entity;
 mod fixed;
 mod receive;
