@@ -3,8 +3,10 @@
 //!
 //! Every server runs in this process with the same number of workers; `wrk` (Debian's package)
 //! generates the load from another process. Figures on a shared machine are noisy: compare the
-//! ratios, not the absolute numbers, across runs. The echo is measured again beside each scenario,
-//! so that a neighbour's load during one echo run does not skew every ratio of the run.
+//! ratios, not the absolute numbers, across runs. Each scenario is measured in rounds, each round
+//! an echo run and then the scenario's run; a round's ratio compares the two, and the report gives
+//! the median round (and every round's ratio), so that a neighbour's load during one run skews
+//! one round rather than the figure.
 
 mod delivery;
 mod scenario;
@@ -22,9 +24,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds each measurement runs (after 2 s of warm-up).
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Rounds (an echo run, then the scenario's) each router scenario is measured in.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     connections: u32,
@@ -85,7 +90,7 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
     let scripts = workdir.to_path_buf();
 
     let echo = Target::echo(args.workers).await;
-    let mut failed = run(&echo, Scenario::Echo, &scripts, duration, args.connections, None).is_none();
+    let mut failed = run(&echo, Scenario::Echo, &scripts, duration, args.connections).is_none();
 
     for backend in &args.backends {
         let target = match Target::hookbus(*backend, args.workers, &args.postgres_url, workdir).await {
@@ -109,17 +114,26 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
         .into_iter()
         .filter(wanted)
         {
-            let beside = measure(&echo, Scenario::Echo, &scripts, duration, args.connections);
-            failed |= beside.is_none();
-            let measured = run(&target, scenario, &scripts, duration, args.connections, beside.as_ref());
-            failed |= measured.is_none();
-            match (scenario, &measured, &native) {
-                (Scenario::RouteNative, Some(m), _) => native = Some(m.clone()),
-                (Scenario::RouteScript, Some(script), Some(native)) => println!(
-                    "{:<10} {:<30} {:>5.1}% of the native route's throughput",
+            let rounds = (0..args.rounds)
+                .map(|_| {
+                    let echo = measure(&echo, Scenario::Echo, &scripts, duration, args.connections)?;
+                    let measured = measure(&target, scenario, &scripts, duration, args.connections)?;
+                    Some(Round { echo, measured })
+                })
+                .collect::<Option<Vec<_>>>();
+            let Some(rounds) = rounds else {
+                failed = true;
+                continue;
+            };
+            let median = report(target.name(), scenario, &rounds);
+            failed |= rounds.iter().any(|round| round.measured.errors > 0);
+            match (scenario, &native) {
+                (Scenario::RouteNative, _) => native = Some(median),
+                (Scenario::RouteScript, Some(native)) => println!(
+                    "{:<10} {:<30} {:>5.1}% of the native route's throughput (medians)",
                     target.name(),
                     "  script / native",
-                    100.0 * script.requests_per_sec / native.requests_per_sec
+                    100.0 * median.requests_per_sec / native.requests_per_sec
                 ),
                 _ => {}
             }
@@ -129,34 +143,61 @@ async fn router(args: &Args, workdir: &std::path::Path) -> bool {
     !failed
 }
 
-/// Measures and prints one line, with the ratio to `baseline` (the echo measured beside it);
-/// `None` when the run failed or saw errors.
+/// One round of a scenario: the echo, then the scenario right after it.
+struct Round {
+    echo: wrk::Measurement,
+    measured: wrk::Measurement,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.measured.requests_per_sec / self.echo.requests_per_sec
+    }
+}
+
+/// Prints the median round of `rounds` (by ratio to its echo) and every round's ratio; returns the
+/// median round's measurement.
+fn report(target: &str, scenario: Scenario, rounds: &[Round]) -> wrk::Measurement {
+    let mut ordered: Vec<&Round> = rounds.iter().collect();
+    ordered.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+    let median = ordered[ordered.len() / 2];
+    let each = rounds.iter().map(|round| format!("{:.1}", 100.0 * round.ratio())).collect::<Vec<_>>().join(" / ");
+    print_line(
+        target,
+        scenario,
+        &median.measured,
+        &format!(
+            "  {:>5.1}% of echo throughput (echo beside it: {:.0} req/s; rounds: {each}%)",
+            100.0 * median.ratio(),
+            median.echo.requests_per_sec
+        ),
+    );
+    median.measured.clone()
+}
+
+/// Measures and prints one line; `None` when the run failed or saw errors.
 fn run(
     target: &Target,
     scenario: Scenario,
     scripts: &std::path::Path,
     duration: Duration,
     connections: u32,
-    baseline: Option<&wrk::Measurement>,
 ) -> Option<wrk::Measurement> {
     let measured = measure(target, scenario, scripts, duration, connections)?;
-    let ratio = baseline.map_or("  (ceiling)".to_owned(), |echo| {
-        format!(
-            "  {:>5.1}% of echo throughput (echo beside it: {:.0} req/s)",
-            100.0 * measured.requests_per_sec / echo.requests_per_sec,
-            echo.requests_per_sec
-        )
-    });
+    print_line(target.name(), scenario, &measured, "  (ceiling)");
+    (measured.errors == 0).then_some(measured)
+}
+
+fn print_line(target: &str, scenario: Scenario, measured: &wrk::Measurement, ratio: &str) {
     println!(
         "{:<10} {:<30} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {:>5}{ratio}",
-        target.name(),
+        target,
         scenario.name(),
         measured.requests_per_sec,
         measured.p50_ms,
         measured.p99_ms,
         measured.errors,
     );
-    (measured.errors == 0).then_some(measured)
 }
 
 /// Warms up for 2 s, then measures for `duration`; `None` when wrk failed.
