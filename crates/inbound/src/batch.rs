@@ -5,8 +5,8 @@
 //! rows per statement: binary `COPY ... FROM STDIN` on PostgreSQL (the database's bulk path: no
 //! parameters to bind, no plan, no text to parse), multi-row `INSERT`s on SQLite. Requests that
 //! do need their row first (idempotent ones, for the unique key; queued ones, to survive a crash)
-//! are written directly. A crash can lose the plain log rows of the last few milliseconds (the batch filling and
-//! the batch being written), never a handler's effects.
+//! are written directly. A crash can lose the plain log rows of the last few milliseconds (the
+//! batch filling and the batch being written), never a handler's effects.
 
 use std::{
     sync::{Arc, LazyLock},
