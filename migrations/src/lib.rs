@@ -14,6 +14,7 @@ mod m20261122_000006_outbound;
 mod m20261122_000007_provider_notifications;
 mod m20261123_000008_events_occurred_at;
 mod m20261123_000009_inbound_events_json_as_text;
+mod m20261123_000010_listing_indexes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_provider_notifications::Migration),
             Box::new(m20261123_000008_events_occurred_at::Migration),
             Box::new(m20261123_000009_inbound_events_json_as_text::Migration),
+            Box::new(m20261123_000010_listing_indexes::Migration),
         ]
     }
 }

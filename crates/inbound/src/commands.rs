@@ -4,7 +4,10 @@ use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Select, Set, Statement,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -105,6 +108,14 @@ impl Handler for GetInboundEventListQuery {
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
+        let page = fetch_page(self.select()?, page, ctx.service::<Store>()?.db(), InboundEvent::from).await?;
+        Reply::new(page, "Inbound events retrieved successfully")
+    }
+}
+
+impl GetInboundEventListQuery {
+    /// The events the query selects, newest first.
+    fn select(&self) -> Result<Select<entity::Entity>, CommandError> {
         let mut filter = Condition::all();
         if let Some(key) = &self.key {
             filter = filter.add(entity::Column::ConfigKey.eq(key.as_str()));
@@ -122,13 +133,27 @@ impl Handler for GetInboundEventListQuery {
         if let Some(to) = self.to {
             filter = filter.add(entity::Column::ReceivedAt.lt(to));
         }
-        let query = entity::Entity::find()
+        Ok(entity::Entity::find()
             .filter(filter)
             .order_by_desc(entity::Column::ReceivedAt)
-            .order_by_desc(entity::Column::Id);
-        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), InboundEvent::from).await?;
-        Reply::new(page, "Inbound events retrieved successfully")
+            .order_by_desc(entity::Column::Id))
     }
+}
+
+/// The first page of the log under `key` as SQL for `backend`, for checking how the database
+/// plans it.
+pub fn list_statement(backend: DbBackend, key: &str) -> Statement {
+    let query = GetInboundEventListQuery {
+        page_number: None,
+        page_size: None,
+        key: Some(key.to_owned()),
+        status: None,
+        from: None,
+        to: None,
+    };
+    // A key and nothing else is always a valid filter.
+    let select = query.select().expect("a key is a valid filter");
+    select.limit(PageRequest::DEFAULT_SIZE).build(backend)
 }
 register_command!("GetInboundEventListQuery" => GetInboundEventListQuery);
 

@@ -17,10 +17,11 @@ mod row;
 mod worker;
 
 pub use batch::LogWriter;
+pub use commands::list_statement;
 pub use fixed::FixedRouteEntry;
 pub use receive::{Inbound, Receipt};
 pub use redact::redact_headers;
-pub use worker::{AsyncWorker, poll_statement};
+pub use worker::{AsyncWorker, poll_statement, sweep};
 
 /// How a logged request stands.
 pub mod status {

@@ -1,5 +1,5 @@
 //! The durable queue behind `respondAsync`: requests answered 202 are run here, with retries,
-//! from the database, so a crash after the 202 loses nothing. Old events are deleted here too.
+//! from the database, so a crash after the 202 loses nothing. And the log's retention sweep.
 
 use std::{sync::Arc, time::Duration};
 
@@ -28,10 +28,6 @@ pub struct AsyncWorker {
     pub max_attempts: i32,
     /// First retry delay; each next one doubles, up to an hour.
     pub retry_base: Duration,
-    /// Finished events older than this are deleted.
-    pub retention: Duration,
-    /// How often that deletion runs.
-    pub sweep_every: Duration,
 }
 
 impl AsyncWorker {
@@ -39,17 +35,10 @@ impl AsyncWorker {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(self.poll);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_sweep: Option<Timestamp> = None;
             loop {
                 ticker.tick().await;
                 // Errors were logged with an id; the next round tries again.
                 let _ = self.round(&services).await;
-                let now = hookbus_core::now();
-                let sweep_every = Span::from_std(self.sweep_every).unwrap_or(Span::minutes(10));
-                if last_sweep.is_none_or(|at| now - at >= sweep_every) {
-                    let _ = self.sweep(&services).await;
-                    last_sweep = Some(now);
-                }
             }
         })
     }
@@ -111,18 +100,18 @@ impl AsyncWorker {
         }
         Ok(())
     }
+}
 
-    /// Deletes finished events past the retention.
-    async fn sweep(&self, services: &Arc<Services>) -> Result<u64, CommandError> {
-        let store = services.get::<Store>()?;
-        let cutoff = hookbus_core::now() - Span::from_std(self.retention).unwrap_or(Span::days(30));
-        let sweep = entity::Entity::delete_many()
-            .filter(entity::Column::ReceivedAt.lt(cutoff))
-            .filter(entity::Column::Status.is_in([status::SUCCEEDED, status::FAILED, status::DUPLICATE]));
-        // The log writer's batches write this table all the time: queue for the turn with them.
-        let deleted = store.write(|db| sweep.exec(db)).await.or_internal()?;
-        Ok(deleted.rows_affected)
-    }
+/// Deletes the finished events received before `cutoff` (queued and running ones stay, however
+/// old), in chunks (see [`Store::delete_in_chunks`]). Returns how many went.
+pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError> {
+    let finished = entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Id)
+        .filter(entity::Column::ReceivedAt.lt(cutoff))
+        .filter(entity::Column::Status.is_in([status::SUCCEEDED, status::FAILED, status::DUPLICATE]))
+        .into_query();
+    store.delete_in_chunks(entity::Entity, Expr::col(entity::Column::Id), finished).await.or_internal()
 }
 
 /// The ids of up to [`BATCH`] due events, the longest due first.

@@ -13,9 +13,10 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 use hookbus_core::{CommandError, Timestamp};
-use hookbus_store::DbResultExt;
+use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TryInsertResult, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    TryInsertResult, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -130,6 +131,25 @@ pub(crate) async fn claim<C: ConnectionTrait>(
         }
     }
     Err(CommandError::conflict("Duplicate request", "This notification is being processed by another request"))
+}
+
+/// Deletes the rows of notifications claimed before `cutoff` (the inbound log's retention deletes
+/// their requests then too), in chunks (see [`Store::delete_in_chunks`]); a claim still being
+/// published stays. A provider sending one of them again after that is taken as new, and
+/// publishing it again is idempotent while its outbound event is kept. Returns how many went.
+pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError> {
+    let settled = Condition::any()
+        .add(entity::Column::State.eq(PUBLISHED))
+        .add(entity::Column::ClaimedAt.lt(hookbus_core::now() - ABANDONED_AFTER));
+    let old = entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Provider)
+        .column(entity::Column::DedupeKey)
+        .filter(entity::Column::ClaimedAt.lt(cutoff))
+        .filter(settled)
+        .into_query();
+    let key = Expr::tuple([Expr::col(entity::Column::Provider), Expr::col(entity::Column::DedupeKey)]);
+    store.delete_in_chunks(entity::Entity, key, old).await.or_internal()
 }
 
 /// Marks `key`, claimed by the request logged as `event`, published under `event_id`.

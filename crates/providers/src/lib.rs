@@ -24,5 +24,6 @@ mod route;
 mod settings;
 mod verify;
 
+pub use claims::sweep;
 pub use route::{Providers, Route, receive};
 pub use settings::{MonoSettings, ProviderSettings, RemitaSettings, Secret};

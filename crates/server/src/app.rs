@@ -116,15 +116,18 @@ impl Application {
         services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
         let services = Arc::new(services);
-        background.extend(outbound.spawn(store));
         let inbound = &settings.inbound;
+        background.push(crate::retention::spawn(
+            store.clone(),
+            Duration::from_secs(inbound.retention_days.saturating_mul(86_400)),
+            Duration::from_secs(inbound.retention_sweep_secs.max(1)),
+        ));
+        background.extend(outbound.spawn(store));
         let worker = AsyncWorker {
             poll: Duration::from_millis(inbound.async_poll_ms),
             lease: Duration::from_secs(inbound.async_lease_secs),
             max_attempts: inbound.async_max_attempts,
             retry_base: Duration::from_millis(inbound.async_retry_base_ms),
-            retention: Duration::from_secs(inbound.retention_days.saturating_mul(86_400)),
-            sweep_every: Duration::from_secs(inbound.retention_sweep_secs.max(1)),
         }
         .spawn(Arc::clone(&services));
         background.push(worker);

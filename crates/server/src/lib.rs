@@ -13,6 +13,7 @@ mod body;
 pub mod cli;
 mod envelope;
 mod metrics;
+mod retention;
 mod routes;
 pub mod settings;
 pub mod telemetry;

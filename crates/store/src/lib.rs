@@ -8,8 +8,9 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use hookbus_core::{CommandError, Page, PageRequest};
 use hookbus_migrations::Migrator;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QuerySelect, Select, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QuerySelect, Select, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sea_query::{Expr, ExprTrait, IntoTableRef, Query, SelectStatement},
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -79,7 +80,36 @@ impl Store {
         let txn = self.db.begin_with_options(options).await.or_internal()?;
         Ok(WriteTransaction { txn, _turn: turn })
     }
+
+    /// Deletes the rows of `table` whose `key` (a column, or a tuple of the key's columns) is among
+    /// those `select` returns, at most [`DELETE_CHUNK`] rows per statement, each statement in its
+    /// own writer turn. Retention sweeps go through it: a sweep of a long table lets the other
+    /// writers (the inbound log's batches above all) go on between chunks instead of waiting behind
+    /// one delete of a day's rows, and PostgreSQL never holds one transaction over all of them.
+    /// Returns how many rows went.
+    pub async fn delete_in_chunks(
+        &self,
+        table: impl IntoTableRef,
+        key: Expr,
+        mut select: SelectStatement,
+    ) -> Result<u64, DbErr> {
+        select.limit(DELETE_CHUNK);
+        let delete = Query::delete().from_table(table).and_where(key.in_subquery(select)).to_owned();
+        let statement = self.db.get_database_backend().build(&delete);
+        let mut deleted = 0;
+        loop {
+            let chunk = self.write(|db| db.execute_raw(statement.clone())).await?.rows_affected();
+            deleted += chunk;
+            if chunk < DELETE_CHUNK {
+                return Ok(deleted);
+            }
+        }
+    }
 }
+
+/// Rows [`Store::delete_in_chunks`] deletes per statement: on SQLite a few tens of milliseconds of
+/// the writer's turn.
+pub const DELETE_CHUNK: u64 = 5_000;
 
 /// A write transaction holding its writer's turn until it ends. Use it as a connection through
 /// `&*txn`.

@@ -252,7 +252,8 @@ async fn an_abandoned_first_request_frees_its_key() {
         .assert_ok("Webhook configuration found");
 }
 
-/// Finished events past the retention are deleted by the periodic sweep.
+/// Finished events past the retention are deleted by the periodic sweep, however many there are
+/// (the sweep deletes in chunks of `DELETE_CHUNK`); queued ones stay, however old.
 #[tokio::test]
 async fn finished_events_past_the_retention_are_deleted() {
     let app = TestApp::builder()
@@ -268,8 +269,34 @@ async fn finished_events_past_the_retention_are_deleted() {
         .assert_ok("Webhook configurations retrieved successfully");
     let logged = within(Duration::from_secs(2), || async { !events(&app, json!({})).await.is_empty() }).await;
     assert!(logged.is_some(), "the request was not logged");
-    let swept = within(Duration::from_secs(6), || async { events(&app, json!({})).await.is_empty() }).await;
-    assert!(swept.is_some(), "the sweep did not delete the event");
+    // More old finished rows than two chunks, and one old request still queued (due tomorrow).
+    let db = app.database.connect().await;
+    let old = usize::try_from(hookbus_store::DELETE_CHUNK * 2 + 17).expect("a small count");
+    fill_log(&db, old, "filler").await;
+    let backend = db.get_database_backend();
+    let tomorrow = match backend {
+        DbBackend::Postgres => "now() + interval '1 day'",
+        _ => "datetime('now', '+1 day')",
+    };
+    let old_request = match backend {
+        DbBackend::Postgres => "now() - interval '1 day'",
+        _ => "datetime('now', '-1 day')",
+    };
+    let queued = format!(
+        "INSERT INTO inbound_events (id, config_id, config_key, request, raw_body, status, attempts, \
+         next_attempt_at, received_at) VALUES ({}, 1, 'queued', '{{}}', '', 'Pending', 0, {tomorrow}, {old_request})",
+        match backend {
+            DbBackend::Postgres => "gen_random_uuid()",
+            _ => "randomblob(16)",
+        }
+    );
+    db.execute_unprepared(&queued).await.expect("queue an old request");
+
+    let swept = within(Duration::from_secs(8), || async { app.count_rows("inbound_events").await == 1 }).await;
+    assert!(swept.is_some(), "the sweep left {} events", app.count_rows("inbound_events").await);
+    let left = events(&app, json!({})).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0]["key"].clone(), left[0]["status"].clone()), (json!("queued"), json!("Pending")));
 }
 
 /// The log stores a body exactly (tabs, line breaks, backslashes, quotes, non-ASCII), whichever way
@@ -320,38 +347,63 @@ async fn the_async_poll_reads_the_queue_index_not_the_log() {
     // A long log of finished plain requests, as a busy router leaves it; none of them queued.
     // (PostgreSQL plans the poll by the table's size: with 20k rows even a poll ordered by
     // `received_at` used the queue's index; with 200k it walked the log.)
-    let fill = match backend {
-        DbBackend::Postgres => {
+    fill_log(&db, 200_000, "filler").await;
+
+    let plan = plan_of(&db, hookbus_inbound::poll_statement(backend)).await;
+    assert!(plan.contains("idx_inbound_events_next_attempt_at"), "the poll does not use the queue's index:\n{plan}");
+    assert!(!plan.contains("idx_inbound_events_received_at"), "the poll reads the log in time order:\n{plan}");
+}
+
+/// The log is listed by key, newest first: the page comes from the index on key and time, read
+/// in order, not from sorting all of the key's rows (or walking every key's rows in time order).
+#[tokio::test]
+async fn the_log_of_one_key_is_listed_from_its_index_without_a_sort() {
+    let app = TestApp::spawn().await;
+    let db = app.database.connect().await;
+    let backend = db.get_database_backend();
+    for key in ["busy", "quiet", "other"] {
+        fill_log(&db, 50_000, key).await;
+    }
+    db.execute_unprepared("ANALYZE").await.expect("analyze");
+
+    let plan = plan_of(&db, hookbus_inbound::list_statement(backend, "busy")).await;
+    assert!(plan.contains("idx_inbound_events_key_received_at"), "the listing does not use its index:\n{plan}");
+    assert!(!plan.contains("Sort") && !plan.contains("TEMP B-TREE"), "the listing sorts the key's rows:\n{plan}");
+}
+
+/// `count` finished log rows under `key`, received a second apart going back from now, written
+/// straight into the table (a busy router's log, without the traffic).
+async fn fill_log(db: &sea_orm::DatabaseConnection, count: usize, key: &str) {
+    let fill = match db.get_database_backend() {
+        DbBackend::Postgres => format!(
             "INSERT INTO inbound_events (id, config_id, config_key, request, raw_body, status, attempts, \
              received_at, completed_at) \
-             SELECT gen_random_uuid(), 1, 'filler', '{}', '', 'Succeeded', 1, now() - i * interval '1 second', now() \
-             FROM generate_series(1, 200000) AS i"
-        }
-        _ => {
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) \
+             SELECT gen_random_uuid(), 1, '{key}', '{{}}', '', 'Succeeded', 1, now() - i * interval '1 second', now() \
+             FROM generate_series(1, {count}) AS i"
+        ),
+        _ => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
              INSERT INTO inbound_events (id, config_id, config_key, request, raw_body, status, attempts, \
              received_at, completed_at) \
-             SELECT randomblob(16), 1, 'filler', '{}', '', 'Succeeded', 1, datetime('now', '-' || i || ' seconds'), \
+             SELECT randomblob(16), 1, '{key}', '{{}}', '', 'Succeeded', 1, datetime('now', '-' || i || ' seconds'), \
              datetime('now') FROM n"
-        }
+        ),
     };
-    db.execute_unprepared(fill).await.expect("fill the log");
+    db.execute_unprepared(&fill).await.expect("fill the log");
+}
 
-    let poll = hookbus_inbound::poll_statement(backend);
+/// How the database plans `statement`, one line per step.
+async fn plan_of(db: &sea_orm::DatabaseConnection, statement: Statement) -> String {
+    let backend = db.get_database_backend();
     let (explain, column) = match backend {
         DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
         _ => ("EXPLAIN QUERY PLAN", "detail"),
     };
+    let values = statement.values.map(|values| values.0).unwrap_or_default();
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            format!("{explain} {}", poll.sql),
-            poll.values.expect("the poll binds its time").0,
-        ))
+        .query_all_raw(Statement::from_sql_and_values(backend, format!("{explain} {}", statement.sql), values))
         .await
-        .expect("the poll's plan");
-    let plan: Vec<String> = rows.iter().map(|row| row.try_get::<String>("", column).expect("a plan line")).collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("idx_inbound_events_next_attempt_at"), "the poll does not use the queue's index:\n{plan}");
-    assert!(!plan.contains("idx_inbound_events_received_at"), "the poll reads the log in time order:\n{plan}");
+        .expect("a plan");
+    let lines: Vec<String> = rows.iter().map(|row| row.try_get::<String>("", column).expect("a plan line")).collect();
+    lines.join("\n")
 }

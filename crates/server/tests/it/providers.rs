@@ -151,6 +151,27 @@ async fn a_mono_event_is_accepted_once_and_its_repeats_are_acknowledged() {
     assert!(duplicates.iter().any(|d| Some(d["duplicateOf"].clone()) == first_id));
 }
 
+/// The deduplication records go with the inbound log's retention (here none, swept every
+/// second): once swept, a provider's resend of the notification is taken as new.
+#[tokio::test]
+async fn deduplication_records_are_swept_with_the_inbound_retention() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.providers.mono.secret = Secret::new(MONO_SECRET);
+            s.inbound.retention_days = 0;
+            s.inbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let first = mono(&app, example("mono-account-updated")).await;
+    assert_eq!(first.assert_ok("Mono event received")["outcome"], json!("accepted"));
+    let swept = within(Duration::from_secs(5), || async { taken(&app).await == 0 }).await;
+    assert!(swept.is_some(), "the deduplication record was not swept");
+    let resent = mono(&app, example("mono-account-updated")).await;
+    assert_eq!(resent.assert_ok("Mono event received")["outcome"], json!("accepted"));
+    assert_eq!(taken(&app).await, 1);
+}
+
 #[tokio::test]
 async fn a_wrong_or_missing_mono_secret_is_401_even_for_a_known_event() {
     let app = mono_app().await;

@@ -1,0 +1,31 @@
+//! The retention of what the router received: the inbound log's finished events and the fixed
+//! routes' deduplication rows, deleted once older than `inbound.retention_days` (SPEC 3.6).
+//!
+//! Every instance sweeps; the deletes are idempotent, so instances sharing a database only share
+//! the work.
+
+use std::time::Duration;
+
+use chrono::Duration as Span;
+use hookbus_store::Store;
+use tokio::{task::JoinHandle, time::MissedTickBehavior};
+
+/// Sweeps at start-up and then every `every`, until the runtime stops.
+pub fn spawn(store: Store, retention: Duration, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            // A retention longer than any date can go back keeps everything.
+            let Some(cutoff) =
+                Span::from_std(retention).ok().and_then(|kept| hookbus_core::now().checked_sub_signed(kept))
+            else {
+                continue;
+            };
+            // Failures were logged with an id; the next sweep tries again.
+            let _ = hookbus_inbound::sweep(&store, cutoff).await;
+            let _ = hookbus_providers::sweep(&store, cutoff).await;
+        }
+    })
+}
