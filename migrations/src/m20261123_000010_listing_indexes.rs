@@ -18,56 +18,53 @@ const INSTANCES_DEFINITION: &str = "idx_process_instances_definition_created_at"
 const INSTANCES_CREATED: &str = "idx_process_instances_created_at";
 const PROVIDER_CLAIMED: &str = "idx_provider_notifications_claimed_at";
 
+/// The new indexes: name, table, columns.
+fn created() -> [(&'static str, DynIden, Vec<DynIden>); 4] {
+    [
+        (
+            INBOUND_KEY_TIME,
+            InboundEvents::Table.into_iden(),
+            vec![
+                InboundEvents::ConfigKey.into_iden(),
+                InboundEvents::ReceivedAt.into_iden(),
+                InboundEvents::Id.into_iden(),
+            ],
+        ),
+        (
+            INSTANCES_DEFINITION,
+            ProcessInstances::Table.into_iden(),
+            vec![
+                ProcessInstances::DefinitionId.into_iden(),
+                ProcessInstances::CreatedAt.into_iden(),
+                ProcessInstances::Id.into_iden(),
+            ],
+        ),
+        (
+            INSTANCES_CREATED,
+            ProcessInstances::Table.into_iden(),
+            vec![ProcessInstances::CreatedAt.into_iden(), ProcessInstances::Id.into_iden()],
+        ),
+        (
+            PROVIDER_CLAIMED,
+            ProviderNotifications::Table.into_iden(),
+            vec![ProviderNotifications::ClaimedAt.into_iden()],
+        ),
+    ]
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(INBOUND_KEY_TIME)
-                    .table(InboundEvents::Table)
-                    .col(InboundEvents::ConfigKey)
-                    .col(InboundEvents::ReceivedAt)
-                    .col(InboundEvents::Id)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        // Its prefix serves every query the old index did.
-        manager.drop_index(Index::drop().name(INBOUND_KEY).table(InboundEvents::Table).if_exists().to_owned()).await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(INSTANCES_DEFINITION)
-                    .table(ProcessInstances::Table)
-                    .col(ProcessInstances::DefinitionId)
-                    .col(ProcessInstances::CreatedAt)
-                    .col(ProcessInstances::Id)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(INSTANCES_CREATED)
-                    .table(ProcessInstances::Table)
-                    .col(ProcessInstances::CreatedAt)
-                    .col(ProcessInstances::Id)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(PROVIDER_CLAIMED)
-                    .table(ProviderNotifications::Table)
-                    .col(ProviderNotifications::ClaimedAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await
+        for (name, table, columns) in created() {
+            let mut index = Index::create();
+            index.name(name).table(table).if_not_exists();
+            for column in columns {
+                index.col(column);
+            }
+            manager.create_index(index).await?;
+        }
+        // The new inbound index's prefix serves every query the old one did.
+        manager.drop_index(Index::drop().name(INBOUND_KEY).table(InboundEvents::Table).if_exists().to_owned()).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -81,12 +78,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for (name, table) in [
-            (INBOUND_KEY_TIME, InboundEvents::Table.into_iden()),
-            (INSTANCES_DEFINITION, ProcessInstances::Table.into_iden()),
-            (INSTANCES_CREATED, ProcessInstances::Table.into_iden()),
-            (PROVIDER_CLAIMED, ProviderNotifications::Table.into_iden()),
-        ] {
+        for (name, table, _) in created() {
             manager.drop_index(Index::drop().name(name).table(table).to_owned()).await?;
         }
         Ok(())
