@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
 use hookbus_core::CommandError;
-use hookbus_store::{DbResultExt, Store};
+use hookbus_store::{DELETE_CHUNK, DbResultExt, Store};
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait,
     Statement,
@@ -191,27 +191,52 @@ fn cancelled(row: &notification::Model, why: &str) -> Outcome {
 
 /// Deletes finished notifications older than the retention, their attempts, and events left
 /// without notifications. Returns how many notifications went.
+///
+/// In chunks, as the inbound sweep (see [`Store::delete_in_chunks`]): each chunk of notifications
+/// goes with its attempts in one short write transaction, so that a sweep of a long history never
+/// holds the writer (or one PostgreSQL transaction) over all of it.
 pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, CommandError> {
-    let cutoff = hookbus_core::now() - Span::days(i64::try_from(retention_days).unwrap_or(i64::MAX / 86_400_000));
-    let finished = || {
-        notification::Entity::find()
+    // A retention longer than any date can go back keeps everything.
+    let Some(cutoff) = i64::try_from(retention_days)
+        .ok()
+        .and_then(Span::try_days)
+        .and_then(|kept| hookbus_core::now().checked_sub_signed(kept))
+    else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    loop {
+        let txn = store.begin_write().await?;
+        let ids: Vec<Uuid> = notification::Entity::find()
             .select_only()
             .column(notification::Column::Id)
             .filter(notification::Column::CreatedAt.lt(cutoff))
             .filter(notification::Column::Status.is_in([status::DELIVERED, status::EXPIRED, status::CANCELLED]))
-            .into_query()
-    };
-    let txn = store.begin_write().await?;
-    attempt::Entity::delete_many()
-        .filter(attempt::Column::NotificationId.in_subquery(finished()))
-        .exec(&*txn)
-        .await
-        .or_internal()?;
-    let deleted = notification::Entity::delete_many()
-        .filter(notification::Column::Id.in_subquery(finished()))
-        .exec(&*txn)
-        .await
-        .or_internal()?;
+            .limit(DELETE_CHUNK)
+            .into_tuple()
+            .all(&*txn)
+            .await
+            .or_internal()?;
+        if ids.is_empty() {
+            break;
+        }
+        attempt::Entity::delete_many()
+            .filter(attempt::Column::NotificationId.is_in(ids.iter().copied()))
+            .exec(&*txn)
+            .await
+            .or_internal()?;
+        let chunk = notification::Entity::delete_many()
+            .filter(notification::Column::Id.is_in(ids))
+            .exec(&*txn)
+            .await
+            .or_internal()?
+            .rows_affected;
+        txn.commit().await?;
+        deleted += chunk;
+        if chunk < DELETE_CHUNK {
+            break;
+        }
+    }
     // NOT EXISTS, not NOT IN: PostgreSQL cannot turn `NOT IN (subquery)` into an anti-join (the
     // NULL semantics differ), and with more notifications than fit its hash memory it scanned
     // every notification for each old event (8 s a sweep with 500k notifications).
@@ -223,14 +248,14 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
             (event::Entity, event::Column::Id),
         ))
         .to_owned();
-    event::Entity::delete_many()
+    let unreferenced = event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
         .filter(event::Column::OccurredAt.lt(cutoff))
         .filter(Expr::not_exists(referenced))
-        .exec(&*txn)
-        .await
-        .or_internal()?;
-    txn.commit().await?;
-    Ok(deleted.rows_affected)
+        .into_query();
+    store.delete_in_chunks(event::Entity, Expr::col(event::Column::Id), unreferenced).await.or_internal()?;
+    Ok(deleted)
 }
 
 /// Notifications waiting to be sent.

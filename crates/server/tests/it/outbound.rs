@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::{
@@ -869,6 +870,97 @@ async fn finished_deliveries_are_deleted_after_the_retention() {
     .await;
     assert!(swept.is_some(), "finished rows were kept past the retention");
     assert_eq!(app.count_rows("subscriptions").await, 1);
+}
+
+/// A retention too long to count back from today keeps everything, and the poller, which also
+/// sweeps, goes on: a retry after several sweeps is still delivered. (Subtracting such a
+/// retention from now panicked and took the poller down with it.)
+#[tokio::test]
+async fn an_endless_retention_keeps_everything_and_retries_go_on() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.outbound.retention_days = u64::MAX;
+            s.outbound.retention_sweep_secs = 1;
+            s.inbound.retention_days = u64::MAX;
+            s.inbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500)]);
+    subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    publish(&app, "WB_Send_Sms", json!({})).await;
+    assert_eq!(receiver.wait_for(2, WAIT).await.len(), 2, "the retry was not delivered");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.count_rows("notifications").await, 1);
+    assert_eq!(app.count_rows("events").await, 1);
+}
+
+/// A long history is swept whole, chunk after chunk: more old delivered notifications than two
+/// chunks, each with its attempt and its event, written straight into the tables.
+#[tokio::test]
+async fn a_long_delivery_history_is_swept_in_chunks() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.outbound.retention_days = 0;
+            s.outbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let db = app.database.connect().await;
+    let count = hookbus_store::DELETE_CHUNK * 2 + 17;
+    let statements = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => [
+            format!(
+                "INSERT INTO events (id, event_key, event_name, data, simulated, notifications, occurred_at) \
+                 SELECT gen_random_uuid(), 'old-' || i, 'WB_Send_Sms', '{{}}', false, 1, now() - interval '1 day' \
+                 FROM generate_series(1, {count}) AS i"
+            ),
+            "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, created_at, \
+             updated_at) SELECT gen_random_uuid(), id, gen_random_uuid(), event_name, 'Delivered', 1, occurred_at, \
+             occurred_at FROM events"
+                .to_owned(),
+        ],
+        _ => [
+            format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+                 INSERT INTO events (id, event_key, event_name, data, simulated, notifications, occurred_at) \
+                 SELECT randomblob(16), 'old-' || i, 'WB_Send_Sms', '{{}}', false, 1, datetime('now', '-1 day') FROM n"
+            ),
+            "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, created_at, \
+             updated_at) SELECT randomblob(16), id, randomblob(16), event_name, 'Delivered', 1, occurred_at, \
+             occurred_at FROM events"
+                .to_owned(),
+        ],
+    };
+    for statement in statements {
+        db.execute_unprepared(&statement).await.expect("write the history");
+    }
+    let attempts = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "gen_random_uuid()",
+        _ => "randomblob(16)",
+    };
+    db.execute_unprepared(&format!(
+        "INSERT INTO delivery_attempts (id, notification_id, attempt, attempted_at, duration_ms) \
+         SELECT {attempts}, id, 1, created_at, 5 FROM notifications"
+    ))
+    .await
+    .expect("write the attempts");
+
+    let swept = within(Duration::from_secs(10), || async {
+        app.count_rows("notifications").await == 0
+            && app.count_rows("delivery_attempts").await == 0
+            && app.count_rows("events").await == 0
+    })
+    .await;
+    assert!(
+        swept.is_some(),
+        "left: {} notifications, {} attempts, {} events",
+        app.count_rows("notifications").await,
+        app.count_rows("delivery_attempts").await,
+        app.count_rows("events").await
+    );
 }
 
 /// A graceful stop lets an attempt under way finish and records its outcome.
