@@ -850,26 +850,33 @@ async fn scripts_publish_events_through_the_same_path() {
 /// Finished notifications, their attempts and their events are deleted after the retention.
 #[tokio::test]
 async fn finished_deliveries_are_deleted_after_the_retention() {
-    let app = TestApp::builder()
-        .configure(|s| {
-            s.outbound.retention_days = 0;
-            s.outbound.retention_sweep_secs = 1;
-        })
-        .spawn()
-        .await;
+    let app = sweeping_app().await;
     let receiver = Receiver::start().await;
     receiver.script([Answer::Status(500)]);
     subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({})).await;
     publish(&app, "WB_Send_Sms", json!({})).await;
     assert_eq!(receiver.wait_for(2, WAIT).await.len(), 2);
-    let swept = within(WAIT, || async {
-        app.count_rows("notifications").await == 0
-            && app.count_rows("delivery_attempts").await == 0
-            && app.count_rows("events").await == 0
-    })
-    .await;
+    let swept = within(WAIT, || history_is_gone(&app)).await;
     assert!(swept.is_some(), "finished rows were kept past the retention");
     assert_eq!(app.count_rows("subscriptions").await, 1);
+}
+
+/// A server that keeps no delivery history: everything finished is swept within a second.
+async fn sweeping_app() -> TestApp {
+    TestApp::builder()
+        .configure(|s| {
+            s.outbound.retention_days = 0;
+            s.outbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await
+}
+
+/// No notification, attempt or event is left.
+async fn history_is_gone(app: &TestApp) -> bool {
+    app.count_rows("notifications").await == 0
+        && app.count_rows("delivery_attempts").await == 0
+        && app.count_rows("events").await == 0
 }
 
 /// A retention too long to count back from today keeps everything, and the poller, which also
@@ -901,13 +908,7 @@ async fn an_endless_retention_keeps_everything_and_retries_go_on() {
 /// chunks, each with its attempt and its event, written straight into the tables.
 #[tokio::test]
 async fn a_long_delivery_history_is_swept_in_chunks() {
-    let app = TestApp::builder()
-        .configure(|s| {
-            s.outbound.retention_days = 0;
-            s.outbound.retention_sweep_secs = 1;
-        })
-        .spawn()
-        .await;
+    let app = sweeping_app().await;
     let db = app.database.connect().await;
     let count = hookbus_store::DELETE_CHUNK * 2 + 17;
     let statements = match db.get_database_backend() {
@@ -948,12 +949,7 @@ async fn a_long_delivery_history_is_swept_in_chunks() {
     .await
     .expect("write the attempts");
 
-    let swept = within(Duration::from_secs(10), || async {
-        app.count_rows("notifications").await == 0
-            && app.count_rows("delivery_attempts").await == 0
-            && app.count_rows("events").await == 0
-    })
-    .await;
+    let swept = within(Duration::from_secs(10), || history_is_gone(&app)).await;
     assert!(
         swept.is_some(),
         "left: {} notifications, {} attempts, {} events",
