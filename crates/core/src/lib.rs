@@ -41,6 +41,12 @@ pub fn now() -> Timestamp {
     chrono::Utc::now().trunc_subsecs(6)
 }
 
+/// The time `kept` before now: what a retention of `kept` deletes is older. `None` when that is
+/// before any date a timestamp can hold: such a retention keeps everything.
+pub fn retention_cutoff(kept: std::time::Duration) -> Option<Timestamp> {
+    chrono::Duration::from_std(kept).ok().and_then(|kept| now().checked_sub_signed(kept))
+}
+
 /// Serializes a timestamp as its `Serialize` does, for `#[serde(serialize_with = ...)]` on fields
 /// written on the request path: chrono's own implementation sends each character through
 /// serde_json's string escaper, and cost the router about 1% of its CPU for one field.
@@ -54,6 +60,16 @@ mod tests {
 
     #[derive(serde::Serialize)]
     struct Fast(#[serde(serialize_with = "super::serialize_timestamp")] super::Timestamp);
+
+    #[test]
+    fn a_retention_too_long_to_count_back_has_no_cutoff() {
+        let day = std::time::Duration::from_secs(86_400);
+        let cutoff = super::retention_cutoff(day).expect("a day back is a date");
+        let back = super::now() - cutoff;
+        assert!(back >= chrono::Duration::days(1) && back < chrono::Duration::days(1) + chrono::Duration::seconds(5));
+        assert_eq!(super::retention_cutoff(std::time::Duration::from_secs(u64::MAX)), None);
+        assert_eq!(super::retention_cutoff(day * 1_000_000_000), None);
+    }
 
     #[test]
     fn timestamps_serialize_as_chrono_does() {

@@ -139,6 +139,7 @@ impl GetInboundEventListQuery {
             .order_by_desc(entity::Column::Id))
     }
 }
+register_command!("GetInboundEventListQuery" => GetInboundEventListQuery);
 
 /// The first page of the log under `key` as SQL for `backend`, for checking how the database
 /// plans it.
@@ -155,7 +156,6 @@ pub fn list_statement(backend: DbBackend, key: &str) -> Statement {
     let select = query.select().expect("a key is a valid filter");
     select.limit(PageRequest::DEFAULT_SIZE).build(backend)
 }
-register_command!("GetInboundEventListQuery" => GetInboundEventListQuery);
 
 /// One logged request.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use chrono::Duration as Span;
 use hookbus_store::Store;
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 
@@ -18,9 +17,7 @@ pub fn spawn(store: Store, retention: Duration, every: Duration) -> JoinHandle<(
         loop {
             ticker.tick().await;
             // A retention longer than any date can go back keeps everything.
-            let Some(cutoff) =
-                Span::from_std(retention).ok().and_then(|kept| hookbus_core::now().checked_sub_signed(kept))
-            else {
+            let Some(cutoff) = hookbus_core::retention_cutoff(retention) else {
                 continue;
             };
             // Failures were logged with an id; the next sweep tries again.

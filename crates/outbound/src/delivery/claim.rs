@@ -197,10 +197,7 @@ fn cancelled(row: &notification::Model, why: &str) -> Outcome {
 /// holds the writer (or one PostgreSQL transaction) over all of it.
 pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, CommandError> {
     // A retention longer than any date can go back keeps everything.
-    let Some(cutoff) = i64::try_from(retention_days)
-        .ok()
-        .and_then(Span::try_days)
-        .and_then(|kept| hookbus_core::now().checked_sub_signed(kept))
+    let Some(cutoff) = hookbus_core::retention_cutoff(Duration::from_secs(retention_days.saturating_mul(86_400)))
     else {
         return Ok(0);
     };
