@@ -40,8 +40,10 @@ struct Args {
     /// Databases to measure.
     #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
     backends: Vec<Backend>,
-    /// PostgreSQL server for the benchmark database.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    /// PostgreSQL server for the benchmark databases. Default: the local server through its Unix
+    /// socket when there is one (as a server on the same machine is best reached: no TCP, no TLS),
+    /// else 127.0.0.1:5432.
+    #[arg(long, default_value_t = default_postgres_url())]
     postgres_url: String,
     /// What to measure: the bus and router under wrk, outbound delivery, or both.
     #[arg(long, value_delimiter = ',', default_value = "router,delivery")]
@@ -56,6 +58,15 @@ struct Args {
     scenarios: Vec<Scenario>,
 }
 
+/// Where Debian's PostgreSQL listens locally: its socket directory, percent-encoded as a URL host.
+const POSTGRES_SOCKET: (&str, &str) = ("/var/run/postgresql/.s.PGSQL.5432", "%2Fvar%2Frun%2Fpostgresql");
+
+fn default_postgres_url() -> String {
+    let (socket, host) = POSTGRES_SOCKET;
+    let host = if std::path::Path::new(socket).exists() { host } else { "127.0.0.1:5432" };
+    format!("postgres://postgres@{host}/postgres")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Suite {
     Router,
@@ -65,6 +76,9 @@ enum Suite {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if args.backends.contains(&Backend::Postgres) {
+        println!("PostgreSQL: {}", args.postgres_url);
+    }
     let workdir = tempfile::tempdir().expect("a temporary folder");
     let mut failed = false;
     if args.suites.contains(&Suite::Router) {

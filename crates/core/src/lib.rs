@@ -51,7 +51,12 @@ pub fn retention_cutoff(kept: std::time::Duration) -> Option<Timestamp> {
 /// written on the request path: chrono's own implementation sends each character through
 /// serde_json's string escaper, and cost the router about 1% of its CPU for one field.
 pub fn serialize_timestamp<S: serde::Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    serializer.serialize_str(&format_timestamp(at))
+}
+
+/// `at` as [`serialize_timestamp`] writes it.
+pub fn format_timestamp(at: &Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ impl From<entity::Model> for InboundEvent {
             config_id,
             config_key,
             request,
-            raw_body: _,
+            raw_body,
             idempotency_value: _,
             duplicate_of,
             replay_of,
@@ -60,6 +60,7 @@ impl From<entity::Model> for InboundEvent {
             received_at,
             completed_at,
         } = model;
+        let request = whole_request(request, &config_key, received_at, &raw_body);
         Self {
             id,
             config_id,
@@ -76,9 +77,20 @@ impl From<entity::Model> for InboundEvent {
             received_at,
             completed_at,
             next_attempt_at,
-            request: request.into_raw(),
+            request,
         }
     }
+}
+
+/// A row's whole request for a response (see [`stored`](crate::stored)); a `request` column that
+/// cannot be read back is sent as stored.
+fn whole_request(request: JsonText, config_key: &str, received_at: Timestamp, raw_body: &str) -> Box<RawValue> {
+    let restored = crate::stored::restore(request.as_str(), config_key, received_at, raw_body)
+        .and_then(|restored| serde_json::value::to_raw_value(&restored.request).map_err(CommandError::internal));
+    restored.unwrap_or_else(|error| {
+        tracing::warn!(%error, "an inbound event's request could not be read back whole; it is sent as stored");
+        request.into_raw()
+    })
 }
 
 /// Lists logged requests, newest first.
@@ -193,11 +205,11 @@ impl Handler for ReplayInboundEventCommand {
             .ok_or_else(|| CommandError::not_found("Replay failed", "The configuration no longer exists"))?;
         let request = receive::request_of(&original)?;
 
-        let mut replay = receive::new_row(&entry, request.clone())?;
+        let mut replay =
+            receive::row_for(entry.model.id, entry.model.key.clone(), request.clone(), hookbus_core::now())?;
         replay.replay_of = Set(Some(original.id));
         replay.status = Set(status::PROCESSING.to_owned());
         replay.attempts = Set(1);
-        replay.received_at = Set(hookbus_core::now());
         let id = ctx.service::<Store>()?.write(|db| replay.insert(db)).await.or_internal()?.id;
 
         let result = receive::run_and_record(ctx.services(), &entry, &request, id).await;

@@ -56,6 +56,16 @@ impl JsonText {
         serde_json::from_str(&self.0).map_err(CommandError::internal)
     }
 
+    /// JSON text serialized by the caller.
+    pub(crate) fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The text, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The text, as stored.
     pub fn into_string(self) -> String {
         self.0

@@ -32,7 +32,8 @@ impl FixedRouteEntry {
     /// `started` is when handling began, for the entry's duration.
     pub fn new(key: &str, request: InboundRequest, started: Instant) -> Result<Self, CommandError> {
         let id = Uuid::now_v7();
-        let mut row = receive::row_for(Self::CONFIG_ID, key.to_owned(), request)?;
+        let received_at = request.received_at;
+        let mut row = receive::row_for(Self::CONFIG_ID, key.to_owned(), request, received_at)?;
         row.id = Set(id);
         row.status = Set(status::PROCESSING.to_owned());
         row.attempts = Set(1);

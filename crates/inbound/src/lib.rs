@@ -14,6 +14,7 @@ mod fixed;
 mod receive;
 mod redact;
 mod row;
+mod stored;
 mod worker;
 
 pub use batch::LogWriter;

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Instant};
 
 use hookbus_configs::{ConfigEntry, IdempotencyRule};
-use hookbus_core::{CommandError, Reply, Services};
+use hookbus_core::{CommandError, Reply, Services, Timestamp};
 use hookbus_router::{InboundRequest, Router};
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
@@ -209,23 +209,24 @@ fn in_progress() -> CommandError {
 /// A new event row for `request` to `entry`: secret headers redacted, no outcome yet. Callers set
 /// what their kind of row needs (status, attempts, outcome).
 pub(crate) fn new_row(entry: &ConfigEntry, request: InboundRequest) -> Result<entity::ActiveModel, CommandError> {
-    row_for(entry.model.id, entry.model.key.clone(), request)
+    let received_at = request.received_at;
+    row_for(entry.model.id, entry.model.key.clone(), request, received_at)
 }
 
 /// As [`new_row`], for a request logged under `config_id` and `key` (a fixed route has no
-/// configuration).
+/// configuration) and received (or replayed) at `received_at`.
 pub(crate) fn row_for(
     config_id: i32,
     key: String,
     mut request: InboundRequest,
+    received_at: Timestamp,
 ) -> Result<entity::ActiveModel, CommandError> {
     let raw_body = take_for_storage(&mut request);
-    let received_at = request.received_at;
     Ok(entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         config_id: Set(config_id),
+        request: Set(JsonText::from_stored(crate::stored::to_stored(&request, &key, received_at)?)),
         config_key: Set(key),
-        request: Set(JsonText::of(&request)?),
         raw_body: Set(raw_body),
         idempotency_value: Set(None),
         duplicate_of: Set(None),
@@ -246,8 +247,11 @@ pub(crate) fn row_for(
 
 /// The request a stored row holds (secret headers as redacted when stored).
 pub(crate) fn request_of(event: &entity::Model) -> Result<InboundRequest, CommandError> {
-    let request = event.request.parse::<InboundRequest>()?;
-    Ok(InboundRequest { raw_body: event.raw_body.clone(), ..request })
+    let restored =
+        crate::stored::restore(event.request.as_str(), &event.config_key, event.received_at, &event.raw_body)?;
+    let request: InboundRequest =
+        serde_json::from_value(Value::Object(restored.request)).map_err(CommandError::internal)?;
+    Ok(InboundRequest { raw_body: event.raw_body.clone(), body_from_raw: restored.body_from_raw, ..request })
 }
 
 pub(crate) fn elapsed_ms(started: Instant) -> i64 {

@@ -22,7 +22,7 @@ pub(crate) struct LogRow {
     pub id: Uuid,
     pub config_id: i32,
     pub config_key: String,
-    /// The request as JSON, secret headers redacted.
+    /// The request's stored form (see [`stored`](crate::stored)), secret headers redacted.
     pub request: Arc<str>,
     pub raw_body: Arc<str>,
     pub duplicate_of: Option<Uuid>,
@@ -57,8 +57,8 @@ impl LogRow {
         Ok(Self {
             id: Uuid::now_v7(),
             config_id,
+            request: crate::stored::to_stored(&request, &config_key, request.received_at)?.into(),
             config_key,
-            request: to_json(&request)?,
             raw_body: raw_body.into(),
             duplicate_of: None,
             status: status.to_owned(),

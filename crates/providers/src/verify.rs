@@ -109,6 +109,7 @@ mod tests {
             ip: ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             body: Value::Null,
             raw_body: String::new(),
+            body_from_raw: false,
             received_at: hookbus_core::now(),
         }
     }

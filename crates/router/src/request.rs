@@ -21,6 +21,11 @@ pub struct InboundRequest {
     /// `raw_body`; it is not part of the request's JSON form.
     #[serde(skip)]
     pub raw_body: String,
+    /// Whether `body` is `raw_body` parsed as JSON, as the router parses a JSON request: the
+    /// inbound log then keeps the body once, as the raw text, and parses it again when read.
+    /// False for a body made any other way.
+    #[serde(skip)]
+    pub body_from_raw: bool,
     #[serde(serialize_with = "hookbus_core::serialize_timestamp")]
     pub received_at: Timestamp,
 }

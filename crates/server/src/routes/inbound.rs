@@ -69,7 +69,8 @@ async fn route(
     admit(&entry, request.method().as_str(), client)?;
 
     let body = read_limited(request, payload, state.body_limit).await?;
-    let inbound = inbound_request(request, &entry.model.key, client, parse_body(request.headers(), &body)?, &body);
+    let (parsed, body_from_raw) = parse_body(request.headers(), &body)?;
+    let inbound = InboundRequest { body_from_raw, ..inbound_request(request, &entry.model.key, client, parsed, &body) };
     match Inbound::receive(&state.services, &entry, inbound).await? {
         Receipt::Done(result) => {
             state.metrics.record_execution(entry.execution_type.code(), result.is_ok());
@@ -101,6 +102,7 @@ pub(super) fn inbound_request(request: &HttpRequest, key: &str, ip: IpAddr, body
         ip,
         body,
         raw_body: String::from_utf8_lossy(raw).into_owned(),
+        body_from_raw: false,
         received_at: hookbus_core::now(),
     }
 }
@@ -112,15 +114,19 @@ enum Answer {
 }
 
 /// JSON when the content type says so (malformed JSON is a 400), else the text; `null` when empty.
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, CommandError> {
+/// With it, whether the value is the body read as JSON ([`InboundRequest::body_from_raw`]; an
+/// empty body counts, as reading nothing gives `null`).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<(Value, bool), CommandError> {
     if body.is_empty() {
-        return Ok(Value::Null);
+        return Ok((Value::Null, true));
     }
     let is_json = headers.get_all(CONTENT_TYPE).filter_map(|value| value.to_str().ok()).any(is_json_media_type);
     if is_json {
-        serde_json::from_slice(body).map_err(|e| CommandError::InvalidBody(format!("body is not valid JSON: {e}")))
+        let value = serde_json::from_slice(body)
+            .map_err(|e| CommandError::InvalidBody(format!("body is not valid JSON: {e}")))?;
+        Ok((value, true))
     } else {
-        Ok(Value::String(String::from_utf8_lossy(body).into_owned()))
+        Ok((Value::String(String::from_utf8_lossy(body).into_owned()), false))
     }
 }
 

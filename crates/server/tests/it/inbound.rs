@@ -337,6 +337,61 @@ async fn the_log_keeps_a_body_with_text_format_specials_intact() {
     assert_eq!(replay["request"]["body"], json!(sent), "the request as first received");
 }
 
+/// A JSON body is stored once, as the raw text: the row's `request` column leaves out the body,
+/// the key and the arrival time (all in other columns), and the queries and a replay get the whole
+/// request back.
+#[tokio::test]
+async fn a_json_body_is_stored_once_and_read_back_whole() {
+    let app = TestApp::spawn().await;
+    let code = "#{ raw: raw_body, body: body, key: request.key }";
+    app.admin(with(native_config("once"), json!({"commandName": null, "executionType": 2, "executionCode": code})))
+        .await;
+    let sent = r#"{ "ref": "marker-77", "amount": 2500.5, "items": [1, {"x": null}], "note": "naïve ₦" }"#;
+    let answer = app
+        .client
+        .post(format!("{}/api/webhooks/once?source=test", app.address))
+        .header("content-type", "application/json")
+        .body(sent)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 200);
+
+    let logged =
+        within(Duration::from_secs(2), || async { events(&app, json!({"key": "once"})).await.len() == 1 }).await;
+    assert!(logged.is_some(), "the request was not logged");
+    let db = app.database.connect().await;
+    let statement = "SELECT request, raw_body FROM inbound_events WHERE config_key = 'once'";
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), statement))
+        .await
+        .expect("select")
+        .expect("the row");
+    let (request, raw_body): (String, String) =
+        (row.try_get("", "request").expect("request"), row.try_get("", "raw_body").expect("raw_body"));
+    assert_eq!(raw_body, sent, "the raw body is stored exactly");
+    for left_out in ["marker-77", "\"body\"", "\"key\"", "\"receivedAt\""] {
+        assert!(!request.contains(left_out), "the request column repeats {left_out}: {request}");
+    }
+
+    let event = events(&app, json!({"key": "once"})).await.remove(0);
+    let parsed: Value = serde_json::from_str(sent).expect("JSON");
+    assert_eq!(event["request"]["body"], parsed);
+    assert_eq!(event["request"]["key"], json!("once"));
+    assert_eq!(event["request"]["path"], json!("/api/webhooks/once"));
+    assert_eq!(event["request"]["query"]["source"], json!("test"));
+    let instant =
+        |value: &Value| chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).expect("a time");
+    assert_eq!(instant(&event["request"]["receivedAt"]), instant(&event["receivedAt"]));
+    let one = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": event["id"]})).await;
+    assert_eq!(one.assert_ok("Inbound event retrieved successfully")["request"], event["request"]);
+
+    let replayed = app.admin(json!({"$type": "ReplayInboundEventCommand", "id": event["id"]})).await;
+    let replay = replayed.assert_ok("Inbound event replayed");
+    assert_eq!(replay["data"], json!({"raw": sent, "body": parsed, "key": "once"}));
+    assert_eq!(replay["request"], event["request"]);
+}
+
 /// The async worker polls five times a second; with a long log, a poll that read the log instead
 /// of the queue's partial index cost the database more than the requests it served.
 #[tokio::test]
