@@ -85,6 +85,7 @@ fn batch_answer(items: &[Item], forwarded: Option<Value>, message: &str) -> Resu
         "duplicates": count(|outcome| matches!(outcome, Outcome::Duplicate { .. })),
         "processing": count(|outcome| matches!(outcome, Outcome::InProgress { .. })),
         "notPaid": count(|outcome| matches!(outcome, Outcome::NotPaid { .. })),
+        "amountMismatches": count(|outcome| matches!(outcome, Outcome::AmountMismatch { .. })),
         "items": lines,
     });
     if let Some(forwarded) = forwarded {
@@ -103,6 +104,9 @@ fn describe(item: &Item) -> Map<String, Value> {
         Some(Outcome::Duplicate { first }) => ("duplicate", json!({"duplicateOf": first})),
         Some(Outcome::InProgress { first }) => ("processing", json!({"duplicateOf": first})),
         Some(Outcome::NotPaid { status, message }) => ("notPaid", json!({"status": status, "reason": message})),
+        Some(Outcome::AmountMismatch { notified, paid }) => {
+            ("amountMismatch", json!({"amount": notified, "paidAmount": paid}))
+        }
         Some(Outcome::Failed(error)) => ("failed", json!({"error": error.summary()})),
         None => ("failed", json!({})),
     };

@@ -44,6 +44,8 @@ pub(crate) enum Outcome {
     InProgress { first: Uuid },
     /// Remita says it is not paid: Remita's status code and message.
     NotPaid { status: String, message: String },
+    /// Remita says it is paid, for another amount than the notification claims.
+    AmountMismatch { notified: String, paid: String },
     /// Not processed; the provider should send it again.
     Failed(CommandError),
 }
@@ -153,11 +155,47 @@ async fn confirm(api: &StatusApi, items: &mut [Item]) {
     .collect()
     .await;
     for (index, checked) in checks {
+        let notified = &items[index].notification.original["amount"];
         items[index].outcome = match checked {
-            Ok(PaymentStatus::Paid) => None,
+            Ok(PaymentStatus::Paid { amount: Some(paid) }) => match amount_text(notified) {
+                Some(notified) if !same_amount(&notified, &paid) => Some(Outcome::AmountMismatch { notified, paid }),
+                _ => None,
+            },
+            Ok(PaymentStatus::Paid { amount: None }) => None,
             Ok(PaymentStatus::NotPaid { status, message }) => Some(Outcome::NotPaid { status, message }),
             Err(error) => Some(Outcome::Failed(error)),
         };
+    }
+}
+
+/// A notification's amount (parsing made sure it is a number or a decimal string) as text.
+fn amount_text(amount: &Value) -> Option<String> {
+    match amount {
+        Value::String(text) => Some(text.trim().to_owned()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether two amounts are the same number, however written: `1000`, `1000.00` and `1000.0` are.
+/// An amount that is not a plain decimal (`1e3`, text) matches only itself.
+fn same_amount(a: &str, b: &str) -> bool {
+    /// Sign, whole digits without leading zeros, fraction digits without trailing zeros.
+    fn canonical(text: &str) -> Option<(bool, &str, &str)> {
+        let text = text.trim();
+        let (negative, digits) = text.strip_prefix('-').map_or((false, text), |digits| (true, digits));
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let plain = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !plain(whole) || !plain(fraction) {
+            return None;
+        }
+        let (whole, fraction) = (whole.trim_start_matches('0'), fraction.trim_end_matches('0'));
+        // Zero has no sign.
+        Some((negative && !(whole.is_empty() && fraction.is_empty()), whole, fraction))
+    }
+    match (canonical(a), canonical(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a.trim() == b.trim(),
     }
 }
 
@@ -195,5 +233,21 @@ impl From<Seen> for Outcome {
             Seen::Published { first } => Self::Duplicate { first },
             Seen::InProgress { first } => Self::InProgress { first },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_amount;
+
+    #[test]
+    fn amounts_are_compared_as_numbers() {
+        for (a, b) in [("1000", "1000.00"), ("1000.0", "01000"), ("0.50", "0.5"), ("-0", "0.00"), (" 12.30 ", "12.3")] {
+            assert!(same_amount(a, b), "{a} vs {b}");
+        }
+        for (a, b) in [("1000", "100"), ("1000.01", "1000.1"), ("-5", "5"), ("10", "1e1"), ("abc", "0")] {
+            assert!(!same_amount(a, b), "{a} vs {b}");
+        }
+        assert!(same_amount("1e3", "1e3"));
     }
 }

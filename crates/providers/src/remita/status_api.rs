@@ -1,7 +1,9 @@
 //! Remita's payment status API. Remita signs nothing, so when a merchant id and API key are
 //! configured, each payment notification's `rrr` is confirmed with Remita before it is accepted:
 //! `GET {base}/remita/ecomm/{merchantId}/{rrr}/{hash}/status.reg`, where `hash` is the lower-case
-//! hex SHA-512 of `rrr + apiKey + merchantId`. Status `00` or `01` means paid.
+//! hex SHA-512 of `rrr + apiKey + merchantId`. Status `00` or `01` means paid. The answer also
+//! carries the amount paid, which the caller compares with the notification's: a paid RRR under a
+//! notification that claims a different amount is not taken.
 //!
 //! The base URL is operator configuration, never request data, so it is called as configured.
 
@@ -29,12 +31,10 @@ pub(crate) struct StatusApi {
 /// What Remita says of a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PaymentStatus {
-    Paid,
+    /// With the amount Remita's answer gives, as it wrote it (absent when it gives none).
+    Paid { amount: Option<String> },
     /// Remita's status code and message, e.g. `021` "Transaction Pending".
-    NotPaid {
-        status: String,
-        message: String,
-    },
+    NotPaid { status: String, message: String },
 }
 
 impl StatusApi {
@@ -81,7 +81,7 @@ impl StatusApi {
             return Err(unavailable("the status API's answer has no status".into()));
         };
         if PAID.contains(&status.as_str()) {
-            return Ok(PaymentStatus::Paid);
+            return Ok(PaymentStatus::Paid { amount: text("amount") });
         }
         Ok(PaymentStatus::NotPaid { status, message: text("message").unwrap_or_default() })
     }

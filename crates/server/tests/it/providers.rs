@@ -459,6 +459,32 @@ async fn payments_are_confirmed_with_the_status_api_when_configured() {
     assert_eq!(fake.calls().len(), before + 1);
 }
 
+/// Remita's answer gives the amount paid (1000.0 from the fake): a notification claiming another
+/// amount for a paid RRR is not taken, and the same RRR with the amount paid is.
+#[tokio::test]
+async fn a_payment_whose_amount_differs_from_remitas_is_not_taken() {
+    let fake = FakeRemita::start(&[("110002071256", "00")]).await;
+    let app = verifying_app(fake.base_url.clone(), None).await;
+
+    let inflated = with(payment("110002071256"), json!({"amount": "5000.00"}));
+    let reply = app.call("POST", REMITA, Some(json!([inflated])), &[]).await;
+    let data = reply.assert_ok("Remita payment notifications processed");
+    assert_eq!((data["accepted"].clone(), data["amountMismatches"].clone()), (json!(0), json!(1)));
+    assert_eq!(data["items"][0]["outcome"], json!("amountMismatch"));
+    assert_eq!(
+        (data["items"][0]["amount"].clone(), data["items"][0]["paidAmount"].clone()),
+        (json!("5000.00"), json!("1000.0"))
+    );
+    assert_eq!((taken(&app).await, published(&app).await), (0, 0));
+
+    // The amount paid, written another way, is the same amount.
+    let right = with(payment("110002071256"), json!({"amount": 1000}));
+    let reply = app.call("POST", REMITA, Some(json!([right])), &[]).await;
+    let data = reply.assert_ok("Remita payment notifications processed");
+    assert_eq!((data["accepted"].clone(), data["amountMismatches"].clone()), (json!(1), json!(0)));
+    assert_eq!((taken(&app).await, published(&app).await), (1, 1));
+}
+
 #[tokio::test]
 async fn an_unreachable_status_api_is_a_503_and_the_retry_is_taken() {
     let app = verifying_app(format!("http://127.0.0.1:{}", free_port()), None).await;
