@@ -392,6 +392,61 @@ async fn a_json_body_is_stored_once_and_read_back_whole() {
     assert_eq!(replay["request"], event["request"]);
 }
 
+/// When the database refuses one row of a batch, the writer stores that batch's rows one by one, so
+/// the refused row is the only one lost and the log goes on. A trigger stands in for whatever a
+/// database may refuse; the requests are sent at once so that they land in one batch (it fills
+/// for 10 ms after its first row).
+#[tokio::test]
+async fn a_row_the_database_refuses_costs_only_itself() {
+    let app = TestApp::spawn().await;
+    app.admin(with(native_config("batched"), json!({"commandName": "GetWebHookConfigByIdQuery"}))).await;
+    let db = app.database.connect().await;
+    let refuse: &[&str] = match db.get_database_backend() {
+        DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.raw_body LIKE '%refuse-me%' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_marked BEFORE INSERT ON inbound_events FOR EACH ROW EXECUTE FUNCTION refuse_marked()",
+        ],
+        _ => &["CREATE TRIGGER refuse_marked BEFORE INSERT ON inbound_events \
+                WHEN NEW.raw_body LIKE '%refuse-me%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+    };
+    for statement in refuse {
+        db.execute_unprepared(statement).await.expect("create the trigger");
+    }
+
+    let good = 15;
+    let mut bodies = vec![json!({"id": 1}); good];
+    bodies.insert(good / 2, json!({"id": 1, "note": "refuse-me"}));
+    let calls = bodies.into_iter().map(|body| app.call("POST", "/api/webhooks/batched", Some(body), &[]));
+    let answers = futures_util::future::join_all(calls).await;
+    let statuses: Vec<u16> = answers.iter().map(|answer| answer.status).collect();
+    assert_eq!(statuses.iter().filter(|status| **status == 200).count(), good, "{statuses:?}");
+
+    let count = |filter: &'static str| {
+        let db = &db;
+        async move {
+            let statement = format!("SELECT COUNT(*) AS n FROM inbound_events WHERE config_key = 'batched' {filter}");
+            let row = db
+                .query_one_raw(Statement::from_string(db.get_database_backend(), statement))
+                .await
+                .expect("count")
+                .expect("a row");
+            row.try_get::<i64>("", "n").expect("a count")
+        }
+    };
+    let logged =
+        within(Duration::from_secs(3), || async { count("").await == i64::try_from(good).expect("small") }).await;
+    assert!(logged.is_some(), "{} of the {good} accepted rows were logged", count("").await);
+    assert_eq!(count("AND raw_body LIKE '%refuse-me%'").await, 0, "the refused row is not in the log");
+
+    // The log goes on.
+    app.call("POST", "/api/webhooks/batched", Some(json!({"id": 1})), &[]).await;
+    let more =
+        within(Duration::from_secs(2), || async { count("").await == i64::try_from(good + 1).expect("small") }).await;
+    assert!(more.is_some(), "a request after the refused row was not logged");
+}
+
 /// The async worker polls five times a second; with a long log, a poll that read the log instead
 /// of the queue's partial index cost the database more than the requests it served.
 #[tokio::test]
