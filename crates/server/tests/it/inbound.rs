@@ -299,6 +299,24 @@ async fn finished_events_past_the_retention_are_deleted() {
     assert_eq!((left[0]["key"].clone(), left[0]["status"].clone()), (json!("queued"), json!("Pending")));
 }
 
+/// A type-2 route `key` answering with `code`, called once at `/api/webhooks/{target}` with `body`
+/// as `content_type`; the request's log entry, once written.
+async fn log_one(app: &TestApp, key: &str, code: &str, target: &str, content_type: &str, body: &str) -> Value {
+    app.admin(with(native_config(key), json!({"commandName": null, "executionType": 2, "executionCode": code}))).await;
+    let answer = app
+        .client
+        .post(format!("{}/api/webhooks/{target}", app.address))
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 200);
+    let logged = within(Duration::from_secs(2), || async { events(app, json!({"key": key})).await.len() == 1 }).await;
+    assert!(logged.is_some(), "the request was not logged");
+    events(app, json!({"key": key})).await.remove(0)
+}
+
 /// The log stores a body exactly (tabs, line breaks, backslashes, quotes, non-ASCII), whichever way
 /// the database is written to (PostgreSQL's COPY has its own escaping); only NUL, which PostgreSQL's
 /// text cannot hold, becomes U+FFFD in the raw body, on both databases. Inside the JSON columns a
@@ -307,24 +325,8 @@ async fn finished_events_past_the_retention_are_deleted() {
 #[tokio::test]
 async fn the_log_keeps_a_body_with_text_format_specials_intact() {
     let app = TestApp::spawn().await;
-    let code = "#{ raw: raw_body, body: body }";
-    app.admin(with(native_config("echoes"), json!({"commandName": null, "executionType": 2, "executionCode": code})))
-        .await;
     let sent = "tab\there\nnew line\r\nback\\slash \\N \\t \"quoted\" naïve ₦100 \0 end";
-    let answer = app
-        .client
-        .post(format!("{}/api/webhooks/echoes", app.address))
-        .header("content-type", "text/plain")
-        .body(sent)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(answer.status(), 200);
-
-    let logged =
-        within(Duration::from_secs(2), || async { events(&app, json!({"key": "echoes"})).await.len() == 1 }).await;
-    assert!(logged.is_some(), "the request was not logged");
-    let event = events(&app, json!({"key": "echoes"})).await.remove(0);
+    let event = log_one(&app, "echoes", "#{ raw: raw_body, body: body }", "echoes", "text/plain", sent).await;
     let stored = sent.replace('\0', "\u{FFFD}");
     assert_eq!(event["request"]["body"], json!(sent), "the parsed body keeps its NUL inside the JSON");
     assert_eq!(event["data"]["raw"], json!(sent), "the answer's data is stored as given");
@@ -344,22 +346,8 @@ async fn the_log_keeps_a_body_with_text_format_specials_intact() {
 async fn a_json_body_is_stored_once_and_read_back_whole() {
     let app = TestApp::spawn().await;
     let code = "#{ raw: raw_body, body: body, key: request.key }";
-    app.admin(with(native_config("once"), json!({"commandName": null, "executionType": 2, "executionCode": code})))
-        .await;
     let sent = r#"{ "ref": "marker-77", "amount": 2500.5, "items": [1, {"x": null}], "note": "naïve ₦" }"#;
-    let answer = app
-        .client
-        .post(format!("{}/api/webhooks/once?source=test", app.address))
-        .header("content-type", "application/json")
-        .body(sent)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(answer.status(), 200);
-
-    let logged =
-        within(Duration::from_secs(2), || async { events(&app, json!({"key": "once"})).await.len() == 1 }).await;
-    assert!(logged.is_some(), "the request was not logged");
+    let event = log_one(&app, "once", code, "once?source=test", "application/json", sent).await;
     let db = app.database.connect().await;
     let statement = "SELECT request, raw_body FROM inbound_events WHERE config_key = 'once'";
     let row = db
@@ -374,7 +362,6 @@ async fn a_json_body_is_stored_once_and_read_back_whole() {
         assert!(!request.contains(left_out), "the request column repeats {left_out}: {request}");
     }
 
-    let event = events(&app, json!({"key": "once"})).await.remove(0);
     let parsed: Value = serde_json::from_str(sent).expect("JSON");
     assert_eq!(event["request"]["body"], parsed);
     assert_eq!(event["request"]["key"], json!("once"));
