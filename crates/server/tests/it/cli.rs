@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, within};
+use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, terminate, within};
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
@@ -116,15 +116,7 @@ async fn a_config_file_layers_over_the_defaults_and_sigterm_stops_gracefully() {
     let ready = within(Duration::from_secs(20), || async { client.get(&url).send().await.is_ok() }).await;
     assert!(ready.is_some(), "the server listens on the port from the config file");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let exited = within(Duration::from_secs(10), || {
-        let exited = matches!(child.try_wait(), Ok(Some(_)));
-        async move { exited }
-    })
-    .await;
-    assert!(exited.is_some(), "SIGTERM stops the server");
-    let code = child.wait().expect("exit status");
+    let code = terminate(&mut child);
     assert!(code.success(), "a graceful stop exits 0, got {code}");
 }
 
@@ -162,8 +154,7 @@ async fn request_log_lines_name_the_request_and_keep_tokens_out() {
     let request_id = response.headers()["x-request-id"].to_str().expect("a text header").to_owned();
 
     // The line is written when the span closes; a graceful stop flushes the rest.
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    let _ = child.wait();
+    terminate(&mut child);
     let log = std::fs::read_to_string(&log_path).expect("the log");
     let line: Value = log
         .lines()

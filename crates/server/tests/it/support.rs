@@ -411,3 +411,17 @@ pub fn kill_9(child: &mut std::process::Child) {
     std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status().expect("kill");
     let _ = child.wait();
 }
+
+/// Sends SIGTERM and waits up to ten seconds for the process to exit; its exit status.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success(), "kill -TERM failed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGTERM did not stop the server within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
