@@ -24,7 +24,7 @@ use crate::{
     answer::answer,
     claims::{self, Claim, Seen},
     forward,
-    notification::Notification,
+    notification::{Notification, decimal_parts, scalar_text},
     publish::{event_id, publish},
     remita::{PaymentStatus, StatusApi},
     verify::Verified,
@@ -170,11 +170,7 @@ async fn confirm(api: &StatusApi, items: &mut [Item]) {
 
 /// A notification's amount (parsing made sure it is a number or a decimal string) as text.
 fn amount_text(amount: &Value) -> Option<String> {
-    match amount {
-        Value::String(text) => Some(text.trim().to_owned()),
-        Value::Number(number) => Some(number.to_string()),
-        _ => None,
-    }
+    scalar_text(amount).map(|text| text.trim().to_owned())
 }
 
 /// Whether two amounts are the same number, however written: `1000`, `1000.00` and `1000.0` are.
@@ -182,13 +178,7 @@ fn amount_text(amount: &Value) -> Option<String> {
 fn same_amount(a: &str, b: &str) -> bool {
     /// Sign, whole digits without leading zeros, fraction digits without trailing zeros.
     fn canonical(text: &str) -> Option<(bool, &str, &str)> {
-        let text = text.trim();
-        let (negative, digits) = text.strip_prefix('-').map_or((false, text), |digits| (true, digits));
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        let plain = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !plain(whole) || !plain(fraction) {
-            return None;
-        }
+        let (negative, whole, fraction) = decimal_parts(text.trim())?;
         let (whole, fraction) = (whole.trim_start_matches('0'), fraction.trim_end_matches('0'));
         // Zero has no sign.
         Some((negative && !(whole.is_empty() && fraction.is_empty()), whole, fraction))

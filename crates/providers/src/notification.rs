@@ -208,9 +208,26 @@ impl<'a, 'e> Fields<'a, 'e> {
 
 /// `123`, `-4.5`, `1000.00`: digits with at most one point, optionally signed.
 fn is_decimal(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
+    decimal_parts(text).is_some()
+}
+
+/// A decimal's parts as written: whether it is negative, its whole digits and its fraction digits
+/// (`-4.5`: `(true, "4", "5")`); `None` for anything but digits with at most one point, optionally
+/// signed.
+pub(crate) fn decimal_parts(text: &str) -> Option<(bool, &str, &str)> {
+    let (negative, digits) = text.strip_prefix('-').map_or((false, text), |digits| (true, digits));
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b.is_ascii_digit())
+    let plain = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    (!whole.is_empty() && plain(whole) && plain(fraction)).then_some((negative, whole, fraction))
+}
+
+/// A string's text or a number's digits; `None` for any other JSON value.
+pub(crate) fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

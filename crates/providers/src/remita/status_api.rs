@@ -14,7 +14,10 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
 use sha2::{Digest, Sha512};
 
-use crate::settings::{RemitaSettings, Secret};
+use crate::{
+    notification::scalar_text,
+    settings::{RemitaSettings, Secret},
+};
 
 /// Remita's status codes that mean the payment went through.
 const PAID: [&str; 2] = ["00", "01"];
@@ -72,11 +75,7 @@ impl StatusApi {
         }
         let answer: Value =
             response.json().await.map_err(|_| unavailable("the status API did not answer with JSON".into()))?;
-        let text = |name: &str| match answer.get(name) {
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(Value::Number(number)) => Some(number.to_string()),
-            _ => None,
-        };
+        let text = |name: &str| answer.get(name).and_then(scalar_text);
         let Some(status) = text("status") else {
             return Err(unavailable("the status API's answer has no status".into()));
         };
