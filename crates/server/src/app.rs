@@ -5,7 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use actix_web::{
     App, HttpMessage, HttpServer,
     dev::{Server, ServerHandle, Service},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        KeepAlive,
+        header::{HeaderName, HeaderValue},
+    },
     web,
 };
 use hookbus_configs::ConfigCache;
@@ -191,6 +194,11 @@ impl Application {
                 .default_service(web::to(routes::inbound::by_path))
         })
         .workers(workers)
+        .keep_alive(match settings.server.keep_alive_secs {
+            0 => KeepAlive::Disabled,
+            secs => KeepAlive::Timeout(Duration::from_secs(secs)),
+        })
+        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .disable_signals()
         .bind(settings.server.listen)

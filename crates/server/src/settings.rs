@@ -109,6 +109,11 @@ pub struct ServerSettings {
     pub workers: usize,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    /// How long an idle keep-alive connection is held open, in seconds; 0 turns keep-alive off.
+    pub keep_alive_secs: u64,
+    /// How long a new connection may take to send its first request's head, in milliseconds
+    /// (then 408 and closed); 0 waits for ever.
+    pub client_request_timeout_ms: u64,
     /// Proxies whose `X-Forwarded-For` is believed: addresses and CIDR ranges.
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,

@@ -1,5 +1,7 @@
 //! Health, readiness and metrics.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::{TestApp, native_config, with};
@@ -69,4 +71,57 @@ async fn metrics_count_router_executions_by_type_and_outcome() {
     assert!(has(r#"hookbus_router_executions_total{execution_type="0",outcome="error"} 2"#), "{text}");
     // Every type's counters exist from the start, at zero.
     assert!(has(r#"hookbus_router_executions_total{execution_type="2",outcome="ok"} 0"#), "{text}");
+}
+
+/// Reads from `stream` until the peer closes it or `limit` passes; returns what came and whether
+/// the peer closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buffer[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// An idle keep-alive connection is held for `server.keep_alive_secs` and then closed; a new
+/// connection that sends nothing is answered 408 after `server.client_request_timeout_ms`.
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_configured_times() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::builder()
+        .configure(|settings| {
+            settings.server.keep_alive_secs = 2;
+            settings.server.client_request_timeout_ms = 500;
+        })
+        .spawn()
+        .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: hookbus\r\n\r\n";
+
+    let mut kept = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    kept.write_all(request).await.expect("first request");
+    let (first, closed) = read_until_closed(&mut kept, Duration::from_secs(1)).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(!closed, "closed right after the first answer");
+    // Idle for 1 s in all, within the 2 s: the connection still serves.
+    kept.write_all(request).await.expect("second request");
+    let (second, closed) = read_until_closed(&mut kept, Duration::from_millis(300)).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(!closed, "closed within the keep-alive time");
+    // Idle past the 2 s: the server closes it.
+    let (rest, closed) = read_until_closed(&mut kept, Duration::from_secs(4)).await;
+    assert!(closed && rest.is_empty(), "still open after the keep-alive time: {rest:?}");
+
+    let mut silent = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let started = std::time::Instant::now();
+    let (answer, closed) = read_until_closed(&mut silent, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(closed, "the slow connection stays open");
+    assert!(started.elapsed() >= Duration::from_millis(450), "answered 408 after {:?}", started.elapsed());
 }

@@ -714,12 +714,20 @@ async fn burst(
                 let body = json!({"$type": "PublishEventCommand", "eventName": "WB_Send_Sms", "eventId": format!("burst-{n}"),
                                   "data": {"n": n}});
                 let sent = client.post(url).bearer_auth(crate::support::ADMIN_TOKEN).json(&body).send().await;
-                let reply: Result<Value, reqwest::Error> = match sent {
-                    Ok(response) => response.json().await,
+                let answer = match sent {
+                    Ok(response) => {
+                        let status = response.status();
+                        let headers = format!("{:?}", response.headers());
+                        Ok((status, headers, response.text().await.unwrap_or_default()))
+                    }
                     Err(error) => Err(error),
                 };
-                match reply {
-                    Ok(reply) if reply["success"] == true => Some(format!("burst-{n}")),
+                match answer {
+                    Ok((_, _, text))
+                        if serde_json::from_str::<Value>(&text).is_ok_and(|reply| reply["success"] == true) =>
+                    {
+                        Some(format!("burst-{n}"))
+                    }
                     // Shown with a failing test: why a publication was not acknowledged.
                     failed => {
                         eprintln!("burst-{n} not published: {failed:?}");
