@@ -714,25 +714,20 @@ async fn burst(
                 let body = json!({"$type": "PublishEventCommand", "eventName": "WB_Send_Sms", "eventId": format!("burst-{n}"),
                                   "data": {"n": n}});
                 let sent = client.post(url).bearer_auth(crate::support::ADMIN_TOKEN).json(&body).send().await;
-                let answer = match sent {
-                    Ok(response) => {
-                        let status = response.status();
-                        let headers = format!("{:?}", response.headers());
-                        Ok((status, headers, response.text().await.unwrap_or_default()))
+                // A failure is printed (shown with a failing test): the transport error, or the
+                // answer's status and headers (a body that is not JSON reads as null).
+                let reply = match sent {
+                    Ok(response) => crate::support::into_reply(response).await,
+                    Err(error) => {
+                        eprintln!("burst-{n} not published: {error:?}");
+                        return None;
                     }
-                    Err(error) => Err(error),
                 };
-                match answer {
-                    Ok((_, _, text))
-                        if serde_json::from_str::<Value>(&text).is_ok_and(|reply| reply["success"] == true) =>
-                    {
-                        Some(format!("burst-{n}"))
-                    }
-                    // Shown with a failing test: why a publication was not acknowledged.
-                    failed => {
-                        eprintln!("burst-{n} not published: {failed:?}");
-                        None
-                    }
+                if reply.body["success"] == true {
+                    Some(format!("burst-{n}"))
+                } else {
+                    eprintln!("burst-{n} not published: {reply:?}");
+                    None
                 }
             }
         })
