@@ -73,8 +73,14 @@ enum Suite {
     Delivery,
 }
 
+fn main() -> ExitCode {
+    // As the server binary does, before the runtime's threads start.
+    hookbus_server::memory::no_transparent_huge_pages();
+    bench()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn bench() -> ExitCode {
     let args = Args::parse();
     if args.backends.contains(&Backend::Postgres) {
         println!("PostgreSQL: {}", args.postgres_url);

@@ -12,6 +12,7 @@ mod auth;
 mod body;
 pub mod cli;
 mod envelope;
+pub mod memory;
 mod metrics;
 mod retention;
 mod routes;

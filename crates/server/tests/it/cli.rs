@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, terminate, within};
+use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, ready, serve, terminate, within};
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
@@ -165,4 +165,25 @@ async fn request_log_lines_name_the_request_and_keep_tokens_out() {
     assert_eq!(line["span"]["http.method"], "POST", "{line}");
     assert_eq!(line["span"]["http.status_code"], 200, "{line}");
     assert!(!log.contains(ADMIN_TOKEN), "the bearer token stays out of the log:\n{log}");
+}
+
+/// The server turns transparent huge pages off for itself (`hookbus_server::memory`): with them,
+/// mimalloc's arenas doubled its resident memory. The kernel reports the flag per process.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let database = TestDatabase::create().await;
+    let port = free_port();
+    let mut child = serve(&database.url, port, &[]);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = within(Duration::from_secs(20), || ready(&client, &base)).await;
+    assert!(started.is_some(), "the server became ready");
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("the process's status");
+    let thp = status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(str::trim);
+    assert_eq!(thp, Some("0"), "THP_enabled in /proc/<pid>/status");
+
+    let code = terminate(&mut child);
+    assert!(code.success(), "a graceful stop exits 0, got {code}");
 }
