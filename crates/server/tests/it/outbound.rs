@@ -188,6 +188,10 @@ async fn a_published_event_arrives_signed_with_the_standard_webhooks_headers() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["httpStatus"], 200);
     assert_eq!(log[0]["responseExcerpt"], "answered 200");
+    assert_eq!(delivered["lastHttpStatus"], 200);
+    assert_eq!(delivered["lastAttemptAt"], log[0]["attemptedAt"]);
+    assert!(delivered["deliveredAt"].is_string(), "{delivered:#}");
+    assert!(delivered["nextAttemptAt"].is_null() && delivered["lastError"].is_null(), "{delivered:#}");
 
     // The subscription shows its last delivery; custom header values that look like keys are masked.
     let reply = app.admin(json!({"$type": "GetWebhookSubscriptionQuery", "id": id})).await;
@@ -249,6 +253,9 @@ async fn attempts_run_out_into_expired_and_resend_delivers_them() {
     let expired = settled(&app, &id, "Expired").await;
     assert_eq!(expired["attempts"], 3);
     assert_eq!(receiver.count(), 3);
+    assert_eq!(expired["lastHttpStatus"], 503);
+    assert!(expired["lastError"].as_str().is_some_and(|e| e.contains("503")), "{expired:#}");
+    assert!(expired["nextAttemptAt"].is_null() && expired["deliveredAt"].is_null(), "{expired:#}");
 
     // The receiver recovers; resending queues the notification again as new attempts.
     receiver.answer(Answer::Status(200));
@@ -257,6 +264,8 @@ async fn attempts_run_out_into_expired_and_resend_delivers_them() {
     let delivered = settled(&app, &id, "Delivered").await;
     assert_eq!(delivered["attempts"], 1);
     assert_eq!(delivered["attemptLog"].as_array().map(Vec::len), Some(4));
+    assert_eq!(delivered["lastHttpStatus"], 200);
+    assert!(delivered["lastError"].is_null() && delivered["deliveredAt"].is_string(), "{delivered:#}");
 }
 
 #[tokio::test]
@@ -1048,18 +1057,25 @@ async fn secure_ssl_decides_whether_the_certificate_is_checked() {
     assert_eq!(receiver.count(), 1);
 }
 
-/// An endpoint slower than `outbound.timeout_ms` fails the attempt with a timeout.
+/// An endpoint slower than `outbound.timeout_ms` fails the attempt with a timeout. The
+/// notification then shows no HTTP status: the timed-out attempt's, not the 500 before it.
 #[tokio::test]
 async fn a_slow_endpoint_times_out() {
     let app = TestApp::builder().configure(|s| s.outbound.timeout_ms = 300).spawn().await;
     let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500)]);
     receiver.answer(Answer::Slow(Duration::from_secs(2), 200));
-    let (id, _) = subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 1})).await;
+    let (id, _) =
+        subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"maxAttempts": 2, "retryIntervalSeconds": 5})).await;
     publish(&app, "WB_Send_Sms", json!({})).await;
     let expired = settled(&app, &id, "Expired").await;
-    let attempt = &expired["attemptLog"][0];
+    assert_eq!(expired["attemptLog"][0]["httpStatus"], 500, "{expired:#}");
+    let attempt = &expired["attemptLog"][1];
     assert!(attempt["error"].as_str().is_some_and(|e| e.starts_with("timed out")), "{attempt:#}");
     assert!(attempt["durationMs"].as_i64().is_some_and(|ms| (250..1500).contains(&ms)), "{attempt:#}");
+    assert!(expired["lastHttpStatus"].is_null(), "{expired:#}");
+    assert_eq!(expired["lastAttemptAt"], attempt["attemptedAt"]);
+    assert!(expired["lastError"].as_str().is_some_and(|e| e.starts_with("timed out")), "{expired:#}");
 }
 
 /// Ten publishers of one `eventId` at once: one event, one delivery, every answer a success with
