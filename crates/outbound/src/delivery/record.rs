@@ -15,7 +15,7 @@ use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    sea_query::{Alias, Expr, ExprTrait, Func, IntoIden, Query, TableRef, ValueTuple},
+    sea_query::{Alias, Expr, ExprTrait, Func, IntoIden, Query, TableRef, UpdateStatement, ValueTuple},
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -27,9 +27,12 @@ use crate::{
     status,
 };
 
-/// Outcomes written per transaction, at most. The notifications' statement binds
-/// [`NOTIFICATION_VALUES`] parameters per outcome: 4,608 in all, under SQLite's 32,766.
+/// Outcomes written per transaction, at most.
 const BATCH: usize = 512;
+
+/// Rows per statement, at most (see [`piece_sizes`]). The notifications' statement binds
+/// [`NOTIFICATION_VALUES`] parameters per row: 576 at most, far under SQLite's 32,766.
+const PIECE: usize = 64;
 
 /// What one HTTP attempt saw.
 #[derive(Debug, Clone)]
@@ -138,8 +141,9 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
             })
         })
         .collect();
-    if !attempts.is_empty() {
-        attempt::Entity::insert_many(attempts).exec(&*txn).await.or_internal()?;
+    let mut attempts = attempts.into_iter();
+    for size in piece_sizes(attempts.len()) {
+        attempt::Entity::insert_many(attempts.by_ref().take(size)).exec(&*txn).await.or_internal()?;
     }
     update_notifications(&*txn, outcomes, now).await?;
     for (subscription_id, summary) in summarize(outcomes) {
@@ -173,7 +177,8 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
 /// Parameters per outcome in [`update_notifications`].
 const NOTIFICATION_VALUES: usize = 9;
 
-/// The batch's notifications in one statement, not one per outcome (a round trip each):
+/// The batch's notifications in a few statements (pieces of up to [`PIECE`]), not one per
+/// outcome (a round trip each):
 /// `UPDATE notifications SET .. FROM (VALUES (..), ..) AS v WHERE notifications.id = v.column1`.
 /// PostgreSQL and SQLite (3.33 and later) both take `UPDATE .. FROM` and name a `VALUES` list's
 /// columns `column1`, `column2`, and so on. An outcome without an attempt keeps the last attempt's
@@ -183,30 +188,36 @@ async fn update_notifications(
     outcomes: &[Outcome],
     now: Timestamp,
 ) -> Result<(), hookbus_core::CommandError> {
-    let rows: Vec<ValueTuple> = outcomes
-        .iter()
-        .map(|outcome| {
-            let attempt = outcome.attempt.as_ref();
-            let values = vec![
-                outcome.notification_id.into(),
-                outcome.status.into(),
-                outcome.attempts.into(),
-                outcome.next_attempt_at.into(),
-                outcome.error.clone().into(),
-                attempt.is_some().into(),
-                attempt.map(|a| a.attempted_at).into(),
-                attempt.and_then(|a| a.http_status).into(),
-                outcome.delivered_at.into(),
-            ];
-            debug_assert_eq!(values.len(), NOTIFICATION_VALUES);
-            ValueTuple::Many(values)
-        })
-        .collect();
+    let mut rows = outcomes.iter().map(|outcome| {
+        let attempt = outcome.attempt.as_ref();
+        let values = vec![
+            outcome.notification_id.into(),
+            outcome.status.into(),
+            outcome.attempts.into(),
+            outcome.next_attempt_at.into(),
+            outcome.error.clone().into(),
+            attempt.is_some().into(),
+            attempt.map(|a| a.attempted_at).into(),
+            attempt.and_then(|a| a.http_status).into(),
+            outcome.delivered_at.into(),
+        ];
+        debug_assert_eq!(values.len(), NOTIFICATION_VALUES);
+        ValueTuple::Many(values)
+    });
+    for size in piece_sizes(outcomes.len()) {
+        let piece: Vec<ValueTuple> = rows.by_ref().take(size).collect();
+        db.execute(&notifications_update(piece, now)).await.or_internal()?;
+    }
+    Ok(())
+}
+
+/// The update of [`update_notifications`] for `rows`.
+fn notifications_update(rows: Vec<ValueTuple>, now: Timestamp) -> UpdateStatement {
     let list = Alias::new("v");
     let value = |n: usize| Expr::col((list.clone(), Alias::new(format!("column{n}"))));
     let current = |column: notification::Column| Expr::col((notification::Entity, column));
     let with_attempt = |new: Expr, old: notification::Column| Expr::case(value(6), new).finally(current(old));
-    let update = Query::update()
+    Query::update()
         .table(notification::Entity)
         .value(notification::Column::Status, value(2))
         .value(notification::Column::Attempts, value(3))
@@ -222,9 +233,24 @@ async fn update_notifications(
         )
         .from(TableRef::ValuesList(rows, list.clone().into_iden()))
         .and_where(current(notification::Column::Id).equals((list.clone(), Alias::new("column1"))))
-        .to_owned();
-    db.execute(&update).await.or_internal()?;
-    Ok(())
+        .to_owned()
+}
+
+/// Sizes that split `len` rows into statements: pieces of [`PIECE`] rows, then falling powers of
+/// two (100 rows: 64, 32, 4). The database driver keeps every distinct statement text prepared on
+/// its connection (up to its cache's capacity); statements sized to each batch would fill that
+/// cache with large one-off texts, where these come in seven shapes.
+fn piece_sizes(len: usize) -> impl Iterator<Item = usize> {
+    let mut rest = len;
+    std::iter::from_fn(move || {
+        let size = match rest {
+            0 => return None,
+            n if n >= PIECE => PIECE,
+            n => 1 << n.ilog2(),
+        };
+        rest -= size;
+        Some(size)
+    })
 }
 
 /// Per subscription: the last attempt, and how the run of expired notifications changes.
@@ -256,4 +282,21 @@ fn summarize(outcomes: &[Outcome]) -> HashMap<Uuid, Summary> {
         summary.gone |= outcome.suspend;
     }
     summaries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_every_row_in_few_shapes() {
+        assert_eq!(piece_sizes(0).count(), 0);
+        assert_eq!(piece_sizes(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(piece_sizes(100).collect::<Vec<_>>(), [64, 32, 4]);
+        assert_eq!(piece_sizes(BATCH).collect::<Vec<_>>(), [PIECE; BATCH / PIECE]);
+        for len in 0..=BATCH {
+            assert_eq!(piece_sizes(len).sum::<usize>(), len);
+            assert!(piece_sizes(len).all(|size| size.is_power_of_two() && size <= PIECE));
+        }
+    }
 }
