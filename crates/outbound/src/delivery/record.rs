@@ -3,7 +3,7 @@
 //! outcome lost in a crash only means the notification is sent again when its lease runs out.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -188,7 +188,8 @@ async fn update_notifications(
     outcomes: &[Outcome],
     now: Timestamp,
 ) -> Result<(), hookbus_core::CommandError> {
-    let mut rows = outcomes.iter().map(|outcome| {
+    let latest = latest(outcomes);
+    let mut rows = latest.iter().map(|outcome| {
         let attempt = outcome.attempt.as_ref();
         let values = vec![
             outcome.notification_id.into(),
@@ -204,11 +205,20 @@ async fn update_notifications(
         debug_assert_eq!(values.len(), NOTIFICATION_VALUES);
         ValueTuple::Many(values)
     });
-    for size in piece_sizes(outcomes.len()) {
+    for size in piece_sizes(latest.len()) {
         let piece: Vec<ValueTuple> = rows.by_ref().take(size).collect();
         db.execute(&notifications_update(piece, now)).await.or_internal()?;
     }
     Ok(())
+}
+
+/// Each notification's last outcome in the batch. With two rows for one notification,
+/// `UPDATE .. FROM` applies one of them, unspecified which (one statement after another applied
+/// the later). Two outcomes of one notification in a batch take a lease that ran out under a
+/// slow attempt.
+fn latest(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    let mut seen = HashSet::with_capacity(outcomes.len());
+    outcomes.iter().rev().filter(|outcome| seen.insert(outcome.notification_id)).collect()
 }
 
 /// The update of [`update_notifications`] for `rows`.
@@ -287,6 +297,32 @@ fn summarize(outcomes: &[Outcome]) -> HashMap<Uuid, Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcome(notification_id: Uuid, status: &'static str) -> Outcome {
+        Outcome {
+            notification_id,
+            subscription_id: Uuid::nil(),
+            status,
+            attempts: 1,
+            attempt: None,
+            next_attempt_at: None,
+            delivered_at: None,
+            error: None,
+            suspend: false,
+            sent: true,
+        }
+    }
+
+    #[test]
+    fn a_notification_recorded_twice_in_a_batch_takes_its_last_outcome() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let batch = [outcome(a, status::PENDING), outcome(b, status::DELIVERED), outcome(a, status::EXPIRED)];
+        let mut kept: Vec<(Uuid, &str)> = latest(&batch).iter().map(|o| (o.notification_id, o.status)).collect();
+        kept.sort();
+        let mut expected = vec![(a, status::EXPIRED), (b, status::DELIVERED)];
+        expected.sort();
+        assert_eq!(kept, expected);
+    }
 
     #[test]
     fn pieces_cover_every_row_in_few_shapes() {
