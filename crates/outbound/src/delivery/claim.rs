@@ -175,18 +175,8 @@ fn dedup(mut ids: Vec<Uuid>) -> Vec<Uuid> {
 }
 
 fn cancelled(row: &notification::Model, why: &str) -> Outcome {
-    Outcome {
-        notification_id: row.id,
-        subscription_id: row.subscription_id,
-        status: status::CANCELLED,
-        attempts: row.attempts,
-        attempt: None,
-        next_attempt_at: None,
-        delivered_at: None,
-        error: Some(why.to_owned()),
-        suspend: false,
-        sent: false,
-    }
+    let outcome = Outcome::of(row.id, row.subscription_id, row.attempts);
+    Outcome { sent: false, ..outcome.finish(status::CANCELLED, Some(why.to_owned())) }
 }
 
 /// Deletes finished notifications older than the retention, their attempts, and events left

@@ -63,11 +63,16 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     pub fn new(job: &Job) -> Self {
+        Self::of(job.notification_id, job.target.id, job.attempts)
+    }
+
+    /// A notification's outcome with nothing seen yet: still pending, from a sender.
+    pub fn of(notification_id: Uuid, subscription_id: Uuid, attempts: i32) -> Self {
         Self {
-            notification_id: job.notification_id,
-            subscription_id: job.target.id,
+            notification_id,
+            subscription_id,
             status: status::PENDING,
-            attempts: job.attempts,
+            attempts,
             attempt: None,
             next_attempt_at: None,
             delivered_at: None,
@@ -299,18 +304,7 @@ mod tests {
     use super::*;
 
     fn outcome(notification_id: Uuid, status: &'static str) -> Outcome {
-        Outcome {
-            notification_id,
-            subscription_id: Uuid::nil(),
-            status,
-            attempts: 1,
-            attempt: None,
-            next_attempt_at: None,
-            delivered_at: None,
-            error: None,
-            suspend: false,
-            sent: true,
-        }
+        Outcome::of(notification_id, Uuid::nil(), 1).finish(status, None)
     }
 
     #[test]
