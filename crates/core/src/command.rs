@@ -1,4 +1,4 @@
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{borrow::Cow, fmt, future::Future, pin::Pin, sync::Arc};
 
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
@@ -40,12 +40,13 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub data: ReplyData,
-    pub message: String,
+    /// Nearly always a literal: borrowed, it costs a request no allocation to make, log and send.
+    pub message: Cow<'static, str>,
 }
 
 impl Reply {
     /// Serializes `data`. A value that cannot be serialized is an internal error.
-    pub fn new(data: impl Serialize, message: impl Into<String>) -> Result<Self, CommandError> {
+    pub fn new(data: impl Serialize, message: impl Into<Cow<'static, str>>) -> Result<Self, CommandError> {
         let data = serde_json::to_value(data).map_err(CommandError::internal)?;
         Ok(Self { data: ReplyData::Value(data), message: message.into() })
     }

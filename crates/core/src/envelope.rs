@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::{CommandError, Reply, ReplyData};
@@ -7,14 +9,14 @@ use crate::{CommandError, Reply, ReplyData};
 pub struct Envelope {
     pub success: bool,
     pub data: ReplyData,
-    pub message: String,
+    pub message: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<String>>,
 }
 
 impl Envelope {
     /// A success carrying `data`.
-    pub fn ok(data: impl Into<ReplyData>, message: impl Into<String>) -> Self {
+    pub fn ok(data: impl Into<ReplyData>, message: impl Into<Cow<'static, str>>) -> Self {
         Self { success: true, data: data.into(), message: message.into(), errors: None }
     }
 }
@@ -30,7 +32,7 @@ impl From<&CommandError> for Envelope {
         Self {
             success: false,
             data: serde_json::Value::Null.into(),
-            message: error.message(),
+            message: error.message().into(),
             errors: Some(error.details()),
         }
     }

@@ -35,7 +35,7 @@ pub(crate) fn encode(rows: &[LogRow]) -> Vec<u8> {
             row.request.len()
                 + row.raw_body.len()
                 + row.data.as_ref().map_or(0, |data| data.len())
-                + row.message.as_ref().map_or(0, String::len)
+                + row.message.as_ref().map_or(0, |message| message.len())
                 + 160
         })
         .sum();
@@ -108,8 +108,6 @@ impl Fields {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use chrono::TimeZone;
 
     use super::*;
@@ -120,10 +118,10 @@ mod tests {
             id: Uuid::from_u128(1),
             config_id: 7,
             config_key: "k".to_owned(),
-            request: Arc::from("{}"),
-            raw_body: Arc::from("a\0b"),
+            request: "{}".to_owned(),
+            raw_body: "a\0b".to_owned(),
             duplicate_of: None,
-            status: "Succeeded".to_owned(),
+            status: "Succeeded".into(),
             http_status: Some(200),
             message: None,
             data: None,

@@ -94,7 +94,7 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, 
     let (status, http_status, message) = outcome_columns(result);
     row.status = Set(status.to_owned());
     row.http_status = Set(Some(http_status));
-    row.message = Set(Some(stored_text(message)));
+    row.message = Set(Some(stored_text(message.into_owned())));
     match result {
         // JSON values always serialize.
         Ok(reply) => row.data = Set(Some(JsonText::of(&reply.data).expect("reply data is JSON"))),
@@ -186,7 +186,7 @@ async fn repeat(
             duplicate.data = Set(first.data.clone());
             Receipt::Done(Ok(Reply {
                 data: first.data.as_ref().map(JsonText::parse).transpose()?.unwrap_or(Value::Null).into(),
-                message: first.message.unwrap_or_default(),
+                message: first.message.unwrap_or_default().into(),
             }))
         }
         status::PENDING if entry.model.respond_async => {

@@ -5,7 +5,7 @@
 //! `ActiveModel` cloned each JSON tree into a `Value` and serialized it again when binding; under
 //! load that cost more than the handler.)
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use hookbus_core::{CommandError, Reply, Timestamp};
 use hookbus_router::InboundRequest;
@@ -15,20 +15,21 @@ use crate::{entity, redact_headers, status};
 
 /// One row of `inbound_events` that needs no further update: the writer only inserts it.
 ///
-/// The long text columns are shared, so that keeping a batch for a row-by-row retry while
-/// binding it costs no copies.
-#[derive(Debug, Clone)]
+/// Its text takes what the request already allocated (the request's JSON, its body, a literal
+/// status and message) and the writer binds it by reference: a routed request should not copy
+/// its log row to hand it on.
+#[derive(Debug)]
 pub(crate) struct LogRow {
     pub id: Uuid,
     pub config_id: i32,
     pub config_key: String,
     /// The request's stored form (see [`stored`](crate::stored)), secret headers redacted.
-    pub request: Arc<str>,
-    pub raw_body: Arc<str>,
+    pub request: String,
+    pub raw_body: String,
     pub duplicate_of: Option<Uuid>,
-    pub status: String,
+    pub status: Cow<'static, str>,
     pub http_status: Option<i32>,
-    pub message: Option<String>,
+    pub message: Option<Cow<'static, str>>,
     /// JSON.
     pub data: Option<Arc<str>>,
     /// JSON.
@@ -57,11 +58,11 @@ impl LogRow {
         Ok(Self {
             id: Uuid::now_v7(),
             config_id,
-            request: crate::stored::to_stored(&request, &config_key, request.received_at)?.into(),
+            request: crate::stored::to_stored(&request, &config_key, request.received_at)?,
             config_key,
-            raw_body: raw_body.into(),
+            raw_body,
             duplicate_of: None,
-            status: status.to_owned(),
+            status: Cow::Borrowed(status),
             http_status: Some(http_status),
             message: Some(message),
             data,
@@ -79,12 +80,12 @@ impl LogRow {
             id: model.id,
             config_id: model.config_id,
             config_key: model.config_key,
-            request: model.request.into_string().into(),
-            raw_body: model.raw_body.into(),
+            request: model.request.into_string(),
+            raw_body: model.raw_body,
             duplicate_of: model.duplicate_of,
-            status: model.status,
+            status: Cow::Owned(model.status),
             http_status: model.http_status,
-            message: model.message,
+            message: model.message.map(Cow::Owned),
             data: model.data.map(|data| data.into_string().into()),
             errors: model.errors.map(|errors| errors.into_string().into()),
             attempts: model.attempts,
@@ -104,10 +105,10 @@ pub(crate) fn take_for_storage(request: &mut InboundRequest) -> String {
 
 /// The outcome columns every finished row has, whichever way it is stored: status, HTTP status
 /// and message.
-pub(crate) fn outcome_columns(result: &Result<Reply, CommandError>) -> (&'static str, i32, String) {
+pub(crate) fn outcome_columns(result: &Result<Reply, CommandError>) -> (&'static str, i32, Cow<'static, str>) {
     match result {
         Ok(reply) => (status::SUCCEEDED, 200, reply.message.clone()),
-        Err(error) => (status::FAILED, i32::from(error.status()), error.message()),
+        Err(error) => (status::FAILED, i32::from(error.status()), Cow::Owned(error.message())),
     }
 }
 

@@ -67,7 +67,7 @@ fn mono_answer(items: &[Item], forwarded: Option<Value>) -> Result<Reply, Comman
 }
 
 /// Remita's routes take many notifications a request: counts, and one line each.
-fn batch_answer(items: &[Item], forwarded: Option<Value>, message: &str) -> Result<Reply, CommandError> {
+fn batch_answer(items: &[Item], forwarded: Option<Value>, message: &'static str) -> Result<Reply, CommandError> {
     let count =
         |wanted: fn(&Outcome) -> bool| items.iter().filter(|item| item.outcome.as_ref().is_some_and(wanted)).count();
     let lines: Vec<Value> = items
