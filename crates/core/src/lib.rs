@@ -18,7 +18,7 @@ mod registry;
 
 pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply, ReplyData, SharedJson};
 pub use context::{Context, Owner, Principal, Services, Subject};
-pub use dispatch::{parse_command, parse_command_value, run_command};
+pub use dispatch::{parse_command, parse_command_value, parse_named_command, run_command};
 pub use envelope::Envelope;
 pub use error::{CommandError, error_chain};
 pub use paging::{Page, PageRequest};

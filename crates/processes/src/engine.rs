@@ -232,7 +232,7 @@ async fn run_step(services: &Arc<Services>, step: &Step, variables: &Value) -> R
                         .collect(),
                 ),
             };
-            run_named(command, fields, &ctx).await.map(|reply| reply.data.into_value())
+            run_named(command, &fields, &ctx).await.map(|reply| reply.data.into_value())
         }
         Step::Script { name, code } => {
             let engine_services = Arc::clone(services);

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use hookbus_configs::{ChainStep, ConfigEntry, ExecutionType, StepInput};
 use hookbus_core::{
-    CommandError, Context, Permission, PermissionSet, Principal, Reply, Services, Subject, parse_command_value,
+    CommandError, Context, Permission, PermissionSet, Principal, Reply, Services, Subject, parse_named_command,
     run_command,
 };
 use hookbus_script::{HostError, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
@@ -45,33 +45,33 @@ impl Router {
         match entry.execution_type {
             ExecutionType::NativeCommand => {
                 let name = entry.model.command_name.as_deref().unwrap_or_default();
-                run_named(name, request.body.clone(), &ctx).await
+                run_named(name, &request.body, &ctx).await
             }
             ExecutionType::CommandChain => run_chain(&entry.chain, request, &ctx).await,
             ExecutionType::Code => run_script(entry, request, ctx).await,
             // Through the bus, like any command: the router needs no process engine of its own.
             ExecutionType::StartProcess => {
                 let fields = json!({"id": entry.model.process_definition_id, "runtimeContext": request.body});
-                run_named("StartProcessInstanceCommand", fields, &ctx).await
+                run_named("StartProcessInstanceCommand", &fields, &ctx).await
             }
         }
     }
 }
 
 /// Runs the command `name` with `fields` (a JSON object, or nothing) as its fields.
-pub async fn run_named(name: &str, fields: Value, ctx: &Context) -> Result<Reply, CommandError> {
-    let mut fields = match fields {
+pub async fn run_named(name: &str, fields: &Value, ctx: &Context) -> Result<Reply, CommandError> {
+    let no_fields = Map::new();
+    let fields = match fields {
         Value::Object(fields) => fields,
-        Value::Null => Map::new(),
+        Value::Null => &no_fields,
         other => {
             return Err(CommandError::validation(format!(
                 "body: the fields of {name} must be a JSON object, not {}",
-                json_kind(&other)
+                json_kind(other)
             )));
         }
     };
-    fields.insert("$type".into(), Value::String(name.to_owned()));
-    let command = parse_command_value(Value::Object(fields))?;
+    let command = parse_named_command(name, fields)?;
     run_command(command.as_ref(), ctx).await
 }
 
@@ -90,7 +90,7 @@ async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context)
                 Value::Object(fields.iter().map(|(field, input)| (field.clone(), resolve(input, &context))).collect())
             }
         };
-        let output = match run_named(&step.command_name, input, ctx).await {
+        let output = match run_named(&step.command_name, &input, ctx).await {
             Ok(reply) => reply.data.into_value(),
             Err(error) if step.continue_on_error => json!({ "error": error.summary() }),
             Err(error) => {
@@ -194,7 +194,7 @@ impl BusHost {
 impl ScriptHost for BusHost {
     fn command(&self, name: &str, fields: Value) -> Result<Value, HostError> {
         self.runtime
-            .block_on(run_named(name, fields, &self.ctx))
+            .block_on(run_named(name, &fields, &self.ctx))
             .map(|reply| reply.data.into_value())
             .map_err(|error| HostError { status: error.status(), message: error.message(), errors: error.details() })
     }

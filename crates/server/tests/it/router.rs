@@ -31,6 +31,17 @@ async fn a_native_command_runs_with_the_body_as_its_fields() {
     wrong_field.assert_error(422, "Validation failed");
     assert!(wrong_field.errors()[0].starts_with("id: invalid type"), "{:?}", wrong_field.errors());
 
+    let unknown = app.call("POST", "/api/webhooks/lookup", Some(json!({"id": target["id"], "force": true})), &[]).await;
+    unknown.assert_error(422, "Validation failed");
+    assert!(unknown.has_error("unknown field `force`"), "{:?}", unknown.errors());
+
+    // The configuration names the command: a `$type` in the body changes nothing.
+    let retyped = json!({"$type": "DeleteWebHookConfigCommand", "id": target["id"]});
+    let retyped = app.call("POST", "/api/webhooks/lookup", Some(retyped), &[]).await;
+    assert_eq!(retyped.assert_ok("Webhook configuration retrieved successfully")["key"], json!("lookup"));
+    let still_there = json!({"$type": "GetWebHookConfigByIdQuery", "id": target["id"]});
+    app.admin(still_there).await.assert_ok("Webhook configuration retrieved successfully");
+
     let not_object = app.call("POST", "/api/webhooks/lookup", Some(json!([1, 2])), &[]).await;
     not_object.assert_error(422, "Validation failed");
     assert!(not_object.has_error("must be a JSON object"), "{:?}", not_object.errors());
