@@ -1,6 +1,6 @@
 //! Wiring: the database, the services every feature crate needs, and the HTTP server.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{
     App, HttpMessage, HttpServer,
@@ -23,6 +23,7 @@ use hookbus_store::Store;
 use hookbus_tokens::TokenAuthority;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
+use uuid::Uuid;
 
 use crate::{metrics::Metrics, routes, routes::inbound::RouteLabel, settings::Settings, telemetry::RequestSpan};
 
@@ -164,15 +165,22 @@ impl Application {
                             // After routing, the pattern is looked up from the matched resource;
                             // before it, finding it would match the path against every route again.
                             let label = response.request().extensions().get::<RouteLabel>().copied();
-                            let route =
-                                label.map(|label| label.0.to_owned()).or_else(|| response.request().match_pattern());
+                            let route = match label {
+                                Some(label) => Cow::Borrowed(label.0),
+                                None => {
+                                    response.request().match_pattern().map_or(Cow::Borrowed("unmatched"), Cow::Owned)
+                                }
+                            };
                             state.metrics.record_request(
-                                route.as_deref().unwrap_or("unmatched"),
-                                response.request().method().as_str(),
+                                route,
+                                response.request().method(),
                                 response.status().as_u16(),
                             );
                         }
-                        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+                        let request_id = request_id.and_then(|id| {
+                            HeaderValue::from_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer())).ok()
+                        });
+                        if let Some(id) = request_id {
                             response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
                         }
                         Ok(response)

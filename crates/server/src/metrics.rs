@@ -1,7 +1,9 @@
 //! Prometheus metrics, served at `/metrics`. One registry per application, so that instances in
 //! one process (as in tests) do not mix their figures.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
+
+use actix_web::http::Method;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -16,8 +18,9 @@ use prometheus_client::{
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     /// The matched route pattern, never the raw path, so that the label set stays small.
-    route: String,
-    method: String,
+    route: Cow<'static, str>,
+    /// A standard method's name, else `_OTHER` (see [`method_label`]).
+    method: &'static str,
     status: u16,
 }
 
@@ -71,8 +74,10 @@ impl Metrics {
         Self { registry, requests, commands, executions }
     }
 
-    pub fn record_request(&self, route: &str, method: &str, status: u16) {
-        let labels = RequestLabels { route: route.to_owned(), method: method.to_owned(), status };
+    /// Counts a finished request under its route pattern (borrowed when it is a literal, so that
+    /// finding the counter of a request allocates nothing).
+    pub fn record_request(&self, route: Cow<'static, str>, method: &Method, status: u16) {
+        let labels = RequestLabels { route, method: method_label(method), status };
         self.requests.get_or_create(&labels).inc();
     }
 
@@ -95,6 +100,24 @@ impl Metrics {
         let _ = encode(&mut text, &self.registry);
         text
     }
+}
+
+/// A request method as a label: the standard methods by name; any other (HTTP allows any token,
+/// so a caller could otherwise add a time series per made-up method) as `_OTHER`, the name
+/// OpenTelemetry's HTTP conventions give it.
+fn method_label(method: &Method) -> &'static str {
+    static STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD.iter().find(|(standard, _)| standard == method).map_or("_OTHER", |(_, name)| name)
 }
 
 impl Default for Metrics {

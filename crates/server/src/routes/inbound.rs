@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use actix_web::{
     HttpMessage, HttpRequest, HttpResponse,
-    http::header::{CONTENT_TYPE, HeaderMap},
+    http::header::{CONTENT_TYPE, HeaderMap, HeaderName},
     web,
 };
 use hookbus_configs::CachedConfig;
@@ -84,7 +84,9 @@ async fn route(
 pub(super) fn client_ip(request: &HttpRequest, state: &AppState) -> Result<IpAddr, CommandError> {
     let peer =
         request.peer_addr().map(|addr| addr.ip()).ok_or_else(|| CommandError::Denied("no peer address".into()))?;
-    let forwarded_for = header_text(request.headers(), "x-forwarded-for");
+    // A name from text is parsed (and a non-standard one copied) at every lookup.
+    static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let forwarded_for = header_text(request.headers(), &X_FORWARDED_FOR);
     Ok(state.trusted_proxies.client_ip(peer, forwarded_for.as_deref()))
 }
 
@@ -153,7 +155,7 @@ fn headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     map
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let values: Vec<&str> = headers.get_all(name).filter_map(|value| value.to_str().ok()).collect();
     (!values.is_empty()).then(|| values.join(", "))
 }

@@ -25,6 +25,9 @@ async fn metrics_count_requests_by_route_and_time_commands_by_type() {
     app.call("POST", "/api/webhooks/nobody", Some(json!({})), &[]).await;
     app.call("POST", "/api/webhooks/mono/callback", Some(json!({})), &[]).await;
     app.call("GET", "/nowhere", None, &[]).await;
+    // Any token is a method: made-up ones share one label value rather than each adding a series.
+    app.call("BREW", "/nowhere", None, &[]).await;
+    app.call("FLY", "/nowhere", None, &[]).await;
 
     let response = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics answer");
     assert_eq!(response.status(), 200);
@@ -39,6 +42,8 @@ async fn metrics_count_requests_by_route_and_time_commands_by_type() {
         "{text}"
     );
     assert!(has(r#"hookbus_http_requests_total{route="unmatched",method="GET",status="404"} 1"#), "{text}");
+    assert!(has(r#"hookbus_http_requests_total{route="unmatched",method="_OTHER",status="404"} 2"#), "{text}");
+    assert!(!text.contains("BREW") && !text.contains("FLY"), "{text}");
     assert!(
         has(r#"hookbus_command_duration_seconds_count{command="GetWebHookConfigListQuery",outcome="ok"} 1"#),
         "{text}"
