@@ -15,6 +15,7 @@ mod m20261122_000007_provider_notifications;
 mod m20261123_000008_events_occurred_at;
 mod m20261123_000009_inbound_events_json_as_text;
 mod m20261123_000010_listing_indexes;
+mod m20261204_000011_delegated_authority;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_events_occurred_at::Migration),
             Box::new(m20261123_000009_inbound_events_json_as_text::Migration),
             Box::new(m20261123_000010_listing_indexes::Migration),
+            Box::new(m20261204_000011_delegated_authority::Migration),
         ]
     }
 }

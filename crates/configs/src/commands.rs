@@ -2,7 +2,9 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use hookbus_core::{CommandError, Context, Handler, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{
+    CommandError, Context, Delegation, Handler, Permission, Reply, Timestamp, authorize_commands, register_command,
+};
 use hookbus_script::ScriptEngine;
 use hookbus_store::{DbResultExt, Store, WriteTransaction};
 use schemars::JsonSchema;
@@ -46,6 +48,7 @@ impl Handler for CreateWebHookConfigCommand {
         let key = problems.check(WebhookKey::parse(key.as_deref().unwrap_or_default()));
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
         let key = key.ok_or_else(|| CommandError::validation("Key is required"))?;
+        authorize(ctx, &spec)?;
         ensure_process_exists(ctx, &spec).await?;
 
         let txn = ctx.service::<Store>()?.begin_write().await?;
@@ -62,7 +65,7 @@ impl Handler for CreateWebHookConfigCommand {
             created_at: Set(now),
             ..Default::default()
         };
-        apply(&mut row, spec, now);
+        apply(&mut row, spec, Delegation::of(&ctx.principal), now);
         let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
         commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
@@ -90,6 +93,7 @@ impl Handler for UpdateWebHookConfigCommand {
         let problems =
             unknown_fields(unknown, |name| (name == "key").then(|| "key: Key cannot be changed after creation".into()));
         let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
+        authorize(ctx, &spec)?;
         ensure_process_exists(ctx, &spec).await?;
 
         let txn = ctx.service::<Store>()?.begin_write().await?;
@@ -106,7 +110,7 @@ impl Handler for UpdateWebHookConfigCommand {
         let version = existing.version;
         let mut row = existing.into_active_model();
         row.version = Set(version + 1);
-        apply(&mut row, spec, hookbus_core::now());
+        apply(&mut row, spec, Delegation::of(&ctx.principal), hookbus_core::now());
         let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
         commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
@@ -216,6 +220,13 @@ fn entry(saved: &entity::Model) -> Result<Arc<ConfigEntry>, CommandError> {
     ConfigEntry::try_from(saved.clone()).map(Arc::new).map_err(CommandError::internal)
 }
 
+/// Whoever saves a configuration must be allowed to run every command it names: it runs them
+/// later with the saver's authority, for callers who present no token.
+fn authorize(ctx: &Context, spec: &ConfigSpec) -> Result<(), CommandError> {
+    let named = spec.execution.commands();
+    authorize_commands(&ctx.principal, named.iter().map(|(at, name)| (at.clone(), name.as_str())))
+}
+
 /// A type-3 configuration must name an existing process definition. Read by table name: the
 /// process engine's crate depends on this one, not the other way round.
 async fn ensure_process_exists(ctx: &Context, spec: &ConfigSpec) -> Result<(), CommandError> {
@@ -277,10 +288,19 @@ async fn set_enabled(
     Ok(saved)
 }
 
-/// Writes a validated spec into a row.
-fn apply(row: &mut entity::ActiveModel, spec: ConfigSpec, now: Timestamp) {
-    let ConfigSpec { description, is_enabled, path, action, execution, allowable_ips, idempotency_key, respond_async } =
-        spec;
+/// Writes a validated spec into a row, with the authority it will run with.
+fn apply(row: &mut entity::ActiveModel, spec: ConfigSpec, run_as: Delegation, now: Timestamp) {
+    let ConfigSpec {
+        description,
+        is_enabled,
+        path,
+        action,
+        execution,
+        allowable_ips,
+        idempotency_key,
+        respond_async,
+        idempotency_returns_result,
+    } = spec;
     row.description = Set(description);
     row.is_enabled = Set(is_enabled);
     row.path = Set(path.as_str().to_owned());
@@ -299,5 +319,7 @@ fn apply(row: &mut entity::ActiveModel, spec: ConfigSpec, now: Timestamp) {
     row.allowable_ips = Set((!allowable_ips.is_empty()).then(|| allowable_ips.to_string()));
     row.idempotency_key = Set(idempotency_key.map(|key| key.to_string()));
     row.respond_async = Set(respond_async);
+    row.idempotency_returns_result = Set(idempotency_returns_result);
+    row.run_as = Set(Some(run_as.to_stored()));
     row.updated_at = Set(now);
 }

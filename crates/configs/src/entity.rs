@@ -22,7 +22,12 @@ pub struct Model {
     pub allowable_ips: Option<String>,
     pub idempotency_key: Option<String>,
     pub respond_async: bool,
-    /// Bumped on every change, so that caches and compiled scripts can be keyed by it.
+    /// Whether a repeated request gets the first one's answer data.
+    pub idempotency_returns_result: bool,
+    /// The authority its commands run with (`hookbus_core::Delegation`, stored as JSON text);
+    /// `None` for configurations saved before authority was recorded.
+    pub run_as: Option<String>,
+    /// Bumped on every change, so that the cache can tell one version of a configuration from the next.
     pub version: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

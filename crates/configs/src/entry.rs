@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use hookbus_core::SharedJson;
+use hookbus_core::{Delegation, Permission, PermissionSet, SharedJson};
 use hookbus_script::{CompileError, CompiledScript, ScriptEngine};
 
 use jsonpath_rust::parser::model::JpQuery;
@@ -25,6 +25,8 @@ pub struct ConfigEntry {
     pub chain: Vec<ChainStep>,
     /// Where a request's unique id is, if the configuration deduplicates.
     pub idempotency: Option<IdempotencyRule>,
+    /// The authority its commands run with: its saver's.
+    pub run_as: Delegation,
     /// For type 2: compiled on first use. An entry is one version of a configuration, so this is
     /// one compilation per version.
     script: OnceLock<Arc<CompiledScript>>,
@@ -115,8 +117,13 @@ impl TryFrom<entity::Model> for ConfigEntry {
             ))),
             Some(Err(problem)) => return Err(corrupt(problem)),
         };
+        let run_as = match &model.run_as {
+            Some(text) => Delegation::from_stored(text).map_err(corrupt)?,
+            None => unrecorded_authority(),
+        };
         Ok(Self {
             model,
+            run_as,
             action,
             execution_type,
             allow_list,
@@ -125,6 +132,16 @@ impl TryFrom<entity::Model> for ConfigEntry {
             script: OnceLock::new(),
             view: OnceLock::new(),
         })
+    }
+}
+
+/// The authority of a configuration saved before authority was recorded: no owner, and no
+/// permission beyond `router.internal_permissions`, which every delegation is narrowed to.
+fn unrecorded_authority() -> Delegation {
+    Delegation {
+        permissions: PermissionSet::all().without(Permission::Admin),
+        owner: None,
+        saved_by: "unrecorded".into(),
     }
 }
 

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, parse_json_path};
 
+/// The command a type-3 configuration runs.
+const START_PROCESS: &str = "StartProcessInstanceCommand";
+
 /// Longest command chain a configuration may hold.
 const MAX_CHAIN_STEPS: usize = 50;
 
@@ -45,6 +48,10 @@ pub struct ConfigFields {
     pub idempotency_key: Option<String>,
     /// Answer 202 at once and run the handler in the background.
     pub respond_async: Option<bool>,
+    /// With `idempotencyKey`: whether a repeated request gets the first request's answer data
+    /// (default false: only `{"duplicate": true}` and the first's status). On, anyone who repeats
+    /// a key sees the first answer without passing the script's own checks.
+    pub idempotency_returns_result: Option<bool>,
 }
 
 /// One step of a command chain.
@@ -70,6 +77,25 @@ pub enum Execution {
 }
 
 impl Execution {
+    /// Every command it runs, with where it is named: what its saver must be allowed to run. A
+    /// script's are the names it passes to `command()` as literals, and the commands behind
+    /// `publish()` and `start_process()` when its source names them; a name computed at run time
+    /// is checked when it runs, against the configuration's recorded authority.
+    pub fn commands(&self) -> Vec<(String, String)> {
+        match self {
+            Self::NativeCommand(name) => vec![("commandName".into(), name.clone())],
+            Self::CommandChain(steps) => steps
+                .iter()
+                .enumerate()
+                .map(|(index, step)| (format!("commandChain[{index}].commandName"), step.command_name.clone()))
+                .collect(),
+            Self::Code(code) => {
+                hookbus_script::commands_named(code).into_iter().map(|name| ("executionCode".into(), name)).collect()
+            }
+            Self::StartProcess(_) => vec![("processDefinitionId".into(), START_PROCESS.into())],
+        }
+    }
+
     pub fn execution_type(&self) -> ExecutionType {
         match self {
             Self::NativeCommand(_) => ExecutionType::NativeCommand,
@@ -91,6 +117,7 @@ pub struct ConfigSpec {
     pub allowable_ips: IpAllowList,
     pub idempotency_key: Option<IdempotencyKey>,
     pub respond_async: bool,
+    pub idempotency_returns_result: bool,
 }
 
 /// Collects one message per failed rule.
@@ -133,6 +160,7 @@ impl ConfigFields {
             allowable_ips,
             idempotency_key,
             respond_async,
+            idempotency_returns_result,
         } = self;
 
         let description = match description.as_deref().map(str::trim) {
@@ -232,6 +260,7 @@ impl ConfigFields {
                 allowable_ips: allowable_ips?,
                 idempotency_key: idempotency_key?,
                 respond_async: respond_async.unwrap_or(false),
+                idempotency_returns_result: idempotency_returns_result.unwrap_or(false),
             })
         })
     }

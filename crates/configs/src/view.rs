@@ -1,4 +1,4 @@
-use hookbus_core::Timestamp;
+use hookbus_core::{Delegation, DelegationView, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,6 +23,12 @@ pub struct WebHookConfig {
     pub allowable_ips: Option<String>,
     pub idempotency_key: Option<String>,
     pub respond_async: bool,
+    pub idempotency_returns_result: bool,
+    /// The authority its commands run with: its saver's permissions (within
+    /// `router.internal_permissions`) and owner. Absent for a configuration saved before
+    /// authority was recorded: it runs with `router.internal_permissions`, bound to no owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<DelegationView>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -44,6 +50,8 @@ impl From<entity::Model> for WebHookConfig {
             allowable_ips,
             idempotency_key,
             respond_async,
+            idempotency_returns_result,
+            run_as,
             version: _,
             created_at,
             updated_at,
@@ -63,6 +71,8 @@ impl From<entity::Model> for WebHookConfig {
             allowable_ips,
             idempotency_key,
             respond_async,
+            idempotency_returns_result,
+            run_as: run_as.and_then(|text| Delegation::from_stored(&text).ok()).map(|run_as| run_as.view()),
             created_at,
             updated_at,
         }

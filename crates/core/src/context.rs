@@ -73,11 +73,40 @@ struct MissingService(&'static str);
 pub struct Context {
     pub principal: Principal,
     services: Arc<Services>,
+    /// The command was called by a script (`command()`), whose thread waits for it.
+    in_script: bool,
 }
 
 impl Context {
     pub fn new(principal: Principal, services: Arc<Services>) -> Self {
-        Self { principal, services }
+        Self { principal, services, in_script: false }
+    }
+
+    /// The context of the commands a script calls. A script holds a thread of a fixed set while it
+    /// waits for them, so commands that would wait for a script themselves (a replay, a
+    /// supervised process start) refuse to run in it rather than risk waiting for ever.
+    pub fn for_script(self) -> Self {
+        Self { in_script: true, ..self }
+    }
+
+    /// Whether a script called this command and waits for it on its thread.
+    pub fn in_script(&self) -> bool {
+        self.in_script
+    }
+
+    /// Refuses (422) a command that must not run from a script: it would wait for a script
+    /// itself.
+    pub fn refuse_in_script(&self, command: &str) -> Result<(), CommandError> {
+        if self.in_script {
+            return Err(CommandError::Rejected {
+                status: 422,
+                message: "Not available in scripts".into(),
+                errors: vec![format!(
+                    "{command} cannot run from a script: it would wait for a script while this one waits for it"
+                )],
+            });
+        }
+        Ok(())
     }
 
     pub fn service<T: Send + Sync + 'static>(&self) -> Result<&T, CommandError> {

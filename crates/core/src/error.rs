@@ -19,6 +19,10 @@ pub enum CommandError {
     /// 403: the token is valid but lacks the command's permission.
     #[error("Forbidden: requires permission {0}")]
     Forbidden(Permission),
+    /// 403: a route or process definition names commands its saver may not run; one entry per
+    /// command, naming it and the permission it needs.
+    #[error("Forbidden: {}", .0.join("; "))]
+    ForbiddenCommands(Vec<String>),
     /// 403: refused for a reason other than a permission (e.g. the client IP).
     #[error("Forbidden: {0}")]
     Denied(String),
@@ -42,6 +46,9 @@ pub enum CommandError {
     /// 409: the request conflicts with the current state (duplicate key, already active).
     #[error("{message}")]
     Conflict { message: String, errors: Vec<String> },
+    /// 408: the body did not arrive within `server.body_read_timeout_ms`; the connection is closed.
+    #[error("Request timeout")]
+    RequestTimeout { after_ms: u64 },
     /// 413: the body is over the configured limit.
     #[error("Payload too large")]
     PayloadTooLarge { limit: usize },
@@ -81,7 +88,7 @@ impl CommandError {
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidCommand(_) | Self::InvalidBody(_) => 400,
-            Self::Denied(_) => 403,
+            Self::Denied(_) | Self::ForbiddenCommands(_) => 403,
             Self::Wrapped { inner, .. } => inner.status(),
             Self::Rejected { status, .. } => {
                 if (400..=599).contains(status) {
@@ -95,6 +102,7 @@ impl CommandError {
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict { .. } => 409,
+            Self::RequestTimeout { .. } => 408,
             Self::PayloadTooLarge { .. } => 413,
             Self::Validation(_) => 422,
             Self::Internal { .. } => 500,
@@ -107,13 +115,14 @@ impl CommandError {
         match self {
             Self::InvalidCommand(_) => "Invalid command".into(),
             Self::Unauthorized => "Unauthorized".into(),
-            Self::Forbidden(_) | Self::Denied(_) => "Forbidden".into(),
+            Self::Forbidden(_) | Self::Denied(_) | Self::ForbiddenCommands(_) => "Forbidden".into(),
             Self::InvalidBody(_) => "Invalid request body".into(),
             Self::Wrapped { message, .. } => message.clone(),
             Self::NotFound { message, .. } | Self::Conflict { message, .. } | Self::Rejected { message, .. } => {
                 message.clone()
             }
             Self::MethodNotAllowed { .. } => "Method not allowed".into(),
+            Self::RequestTimeout { .. } => "Request timeout".into(),
             Self::PayloadTooLarge { .. } => "Payload too large".into(),
             Self::Validation(_) => "Validation failed".into(),
             Self::Unavailable(message) => message.clone(),
@@ -135,7 +144,8 @@ impl CommandError {
             Self::MethodNotAllowed { allow } => vec![format!("allowed methods: {allow}")],
             Self::Unavailable(_) => Vec::new(),
             Self::PayloadTooLarge { limit } => vec![format!("body is larger than {limit} bytes")],
-            Self::Validation(errors) => errors.clone(),
+            Self::RequestTimeout { after_ms } => vec![format!("the body did not arrive within {after_ms} ms")],
+            Self::Validation(errors) | Self::ForbiddenCommands(errors) => errors.clone(),
             Self::Internal { id } => vec![format!("error id {id}")],
         }
     }

@@ -8,6 +8,7 @@
 
 mod command;
 mod context;
+mod delegation;
 mod dispatch;
 mod envelope;
 mod error;
@@ -18,6 +19,7 @@ mod registry;
 
 pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply, ReplyData, SharedJson};
 pub use context::{Context, Owner, Principal, Services, Subject};
+pub use delegation::{Delegation, DelegationView, authorize_commands};
 pub use dispatch::{parse_command, parse_command_value, parse_named_command, run_command};
 pub use envelope::Envelope;
 pub use error::{CommandError, error_chain};

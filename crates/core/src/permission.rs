@@ -98,6 +98,13 @@ impl PermissionSet {
         Self::from_iter(Permission::ALL)
     }
 
+    /// What `self` may do within `ceiling`: the permissions both allow, `admin` in either standing
+    /// for every other permission. The result never holds `admin`.
+    pub fn within(self, ceiling: PermissionSet) -> PermissionSet {
+        let expand = |set: PermissionSet| if set.contains(Permission::Admin) { PermissionSet::all() } else { set };
+        Self(expand(self).0 & expand(ceiling).0).without(Permission::Admin)
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Permission> {
         Permission::ALL.into_iter().filter(move |p| self.contains(*p))
     }
@@ -125,6 +132,20 @@ mod tests {
         assert!(set.allows(Permission::WebhooksRead));
         assert!(!set.allows(Permission::WebhooksWrite));
         assert!(!set.allows(Permission::Admin));
+    }
+
+    #[test]
+    fn within_keeps_what_both_allow_and_never_admin() {
+        let set = |ps: &[Permission]| PermissionSet::from_iter(ps.iter().copied());
+        let (read, write, publish) = (Permission::WebhooksRead, Permission::WebhooksWrite, Permission::EventsPublish);
+        assert_eq!(set(&[read, write]).within(set(&[read, publish])), set(&[read]));
+        assert_eq!(PermissionSet::admin().within(set(&[read, publish])), set(&[read, publish]));
+        assert_eq!(set(&[write]).within(PermissionSet::admin()), set(&[write]));
+        assert!(!PermissionSet::admin().within(PermissionSet::admin()).contains(Permission::Admin));
+        assert_eq!(
+            PermissionSet::admin().within(PermissionSet::admin()),
+            PermissionSet::all().without(Permission::Admin)
+        );
     }
 
     #[test]

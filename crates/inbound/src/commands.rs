@@ -187,7 +187,9 @@ impl Handler for GetInboundEventByIdQuery {
 register_command!("GetInboundEventByIdQuery" => GetInboundEventByIdQuery);
 
 /// Runs the configuration's current handler again on a logged request; the run is logged as a new
-/// event whose `replayOf` names the original.
+/// event whose `replayOf` names the original. A replay runs the handler's effects again (events
+/// published, processes started), so it is a write: it needs `webhooks:write`, and a disabled
+/// configuration is not replayed.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplayInboundEventCommand {
@@ -195,18 +197,29 @@ pub struct ReplayInboundEventCommand {
 }
 
 impl Handler for ReplayInboundEventCommand {
-    const PERMISSION: Permission = Permission::InboundRead;
+    const PERMISSION: Permission = Permission::WebhooksWrite;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        // A replay may run a script, which would wait for a script thread while the calling
+        // script holds one.
+        ctx.refuse_in_script("ReplayInboundEventCommand")?;
         let original = find(ctx, self.id, "Replay failed").await?;
         let entry = ctx
             .service::<ConfigCache>()?
             .by_id(original.config_id)
             .ok_or_else(|| CommandError::not_found("Replay failed", "The configuration no longer exists"))?;
+        if !entry.model.is_enabled {
+            return Err(CommandError::conflict("Replay failed", "The configuration is inactive"));
+        }
         let request = receive::request_of(&original)?;
 
-        let mut replay =
-            receive::row_for(entry.model.id, entry.model.key.clone(), request.clone(), hookbus_core::now())?;
+        let mut replay = receive::row_for(
+            entry.model.id,
+            entry.model.key.clone(),
+            request.clone(),
+            hookbus_core::now(),
+            ctx.service()?,
+        )?;
         replay.replay_of = Set(Some(original.id));
         replay.status = Set(status::PROCESSING.to_owned());
         replay.attempts = Set(1);

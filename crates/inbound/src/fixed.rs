@@ -14,7 +14,7 @@ use hookbus_store::DbResultExt;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set, TryIntoModel, Unchanged};
 use uuid::Uuid;
 
-use crate::{LogWriter, entity, receive, row::LogRow, status};
+use crate::{HeaderRedaction, LogWriter, entity, receive, row::LogRow, status};
 
 /// One request to a fixed route, on its way into the inbound event log, secret headers redacted.
 #[derive(Debug)]
@@ -30,10 +30,15 @@ impl FixedRouteEntry {
 
     /// An entry for `request` under the route's `key`, `Processing` until [`finish`](Self::finish).
     /// `started` is when handling began, for the entry's duration.
-    pub fn new(key: &str, request: InboundRequest, started: Instant) -> Result<Self, CommandError> {
+    pub fn new(
+        key: &str,
+        request: InboundRequest,
+        started: Instant,
+        redaction: &HeaderRedaction,
+    ) -> Result<Self, CommandError> {
         let id = Uuid::now_v7();
         let received_at = request.received_at;
-        let mut row = receive::row_for(Self::CONFIG_ID, key.to_owned(), request, received_at)?;
+        let mut row = receive::row_for(Self::CONFIG_ID, key.to_owned(), request, received_at, redaction)?;
         row.id = Set(id);
         row.status = Set(status::PROCESSING.to_owned());
         row.attempts = Set(1);
@@ -45,7 +50,7 @@ impl FixedRouteEntry {
     }
 
     /// Records the outcome, the duration and the completion time.
-    pub fn finish(&mut self, result: &Result<Reply, CommandError>) {
+    pub fn finish(&mut self, result: Result<&Reply, &CommandError>) {
         receive::set_outcome(&mut self.row, result);
         self.row.duration_ms = Set(Some(receive::elapsed_ms(self.started)));
         self.row.completed_at = Set(Some(hookbus_core::now()));

@@ -3,7 +3,7 @@
 //! again; `respondAsync` answers 202 and runs the handler from a durable queue in the database,
 //! so a crash after the 202 loses nothing; any logged request can be replayed.
 //!
-//! Headers that carry secrets are redacted before anything is stored. The fixed provider routes log
+//! Headers that carry secrets ([`HeaderRedaction`]) are redacted before anything is stored. The fixed provider routes log
 //! their requests here too, through [`FixedRouteEntry`].
 
 mod batch;
@@ -21,7 +21,7 @@ pub use batch::LogWriter;
 pub use commands::list_statement;
 pub use fixed::FixedRouteEntry;
 pub use receive::{Inbound, Receipt};
-pub use redact::redact_headers;
+pub use redact::{DEFAULT_SECRET_HEADER_PARTS, HeaderRedaction, REDACTED};
 pub use worker::{AsyncWorker, poll_statement, sweep};
 
 /// How a logged request stands.

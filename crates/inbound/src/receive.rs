@@ -7,11 +7,11 @@ use hookbus_core::{CommandError, Reply, Services, Timestamp};
 use hookbus_router::{InboundRequest, Router};
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    LogWriter, entity,
+    HeaderRedaction, LogWriter, entity,
     entity::JsonText,
     row::{LogRow, outcome_columns, stored_text, take_for_storage},
     status,
@@ -44,7 +44,7 @@ impl Inbound {
         if !queued && idempotency_value.is_none() {
             return plain(services, entry, request).await;
         }
-        let mut row = new_row(entry, request.clone())?;
+        let mut row = new_row(entry, request.clone(), services.get::<HeaderRedaction>()?)?;
         row.idempotency_value = Set(idempotency_value.clone());
         row.status = Set(if queued { status::PENDING } else { status::PROCESSING }.to_owned());
         row.attempts = Set(if queued { 0 } else { 1 });
@@ -58,7 +58,7 @@ impl Inbound {
                 Ok(event) => break event,
                 Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     let value = idempotency_value.clone().unwrap_or_default();
-                    match repeat(store, entry, &value, &request).await? {
+                    match repeat(store, entry, &value, &request, services.get::<HeaderRedaction>()?).await? {
                         Repeat::Answered(receipt) => return Ok(receipt),
                         Repeat::Freed if tries < 2 => continue,
                         Repeat::Freed => return Err(in_progress()),
@@ -85,12 +85,19 @@ async fn plain(
     let result = services.get::<Router>()?.execute(entry, &request, services).await;
     let duration_ms = elapsed_ms(started);
     // The request is ours now: it moves into its row without another copy.
-    let row = LogRow::finished(entry.model.id, entry.model.key.clone(), request, &result, duration_ms)?;
+    let row = LogRow::finished(
+        entry.model.id,
+        entry.model.key.clone(),
+        request,
+        &result,
+        duration_ms,
+        services.get::<HeaderRedaction>()?,
+    )?;
     services.get::<LogWriter>()?.write(row).await;
     Ok(Receipt::Done(result))
 }
 
-pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: &Result<Reply, CommandError>) {
+pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: Result<&Reply, &CommandError>) {
     let (status, http_status, message) = outcome_columns(result);
     row.status = Set(status.to_owned());
     row.http_status = Set(Some(http_status));
@@ -124,7 +131,7 @@ pub(crate) async fn record(
     started: Instant,
 ) -> Result<(), CommandError> {
     let mut row = entity::ActiveModel { id: Unchanged(id), ..Default::default() };
-    set_outcome(&mut row, result);
+    set_outcome(&mut row, result.as_ref());
     if result.is_err() {
         row.idempotency_value = Set(None);
     }
@@ -149,12 +156,16 @@ enum Repeat {
 /// are single transactions.)
 const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
+/// The answer to a repeat of a request that succeeded, without the first's data.
+const DUPLICATE_ANSWER: &str = "Duplicate request: one with this idempotency key was processed";
+
 /// A request whose idempotency key was seen before.
 async fn repeat(
     store: &Store,
     entry: &ConfigEntry,
     value: &str,
     request: &InboundRequest,
+    redaction: &HeaderRedaction,
 ) -> Result<Repeat, CommandError> {
     let first = entity::Entity::find()
         .filter(entity::Column::ConfigId.eq(entry.model.id))
@@ -174,13 +185,15 @@ async fn repeat(
         record(store, first.id, &failed, Instant::now()).await?;
         return Ok(Repeat::Freed);
     }
-    let mut duplicate = new_row(entry, request.clone())?;
+    let mut duplicate = new_row(entry, request.clone(), redaction)?;
     duplicate.duplicate_of = Set(Some(first.id));
     duplicate.status = Set(status::DUPLICATE.to_owned());
     duplicate.duration_ms = Set(Some(0));
     duplicate.completed_at = Set(Some(hookbus_core::now()));
     let receipt = match first.status.as_str() {
-        status::SUCCEEDED => {
+        // The repeat passed none of the handler's own checks (a script's signature check does not
+        // run), so it learns only that the key was seen, unless the configuration opts in.
+        status::SUCCEEDED if entry.model.idempotency_returns_result => {
             duplicate.http_status = Set(Some(200));
             duplicate.message = Set(first.message.clone());
             duplicate.data = Set(first.data.clone());
@@ -188,6 +201,13 @@ async fn repeat(
                 data: first.data.as_ref().map(JsonText::parse).transpose()?.unwrap_or(Value::Null).into(),
                 message: first.message.unwrap_or_default().into(),
             }))
+        }
+        status::SUCCEEDED => {
+            let data = json!({"duplicate": true});
+            duplicate.http_status = Set(Some(200));
+            duplicate.message = Set(Some(DUPLICATE_ANSWER.to_owned()));
+            duplicate.data = Set(Some(JsonText::of(&data)?));
+            Receipt::Done(Ok(Reply { data: data.into(), message: DUPLICATE_ANSWER.into() }))
         }
         status::PENDING if entry.model.respond_async => {
             duplicate.http_status = Set(Some(202));
@@ -208,9 +228,13 @@ fn in_progress() -> CommandError {
 
 /// A new event row for `request` to `entry`: secret headers redacted, no outcome yet. Callers set
 /// what their kind of row needs (status, attempts, outcome).
-pub(crate) fn new_row(entry: &ConfigEntry, request: InboundRequest) -> Result<entity::ActiveModel, CommandError> {
+pub(crate) fn new_row(
+    entry: &ConfigEntry,
+    request: InboundRequest,
+    redaction: &HeaderRedaction,
+) -> Result<entity::ActiveModel, CommandError> {
     let received_at = request.received_at;
-    row_for(entry.model.id, entry.model.key.clone(), request, received_at)
+    row_for(entry.model.id, entry.model.key.clone(), request, received_at, redaction)
 }
 
 /// As [`new_row`], for a request logged under `config_id` and `key` (a fixed route has no
@@ -220,8 +244,9 @@ pub(crate) fn row_for(
     key: String,
     mut request: InboundRequest,
     received_at: Timestamp,
+    redaction: &HeaderRedaction,
 ) -> Result<entity::ActiveModel, CommandError> {
-    let raw_body = take_for_storage(&mut request);
+    let raw_body = take_for_storage(&mut request, redaction);
     Ok(entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         config_id: Set(config_id),

@@ -11,7 +11,7 @@ use hookbus_core::{CommandError, Reply, Timestamp};
 use hookbus_router::InboundRequest;
 use uuid::Uuid;
 
-use crate::{entity, redact_headers, status};
+use crate::{HeaderRedaction, entity, status};
 
 /// One row of `inbound_events` that needs no further update: the writer only inserts it.
 ///
@@ -48,9 +48,10 @@ impl LogRow {
         mut request: InboundRequest,
         result: &Result<Reply, CommandError>,
         duration_ms: i64,
+        redaction: &HeaderRedaction,
     ) -> Result<Self, CommandError> {
-        let raw_body = take_for_storage(&mut request);
-        let (status, http_status, message) = outcome_columns(result);
+        let raw_body = take_for_storage(&mut request, redaction);
+        let (status, http_status, message) = outcome_columns(result.as_ref());
         let (data, errors) = match result {
             Ok(reply) => (Some(reply.data.to_text().map_err(CommandError::internal)?), None),
             Err(error) => (None, Some(to_json(&error.details())?)),
@@ -98,14 +99,14 @@ impl LogRow {
 
 /// Makes `request` what the log keeps: takes its raw body out, to be stored beside the request's
 /// JSON (see [`stored_text`]), and redacts its secret headers.
-pub(crate) fn take_for_storage(request: &mut InboundRequest) -> String {
-    redact_headers(&mut request.headers);
+pub(crate) fn take_for_storage(request: &mut InboundRequest, redaction: &HeaderRedaction) -> String {
+    redaction.redact(&mut request.headers);
     stored_text(std::mem::take(&mut request.raw_body))
 }
 
 /// The outcome columns every finished row has, whichever way it is stored: status, HTTP status
 /// and message.
-pub(crate) fn outcome_columns(result: &Result<Reply, CommandError>) -> (&'static str, i32, Cow<'static, str>) {
+pub(crate) fn outcome_columns(result: Result<&Reply, &CommandError>) -> (&'static str, i32, Cow<'static, str>) {
     match result {
         Ok(reply) => (status::SUCCEEDED, 200, reply.message.clone()),
         Err(error) => (status::FAILED, i32::from(error.status()), Cow::Owned(error.message())),

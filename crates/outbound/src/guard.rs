@@ -35,12 +35,17 @@ static RESERVED: LazyLock<Vec<(IpNet, &'static str)>> = LazyLock::new(|| {
         ("240.0.0.0/4", "a reserved address"),
         ("::/128", "the unspecified address"),
         ("::1/128", "a loopback address"),
+        // `::a.b.c.d`, IPv4-compatible (deprecated): some stacks still route it to a.b.c.d.
+        ("::/96", "an IPv4-compatible address"),
+        ("::ffff:0:0:0/96", "an IPv4-translated address"),
         ("64:ff9b::/96", "a NAT64 address"),
         ("64:ff9b:1::/48", "a NAT64 address"),
         ("100::/64", "a discard address"),
         ("2001::/23", "an IETF protocol address"),
         ("2001:db8::/32", "a documentation address"),
         ("2002::/16", "a 6to4 address"),
+        ("3fff::/20", "a documentation address"),
+        ("5f00::/16", "a segment-routing address"),
         ("fc00::/7", "a unique-local (private) address"),
         ("fe80::/10", "a link-local address"),
         ("fec0::/10", "a site-local address"),
@@ -63,10 +68,14 @@ pub struct AddressPolicy {
 /// Why an address or URL may not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Blocked {
-    #[error("blocked: {ip} is {what}; outbound requests may not reach it (see outbound.allow_cidrs)")]
+    /// A literal address in the URL: the message names it, as the URL does.
+    #[error("blocked: address not allowed: {ip} is {what} (see outbound.allow_cidrs)")]
     Address { ip: IpAddr, what: &'static str },
-    #[error("blocked: {host} resolves only to forbidden addresses ({first})")]
-    Host { host: String, first: Box<Blocked> },
+    /// A name that resolves to no address outbound requests may reach. The message does not say
+    /// what it resolved to: attempt logs are read by partners, and internal addresses are not
+    /// theirs to learn.
+    #[error("blocked: address not allowed ({host} resolves to no address outbound requests may reach)")]
+    Host { host: String },
     #[error("webhookUri must be an absolute https URL")]
     Scheme,
     #[error("webhookUri is not a valid URL: {0}")]
@@ -139,20 +148,10 @@ impl Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut first_blocked = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|addr| match policy.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(blocked) => {
-                        first_blocked.get_or_insert(blocked);
-                        false
-                    }
-                })
-                .collect();
+            let allowed: Vec<SocketAddr> =
+                resolved.into_iter().filter(|addr| policy.check(addr.ip()).is_ok()).collect();
             if allowed.is_empty() {
-                let first = first_blocked.unwrap_or(Blocked::Url(format!("{host} has no address")));
-                return Err(Box::new(Blocked::Host { host, first: Box::new(first) }) as _);
+                return Err(Box::new(Blocked::Host { host }) as _);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -184,6 +183,14 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::7f00:1",
+            "::a00:1",
+            "::ffff:0:7f00:1",
+            "3fff::1",
+            "5f00::1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
         ] {
             let ip: IpAddr = ip.parse().expect("ip");
             assert!(policy().check(ip).is_err(), "{ip} should be blocked");
@@ -220,6 +227,7 @@ mod tests {
         assert!(policy().parse_url("https://example.com/hook").is_ok());
         assert!(matches!(policy().parse_url("https://10.0.0.1/hook"), Err(Blocked::Address { .. })));
         assert!(matches!(policy().parse_url("https://[::1]/hook"), Err(Blocked::Address { .. })));
+        assert!(matches!(policy().parse_url("https://[::127.0.0.1]/hook"), Err(Blocked::Address { .. })));
         let http = AddressPolicy { allow_http: true, ..policy() };
         assert!(http.parse_url("http://example.com/hook").is_ok());
         assert!(matches!(policy().parse_url("https://user:pw@example.com/"), Err(Blocked::Url(_))));

@@ -49,7 +49,8 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-/// Who receives an event: every matching subscription, or (for simulated events) one owner's.
+/// Who receives an event: every matching subscription, or one owner's (simulated events, and
+/// events published by an owner-bound token).
 #[derive(Debug, Clone)]
 pub(crate) enum Audience {
     Everyone,
@@ -278,9 +279,53 @@ impl Params {
     }
 }
 
+/// Event ids the bus may not use: the provider routes' (`mono:<key>`, `remita.payment:<rrr>`), so
+/// that nobody can publish a provider's event before the provider does and have the genuine one
+/// dropped as a repeat, and the prefix of owners' ids.
+const RESERVED_EVENT_ID_PREFIXES: [&str; 5] = ["mono.", "mono:", "remita.", "remita:", OWNER_SCOPE];
+
+/// The prefix of the stored key of an event id published by an owner-bound token.
+const OWNER_SCOPE: &str = "owner:";
+
+/// Hex digits of the owner's digest in a scoped key.
+const OWNER_DIGEST_HEX: usize = 16;
+
+fn check_event_id(event_id: Option<&str>) -> Result<(), CommandError> {
+    match event_id {
+        Some(id) if RESERVED_EVENT_ID_PREFIXES.iter().any(|prefix| id.starts_with(prefix)) => {
+            Err(CommandError::validation(format!(
+                "eventId: ids starting with {} are reserved (the provider routes publish under mono: and remita.*:)",
+                RESERVED_EVENT_ID_PREFIXES.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The key an event id is stored and deduplicated under: as given for an unbound publisher;
+/// `owner:<digest of the owner>:<id>` for an owner-bound one, so that each owner's ids are its own.
+fn stored_event_key(owner: Option<&Owner>, event_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let Some(owner) = owner else { return event_id.to_owned() };
+    let named = match owner {
+        Owner::Partner(id) => format!("partner:{id}"),
+        Owner::Customer(id) => format!("customer:{id}"),
+    };
+    let digest = hex::encode(Sha256::digest(named.as_bytes()));
+    format!("{OWNER_SCOPE}{}:{event_id}", &digest[..OWNER_DIGEST_HEX])
+}
+
+/// The event id as its publisher gave it: a stored key without its owner scope.
+pub(crate) fn public_event_id(key: &str) -> &str {
+    key.strip_prefix(OWNER_SCOPE)
+        .and_then(|rest| rest.get(OWNER_DIGEST_HEX..))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(key)
+}
+
 fn published(row: &event::Model, duplicate: bool) -> Published {
     Published {
-        event_id: row.event_key.clone(),
+        event_id: public_event_id(&row.event_key).to_owned(),
         event_name: row.event_name.clone(),
         occurred_at: row.occurred_at,
         notifications: row.notifications,
@@ -364,15 +409,21 @@ pub struct PublishEventCommand {
 impl Handler for PublishEventCommand {
     const PERMISSION: Permission = Permission::EventsPublish;
 
+    /// A publisher bound to an owner reaches only that owner's subscriptions, and its `eventId`s
+    /// are its own: they can neither pre-empt nor reveal another publisher's.
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        check_event_id(self.event_id.as_deref())?;
+        let owner = ctx.principal.owner.as_ref();
         let event = NewEvent {
             event_name: self.event_name.clone(),
             resource: self.resource.clone(),
             data: self.data.clone(),
-            event_id: self.event_id.clone(),
+            event_id: self.event_id.as_deref().map(|id| stored_event_key(owner, id)),
             changed_attributes: self.changed_attributes.clone(),
         };
-        let published = publish(ctx.services(), event).await?;
+        let audience = owner.map_or(Audience::Everyone, |owner| Audience::Owner(owner.clone()));
+        let mut published = publish_to(ctx.services(), event, audience, false).await?;
+        published.event_id = public_event_id(&published.event_id).to_owned();
         let message = if published.duplicate { "Event already published" } else { "Event published successfully" };
         Reply::new(published, message)
     }

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{
+    CommandError, Context, Delegation, DelegationView, Handler, PageRequest, Permission, Reply, Timestamp,
+    authorize_commands, register_command,
+};
 use hookbus_script::ScriptEngine;
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
@@ -28,13 +31,19 @@ struct DefinitionView {
     name: String,
     description: Option<String>,
     steps: Value,
+    /// The authority its steps run with: its saver's permissions (within
+    /// `router.internal_permissions`) and owner. Absent for a definition saved before authority
+    /// was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_as: Option<DelegationView>,
     created_at: Timestamp,
 }
 
 impl From<definitions::Model> for DefinitionView {
     fn from(model: definitions::Model) -> Self {
-        let definitions::Model { id, name, description, steps, created_at } = model;
-        Self { id, name, description, steps, created_at }
+        let definitions::Model { id, name, description, steps, run_as, created_at } = model;
+        let run_as = run_as.and_then(|text| Delegation::from_stored(&text).ok()).map(|run_as| run_as.view());
+        Self { id, name, description, steps, run_as, created_at }
     }
 }
 
@@ -49,6 +58,9 @@ struct InstanceView {
     current_step: i32,
     step_log: Value,
     error: Option<String>,
+    /// The authority its steps run with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_as: Option<DelegationView>,
     created_at: Timestamp,
     updated_at: Timestamp,
     completed_at: Option<Timestamp>,
@@ -69,7 +81,9 @@ impl From<instances::Model> for InstanceView {
             created_at,
             updated_at,
             completed_at,
+            run_as,
         } = model;
+        let run_as = run_as.and_then(|text| Delegation::from_stored(&text).ok()).map(|run_as| run_as.view());
         Self {
             instance_id: id,
             definition_id,
@@ -79,6 +93,7 @@ impl From<instances::Model> for InstanceView {
             current_step,
             step_log,
             error,
+            run_as,
             created_at,
             updated_at,
             completed_at,
@@ -107,10 +122,14 @@ impl Handler for CreateProcessDefinitionCommand {
         if !problems.is_empty() {
             return Err(CommandError::Validation(problems));
         }
+        // Its steps run later with the saver's authority: the saver must be allowed to run each.
+        let named = definition::commands(&self.steps);
+        authorize_commands(&ctx.principal, named.iter().map(|(at, name)| (at.clone(), name.as_str())))?;
         let saved = definitions::ActiveModel {
             name: Set(self.name.trim().to_owned()),
             description: Set(self.description.clone()),
             steps: Set(json!(self.steps)),
+            run_as: Set(Some(Delegation::of(&ctx.principal).to_stored())),
             created_at: Set(hookbus_core::now()),
             ..Default::default()
         }
@@ -233,7 +252,14 @@ impl Handler for StartProcessInstanceCommand {
             },
             Some(_) => return Err(CommandError::validation("runtimeContext: must be a JSON object")),
         };
+        if self.execution_mode == ExecutionMode::Supervised {
+            // It would wait for the process's script steps while its own script waits for it.
+            ctx.refuse_in_script("StartProcessInstanceCommand with executionMode Supervised")?;
+        }
         let definition = find_definition(ctx, self.id, "Start failed").await?;
+        let run_as = definition_authority(&definition)?.for_caller(&ctx.principal).ok_or_else(|| {
+            CommandError::not_found("Start failed", "No process definition found with the specified ID")
+        })?;
         let engine = ctx.service::<ProcessEngine>()?;
         let store = ctx.service::<Store>()?;
         let now = hookbus_core::now();
@@ -256,6 +282,7 @@ impl Handler for StartProcessInstanceCommand {
             created_at: Set(now),
             updated_at: Set(now),
             completed_at: Set(None),
+            run_as: Set(Some(run_as.to_stored())),
         }
         .insert(store.db())
         .await
@@ -370,6 +397,31 @@ impl Handler for CancelProcessInstanceCommand {
     }
 }
 register_command!("CancelProcessInstanceCommand" => CancelProcessInstanceCommand);
+
+/// The authority a definition's steps run with. One saved before authority was recorded runs with
+/// `router.internal_permissions`, bound to no owner.
+pub(crate) fn definition_authority(definition: &definitions::Model) -> Result<Delegation, CommandError> {
+    match &definition.run_as {
+        Some(text) => {
+            Delegation::from_stored(text).map_err(|problem| CommandError::internal(CorruptAuthority(problem)))
+        }
+        None => Ok(unrecorded_authority()),
+    }
+}
+
+/// The authority of something saved before authority was recorded: nothing beyond the ceiling it
+/// is always narrowed to, and no owner.
+pub(crate) fn unrecorded_authority() -> Delegation {
+    Delegation {
+        permissions: hookbus_core::PermissionSet::all().without(Permission::Admin),
+        owner: None,
+        saved_by: "unrecorded".into(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a stored process authority is unreadable: {0}")]
+pub(crate) struct CorruptAuthority(pub(crate) String);
 
 async fn find_definition(ctx: &Context, id: i32, message: &str) -> Result<definitions::Model, CommandError> {
     definitions::Entity::find_by_id(id)

@@ -105,6 +105,24 @@ pub fn validate(steps: &[StepInput], scripts: &ScriptEngine) -> Vec<String> {
     problems
 }
 
+/// Every command the steps run, with where it is named: what the definition's saver must be
+/// allowed to run. A script step's are those its source names (see
+/// [`hookbus_script::commands_named`]).
+pub fn commands(steps: &[StepInput]) -> Vec<(String, String)> {
+    steps
+        .iter()
+        .enumerate()
+        .flat_map(|(index, step)| match (&step.command_name, &step.code) {
+            (Some(command), _) => vec![(format!("steps[{index}].commandName"), command.clone())],
+            (None, Some(code)) => hookbus_script::commands_named(code)
+                .into_iter()
+                .map(|name| (format!("steps[{index}].code"), name))
+                .collect(),
+            (None, None) => Vec::new(),
+        })
+        .collect()
+}
+
 /// Parses stored steps (valid when saved).
 pub fn parse(steps: &Value) -> Result<Vec<Step>, String> {
     let steps: Vec<StepInput> = serde_json::from_value(steps.clone()).map_err(|e| e.to_string())?;

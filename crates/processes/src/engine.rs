@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
-use hookbus_core::{CommandError, Context, Services, Timestamp};
+use hookbus_core::{CommandError, Context, Delegation, Services, Timestamp};
 use hookbus_router::{BusHost, Router, run_named, script_error};
 use hookbus_script::{ScriptEngine, select};
 use hookbus_store::{DbResultExt, Store};
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
+    commands::{CorruptAuthority, unrecorded_authority},
     definition::{self, Mapped, Step},
     entity::{definition as definitions, instance as instances},
     status,
@@ -99,6 +100,12 @@ impl ProcessEngine {
             Ok(steps) => steps,
             Err(problem) => return self.finish(store, &first, status::ERROR, Some(problem), None).await,
         };
+        let run_as = match &first.run_as {
+            Some(text) => {
+                Delegation::from_stored(text).map_err(|problem| CommandError::internal(CorruptAuthority(problem)))?
+            }
+            None => unrecorded_authority(),
+        };
         let mut next = Some(first);
         // Each round reads the instance again: a cancellation between steps stops it.
         while let Some(instance) = next.take() {
@@ -122,7 +129,7 @@ impl ProcessEngine {
             // The lease is renewed while the step runs, however long it takes: only a runner
             // that died loses its instance.
             let heartbeat = self.spawn_heartbeat(store.clone(), id);
-            let outcome = run_step(services, step, &instance.variables).await;
+            let outcome = run_step(services, step, &instance.variables, &run_as).await;
             heartbeat.abort();
             let mut log = instance.step_log.as_array().cloned().unwrap_or_default();
             let mut entry = json!({"name": step.name(), "startedAt": started, "finishedAt": hookbus_core::now()});
@@ -211,9 +218,14 @@ impl ProcessEngine {
     }
 }
 
-/// Runs one step as the router's internal principal.
-async fn run_step(services: &Arc<Services>, step: &Step, variables: &Value) -> Result<Value, CommandError> {
-    let principal = services.get::<Router>()?.principal().clone();
+/// Runs one step with the instance's authority.
+async fn run_step(
+    services: &Arc<Services>,
+    step: &Step,
+    variables: &Value,
+    run_as: &Delegation,
+) -> Result<Value, CommandError> {
+    let principal = services.get::<Router>()?.principal(run_as, "process");
     let ctx = Context::new(principal, Arc::clone(services));
     match step {
         Step::Command { command, input, .. } => {

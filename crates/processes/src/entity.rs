@@ -11,6 +11,9 @@ pub mod definition {
         pub name: String,
         pub description: Option<String>,
         pub steps: Json,
+        /// Its saver's authority (`hookbus_core::Delegation` as JSON text); `None` when saved
+        /// before authority was recorded.
+        pub run_as: Option<String>,
         pub created_at: DateTimeUtc,
     }
 
@@ -41,6 +44,8 @@ pub mod instance {
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub completed_at: Option<DateTimeUtc>,
+        /// The authority its steps run with: its definition's, narrowed by its starter's.
+        pub run_as: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

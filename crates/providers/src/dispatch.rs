@@ -13,7 +13,7 @@ use std::{collections::HashSet, sync::Arc, time::Instant};
 
 use futures_util::{StreamExt, stream};
 use hookbus_core::{CommandError, Reply, Services};
-use hookbus_inbound::FixedRouteEntry;
+use hookbus_inbound::{FixedRouteEntry, HeaderRedaction};
 use hookbus_router::InboundRequest;
 use hookbus_store::Store;
 use serde_json::Value;
@@ -67,7 +67,8 @@ pub(crate) async fn dispatch(
     let store = services.get::<Store>()?;
     let providers = services.get::<Providers>()?;
     let provider = route.provider();
-    let mut entry = FixedRouteEntry::new(route.log_key(), request.clone(), started)?;
+    let mut entry =
+        FixedRouteEntry::new(route.log_key(), request.clone(), started, services.get::<HeaderRedaction>()?)?;
     let mut items: Vec<Item> =
         notifications.into_inner().into_iter().map(|notification| Item { notification, outcome: None }).collect();
 
@@ -155,13 +156,23 @@ async fn confirm(api: &StatusApi, items: &mut [Item]) {
     .collect()
     .await;
     for (index, checked) in checks {
-        let notified = &items[index].notification.original["amount"];
-        items[index].outcome = match checked {
-            Ok(PaymentStatus::Paid { amount: Some(paid) }) => match amount_text(notified) {
-                Some(notified) if !same_amount(&notified, &paid) => Some(Outcome::AmountMismatch { notified, paid }),
-                _ => None,
-            },
-            Ok(PaymentStatus::Paid { amount: None }) => None,
+        let item = &mut items[index];
+        let notified = &item.notification.original["amount"];
+        item.outcome = match checked {
+            Ok(PaymentStatus::Paid { amount, confirmed }) => {
+                let mismatch = match (amount, amount_text(notified)) {
+                    (Some(paid), Some(notified)) if !same_amount(&notified, &paid) => {
+                        Some(Outcome::AmountMismatch { notified, paid })
+                    }
+                    _ => None,
+                };
+                // Published with what Remita says, not what the caller says.
+                if let Value::Object(data) = &mut item.notification.event.data {
+                    data.extend(confirmed);
+                    data.insert("confirmedBy".into(), Value::from("remita-status-api"));
+                }
+                mismatch
+            }
             Ok(PaymentStatus::NotPaid { status, message }) => Some(Outcome::NotPaid { status, message }),
             Err(error) => Some(Outcome::Failed(error)),
         };
@@ -201,7 +212,7 @@ fn accepted_body(body: &Value, items: &[Item]) -> Value {
 /// Writes the answer onto the log entry; a request whose every notification was a duplicate is
 /// logged as one.
 fn finish(entry: &mut FixedRouteEntry, items: &[Item], result: &Result<Reply, CommandError>) {
-    entry.finish(result);
+    entry.finish(result.as_ref());
     let firsts: Vec<Uuid> = items
         .iter()
         .filter_map(|item| match item.outcome {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, Services};
-use hookbus_inbound::{Inbound, Receipt, redact_headers};
+use hookbus_inbound::{HeaderRedaction, Inbound, Receipt};
 use hookbus_router::{InboundRequest, admit, not_found};
 use serde_json::{Value, json};
 
@@ -35,7 +35,7 @@ async fn run(
     admit(&entry, &request.method, request.ip)?;
     let mut forwarded = request.clone();
     // The provider's secret stays with the fixed route: a script has no use for it.
-    redact_headers(&mut forwarded.headers);
+    services.get::<HeaderRedaction>()?.redact(&mut forwarded.headers);
     forwarded.key = key.to_owned();
     forwarded.raw_body = body.to_string();
     forwarded.body = body;

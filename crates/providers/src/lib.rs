@@ -1,8 +1,10 @@
 //! The fixed provider routes (SPEC 4): Mono's callback, and Remita's payment and collection
 //! notifications.
 //!
-//! A request is verified first, by its route's verifier (Mono's shared secret, Remita's IP
-//! allow-list); only a [`Verified`](verify::Verified) request reaches dispatch. Its body becomes
+//! A request is verified first, from what arrives before its body, by its route's verifier
+//! (Mono's shared secret, Remita's IP allow-list): a body is read only for a verified caller, and
+//! only a [`Verified`](verify::Verified) request reaches dispatch. A refused request is logged
+//! with its body's size and SHA-256, never the body. Its body becomes
 //! notifications, each with a deduplication key; Remita payments are confirmed with Remita's
 //! status API when it is configured; each new notification is claimed in the database (so
 //! deduplication holds across instances), published as an outbound event and, when configured,
@@ -25,5 +27,5 @@ mod settings;
 mod verify;
 
 pub use claims::sweep;
-pub use route::{Providers, Route, receive};
+pub use route::{Admitted, BodyDigest, Providers, Route, admit, receive, refuse};
 pub use settings::{MonoSettings, ProviderSettings, RemitaSettings, Secret};

@@ -6,9 +6,10 @@ use std::{sync::Arc, time::Instant};
 
 use hookbus_configs::IpAllowList;
 use hookbus_core::{CommandError, Reply, Services};
-use hookbus_inbound::{FixedRouteEntry, LogWriter};
+use hookbus_inbound::{FixedRouteEntry, HeaderRedaction, LogWriter};
 use hookbus_router::InboundRequest;
-use serde_json::Value;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::{
     dispatch, mono,
@@ -71,7 +72,8 @@ pub struct Providers {
     max_items: usize,
     /// `None` until a secret is configured: the route answers 503.
     mono_secret: Option<SharedSecret>,
-    remita_allow_list: IpAllowList,
+    /// `None` until an allow-list is configured (or any caller is allowed): the routes answer 503.
+    remita_allow_list: Option<IpAllowList>,
     status_api: Option<StatusApi>,
     mono_forward: Option<String>,
     payment_forward: Option<String>,
@@ -87,7 +89,7 @@ impl Providers {
         Ok(Self {
             max_items: *max_items,
             mono_secret: Some(&mono.secret).filter(|s| !s.is_empty()).map(|s| SharedSecret::new(s.expose())),
-            remita_allow_list: IpAllowList::parse(&remita.allowable_ips).map_err(|problems| problems.join("; "))?,
+            remita_allow_list: remita_allow_list(remita)?,
             status_api: StatusApi::new(remita)?,
             mono_forward: key(&mono.forward_to_key),
             payment_forward: key(&remita.forward_to_key),
@@ -106,7 +108,18 @@ impl Providers {
                     errors: vec!["no Mono secret is set (HOOKBUS_MONO_SECRET)".into()],
                 }),
             },
-            Route::RemitaPayment | Route::RemitaCollection => Ok(Verifier::AllowList(&self.remita_allow_list)),
+            Route::RemitaPayment | Route::RemitaCollection => match &self.remita_allow_list {
+                Some(list) => Ok(Verifier::AllowList(list)),
+                None => Err(CommandError::Rejected {
+                    status: 503,
+                    message: "route not configured".into(),
+                    errors: vec![
+                        "no Remita allow-list is set (providers.remita.allowable_ips); Remita signs nothing, so \
+                         anyone could post a notification"
+                            .into(),
+                    ],
+                }),
+            },
         }
     }
 
@@ -125,47 +138,135 @@ impl Providers {
     }
 }
 
-/// Handles one request to `route` and logs it. `body` is the body as read, or why it could not
-/// be (too large): a request is verified before its body's problems are reported, and logged
-/// either way.
+/// Who may call the Remita routes: the configured list; with none, anyone if `allow_any_ip` says
+/// so (warned about, since Remita signs nothing), else nobody.
+fn remita_allow_list(remita: &crate::RemitaSettings) -> Result<Option<IpAllowList>, String> {
+    let list = IpAllowList::parse(&remita.allowable_ips).map_err(|problems| problems.join("; "))?;
+    if !list.is_empty() {
+        return Ok(Some(list));
+    }
+    if remita.allow_any_ip {
+        tracing::warn!(
+            "providers.remita.allow_any_ip is set: anyone can post Remita notifications, which Remita does not sign"
+        );
+        return Ok(Some(list));
+    }
+    Ok(None)
+}
+
+/// A request to a fixed route whose caller its route's verifier accepted, before its body is read.
+/// Only [`admit`] makes one, and [`receive`] takes nothing else: a body is read, parsed or stored
+/// only for a verified caller.
+#[derive(Debug)]
+pub struct Admitted {
+    route: Verified<Route>,
+    started: Instant,
+}
+
+/// Verifies the caller of `route` from what arrives before the body: its IP (Remita) or its secret
+/// header (Mono). Refused, the request is answered and logged by [`refuse`] without its body.
+pub fn admit(services: &Services, route: Route, request: &InboundRequest) -> Result<Admitted, CommandError> {
+    let started = Instant::now();
+    let route = services.get::<Providers>()?.verifier(route)?.verify(request, route)?;
+    Ok(Admitted { route, started })
+}
+
+/// Handles an admitted request and logs it. `body` is the body as read, or why it could not be
+/// (too large, too slow).
 pub async fn receive(
     services: &Arc<Services>,
-    route: Route,
+    admitted: Admitted,
     mut request: InboundRequest,
     body: Result<Vec<u8>, CommandError>,
 ) -> Result<Reply, CommandError> {
-    let started = Instant::now();
+    let Admitted { route, started } = admitted;
+    let name = *route.get();
     match accept(services, route, &mut request, body).await {
-        Ok(notifications) => dispatch::dispatch(services, route, request, notifications, started).await,
-        Err(refused) => {
-            let result = Err(refused);
-            if let (Ok(mut entry), Ok(writer)) =
-                (FixedRouteEntry::new(route.log_key(), request, started), services.get::<LogWriter>())
-            {
-                entry.finish(&result);
-                // A failure to log is logged where it happens; the caller still gets its answer.
-                let _ = entry.write(writer).await;
-            }
-            result
-        }
+        Ok(notifications) => dispatch::dispatch(services, name, request, notifications, started).await,
+        Err(refused) => Err(log_refusal(services, name, request, refused, started).await),
     }
 }
 
-/// Verifies the request, then parses its body (which the log shows from here on) into
-/// notifications of events the catalog knows.
-async fn accept(
+/// What is kept of the body of a request whose caller was not verified: its size and digest,
+/// never its content.
+#[derive(Debug, Default, Clone)]
+pub struct BodyDigest {
+    bytes: u64,
+    digest: Sha256,
+    /// Whether the whole body was read (not cut short by the size limit or the read timeout).
+    complete: bool,
+}
+
+impl BodyDigest {
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        self.digest.update(chunk);
+    }
+
+    /// Marks the body as read to its end.
+    pub fn completed(mut self) -> Self {
+        self.complete = true;
+        self
+    }
+
+    fn into_json(self) -> Value {
+        json!({"notStored": {
+            "bytes": self.bytes,
+            "sha256": hex::encode(self.digest.finalize()),
+            "complete": self.complete,
+        }})
+    }
+}
+
+/// Logs a request its route's verifier refused, its body as a [`BodyDigest`], and passes the
+/// refusal on as the answer.
+pub async fn refuse(
     services: &Services,
     route: Route,
+    mut request: InboundRequest,
+    body: BodyDigest,
+    refusal: CommandError,
+) -> CommandError {
+    request.body = body.into_json();
+    request.raw_body = String::new();
+    request.body_from_raw = false;
+    log_refusal(services, route, request, refusal, Instant::now()).await
+}
+
+/// Hands a refused request's finished entry to the batch writer; returns the refusal.
+async fn log_refusal(
+    services: &Services,
+    route: Route,
+    request: InboundRequest,
+    refusal: CommandError,
+    started: Instant,
+) -> CommandError {
+    if let (Ok(writer), Ok(redaction)) = (services.get::<LogWriter>(), services.get::<HeaderRedaction>())
+        && let Ok(mut entry) = FixedRouteEntry::new(route.log_key(), request, started, redaction)
+    {
+        entry.finish(Err(&refusal));
+        // A failure to log is logged where it happens; the caller still gets its answer.
+        let _ = entry.write(writer).await;
+    }
+    refusal
+}
+
+/// Parses a verified request's body (which the log shows from here on) into notifications of
+/// events the catalog knows.
+async fn accept(
+    services: &Services,
+    route: Verified<Route>,
     request: &mut InboundRequest,
     body: Result<Vec<u8>, CommandError>,
 ) -> Result<Verified<Vec<Notification>>, CommandError> {
     let providers = services.get::<Providers>()?;
-    let body = providers.verifier(route)?.verify(request, body)?.try_map(|body| body)?;
+    let name = *route.get();
+    let body = route.try_map(|_| body)?;
     let json = body.try_map(|bytes| {
         serde_json::from_slice::<Value>(&bytes)
             .map_err(|e| CommandError::InvalidBody(format!("body is not valid JSON: {e}")))
     })?;
-    let notifications = json.as_ref().try_map(|body| route.parse(body, providers.max_items));
+    let notifications = json.as_ref().try_map(|body| name.parse(body, providers.max_items));
     request.body = json.into_inner();
     let notifications = notifications?;
     let mut names: Vec<String> = notifications.get().iter().map(|n| n.event.event_name.clone()).collect();

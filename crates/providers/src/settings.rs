@@ -28,8 +28,12 @@ pub struct MonoSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemitaSettings {
-    /// Who may call the Remita routes: comma-separated addresses and CIDR ranges. Empty: anyone.
+    /// Who may call the Remita routes: comma-separated addresses and CIDR ranges. Empty: the
+    /// routes answer 503 "route not configured", unless `allow_any_ip` is set.
     pub allowable_ips: String,
+    /// Lets anyone call the Remita routes while `allowable_ips` is empty (Remita signs nothing,
+    /// so anyone can then forge a notification; logged as a warning at start-up).
+    pub allow_any_ip: bool,
     /// With `api_key`, turns on the status check of every payment notification. Empty: no check.
     pub merchant_id: String,
     pub api_key: Secret,
@@ -58,8 +62,13 @@ impl ProviderSettings {
             }
         }
         let remita = &self.remita;
-        IpAllowList::parse(&remita.allowable_ips)
+        let allow_list = IpAllowList::parse(&remita.allowable_ips)
             .map_err(|problems| format!("providers.remita.allowable_ips: {}", problems.join("; ")))?;
+        if remita.allow_any_ip && !allow_list.is_empty() {
+            return Err(
+                "providers.remita.allow_any_ip must be false while providers.remita.allowable_ips lists callers".into(),
+            );
+        }
         if remita.merchant_id.is_empty() != remita.api_key.is_empty() {
             return Err("providers.remita.merchant_id and providers.remita.api_key must be set together".into());
         }

@@ -1,11 +1,11 @@
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use hookbus_configs::{ChainStep, ConfigEntry, ExecutionType, StepInput};
 use hookbus_core::{
-    CommandError, Context, Permission, PermissionSet, Principal, Reply, Services, Subject, parse_named_command,
+    CommandError, Context, Delegation, Permission, PermissionSet, Principal, Reply, Services, parse_named_command,
     run_command,
 };
-use hookbus_script::{HostError, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
+use hookbus_script::{HostError, HostFailure, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
 use serde_json::{Map, Value, json};
 
 use crate::InboundRequest;
@@ -13,34 +13,31 @@ use crate::InboundRequest;
 /// Runs configurations' handlers on the bus.
 #[derive(Debug, Clone)]
 pub struct Router {
-    principal: Principal,
+    /// `router.internal_permissions`: the most any route or process may do, whoever saved it.
+    ceiling: PermissionSet,
 }
 
 impl Router {
-    /// `permissions` are the internal principal's (SPEC 3.3: configurable; `admin` is never
-    /// granted, whatever the configuration says).
-    pub fn new(permissions: PermissionSet) -> Self {
-        let principal = Principal {
-            subject: Subject::Internal("router"),
-            permissions: permissions.without(Permission::Admin),
-            owner: None,
-        };
-        Self { principal }
+    /// `ceiling` bounds what every route and process may do (`admin` is never granted, whatever
+    /// the configuration says).
+    pub fn new(ceiling: PermissionSet) -> Self {
+        Self { ceiling: ceiling.without(Permission::Admin) }
     }
 
-    /// The internal principal configured commands run as.
-    pub fn principal(&self) -> &Principal {
-        &self.principal
+    /// The principal that the commands of something saved with `run_as` run as: the saver's
+    /// permissions within the ceiling, bound to the saver's owner.
+    pub fn principal(&self, run_as: &Delegation, subject: &'static str) -> Principal {
+        run_as.principal(self.ceiling, subject)
     }
 
-    /// Runs `entry`'s handler for an admitted request.
+    /// Runs `entry`'s handler for an admitted request, with the authority its saver had.
     pub async fn execute(
         &self,
         entry: &ConfigEntry,
         request: &InboundRequest,
         services: &Arc<Services>,
     ) -> Result<Reply, CommandError> {
-        let ctx = Context::new(self.principal.clone(), Arc::clone(services));
+        let ctx = Context::new(self.principal(&entry.run_as, "router"), Arc::clone(services));
         // `ctx` moves into a script's host; the other types borrow it.
         match entry.execution_type {
             ExecutionType::NativeCommand => {
@@ -177,7 +174,8 @@ pub fn script_error(error: ScriptError) -> CommandError {
     }
 }
 
-/// Lets a script run bus commands: blocks its thread on the runtime the request came from.
+/// Lets a script run bus commands: blocks its thread on the runtime the request came from, until
+/// the command is done or the script's deadline has passed.
 #[derive(Debug)]
 pub struct BusHost {
     runtime: tokio::runtime::Handle,
@@ -185,18 +183,24 @@ pub struct BusHost {
 }
 
 impl BusHost {
-    /// A host for scripts started from the current runtime, running commands as `ctx`.
+    /// A host for scripts started from the current runtime, running commands as `ctx` (marked as
+    /// called from a script).
     pub fn new(ctx: Context) -> Self {
-        Self { runtime: tokio::runtime::Handle::current(), ctx }
+        Self { runtime: tokio::runtime::Handle::current(), ctx: ctx.for_script() }
     }
 }
 
 impl ScriptHost for BusHost {
-    fn command(&self, name: &str, fields: Value) -> Result<Value, HostError> {
-        self.runtime
-            .block_on(run_named(name, &fields, &self.ctx))
-            .map(|reply| reply.data.into_value())
-            .map_err(|error| HostError { status: error.status(), message: error.message(), errors: error.details() })
+    fn command(&self, name: &str, fields: Value, deadline: Instant) -> Result<Value, HostFailure> {
+        // The timer is made inside the runtime: a script thread has none of its own.
+        let run = async { tokio::time::timeout_at(deadline.into(), run_named(name, &fields, &self.ctx)).await };
+        match self.runtime.block_on(run) {
+            Ok(Ok(reply)) => Ok(reply.data.into_value()),
+            Ok(Err(error)) => {
+                Err(HostError { status: error.status(), message: error.message(), errors: error.details() }.into())
+            }
+            Err(_elapsed) => Err(HostFailure::Deadline),
+        }
     }
 }
 

@@ -7,12 +7,14 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map, Position};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-use crate::host::with_run;
+use crate::host::{HostFailure, with_run};
 
 /// The key that marks a thrown map as hookbus's own (from `reject` or a failed `command`).
 pub(crate) const MARKER: &str = "$hookbus";
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
+
+const NO_SLEEP: &str = "sleep is not available: a script must finish within its time limit";
 
 pub(crate) fn register(engine: &mut Engine) {
     engine
@@ -31,6 +33,9 @@ pub(crate) fn register(engine: &mut Engine) {
             tracing::info!(target: "hookbus::script", script = %label, "{text}");
         })
         .register_fn("reject", reject)
+        // rhai's own `sleep` blocks the thread past any deadline: a script waits by failing.
+        .register_fn("sleep", |_: rhai::INT| -> Fallible<()> { Err(NO_SLEEP.into()) })
+        .register_fn("sleep", |_: rhai::FLOAT| -> Fallible<()> { Err(NO_SLEEP.into()) })
         .register_fn("start_process", start_process)
         .register_fn("publish", |name: &str, data: Dynamic| publish(name, data, Map::new()))
         .register_fn("publish", publish);
@@ -86,10 +91,13 @@ fn publish(name: &str, data: Dynamic, options: Map) -> Fallible<Dynamic> {
 /// `message` and `errors` (catchable with `try`/`catch`).
 fn command(name: &str, fields: Map) -> Fallible<Dynamic> {
     let fields: serde_json::Value = rhai::serde::from_dynamic(&fields.into())?;
-    let outcome = with_run(|run| run.host.command(name, fields)).ok_or("command: not available here")?;
+    let outcome = with_run(|run| run.host.command(name, fields, run.deadline)).ok_or("command: not available here")?;
     match outcome {
         Ok(data) => rhai::serde::to_dynamic(data),
-        Err(error) => {
+        Err(HostFailure::Deadline) => {
+            Err(EvalAltResult::ErrorTerminated(format!("timeout in command {name}").into(), Position::NONE).into())
+        }
+        Err(HostFailure::Command(error)) => {
             let mut thrown = Map::new();
             thrown.insert(MARKER.into(), "command".into());
             thrown.insert("status".into(), i64::from(error.status).into());

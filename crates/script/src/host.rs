@@ -16,9 +16,26 @@ pub struct HostError {
     pub errors: Vec<String>,
 }
 
-/// Implemented by the router: runs a command for the script, blocking until it is done.
+/// Why a command called from a script gave no value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostFailure {
+    /// The command failed; the script may catch it.
+    Command(HostError),
+    /// The script's deadline passed while the command ran: the script stops there.
+    Deadline,
+}
+
+impl From<HostError> for HostFailure {
+    fn from(error: HostError) -> Self {
+        Self::Command(error)
+    }
+}
+
+/// Implemented by the router: runs a command for the script, blocking until it is done or until
+/// `deadline`, the script's own, whichever comes first. A script's whole run, the commands it
+/// waits for included, ends by its deadline.
 pub trait ScriptHost: Send + Sync {
-    fn command(&self, name: &str, fields: Value) -> Result<Value, HostError>;
+    fn command(&self, name: &str, fields: Value, deadline: Instant) -> Result<Value, HostFailure>;
 }
 
 pub(crate) struct Run {

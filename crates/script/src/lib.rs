@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-pub use host::{HostError, ScriptHost};
+pub use host::{HostError, HostFailure, ScriptHost};
 pub use rhai::AST;
 pub use run::ScriptError;
 pub use select::select;
@@ -168,6 +168,37 @@ impl CompiledScript {
     }
 }
 
+/// The bus commands a script's source names: each `command("Name", ...)` with a literal name,
+/// `PublishEventCommand` when it names `publish` and `StartProcessInstanceCommand` when it names
+/// `start_process` (anywhere, comments included). A name computed at run time is not found here.
+pub fn commands_named(source: &str) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("command") {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + "command".len()..];
+        rest = after;
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let Some(args) = after.trim_start().strip_prefix('(') else { continue };
+        let args = args.trim_start();
+        let Some(quote) = args.chars().next().filter(|c| *c == '"' || *c == '`') else { continue };
+        if let Some(end) = args[1..].find(quote) {
+            names.insert(args[1..1 + end].to_owned());
+        }
+    }
+    let words: std::collections::HashSet<&str> =
+        source.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+    if words.contains("publish") {
+        names.insert("PublishEventCommand".to_owned());
+    }
+    if words.contains("start_process") {
+        names.insert("StartProcessInstanceCommand".to_owned());
+    }
+    names.into_iter().collect()
+}
+
 impl Default for ScriptEngine {
     fn default() -> Self {
         Self::new(ScriptLimits::default())
@@ -191,6 +222,21 @@ mod tests {
         assert!(engine.compile(r#"eval("1 + 1")"#).is_err());
         assert!(engine.compile(r#"import "fs" as fs;"#).is_err());
         assert!(engine.compile("let x = 40 + 2; x").is_ok());
+    }
+
+    #[test]
+    fn the_commands_a_script_names_are_found() {
+        let source = r#"
+            let x = command("GetWebHookConfigByIdQuery", #{id: 1});
+            let y = command ( `LookupWebHookByKeyCommand` , #{});
+            let name = "Dynamic"; let z = command(name, #{});
+            my_command("NotThis", 1); publish("WB_Loan_Created", #{});
+        "#;
+        assert_eq!(
+            commands_named(source),
+            ["GetWebHookConfigByIdQuery", "LookupWebHookByKeyCommand", "PublishEventCommand"]
+        );
+        assert_eq!(commands_named("start_process(3, #{})"), ["StartProcessInstanceCommand"]);
     }
 
     #[test]

@@ -5,17 +5,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookbus_script::{HostError, ScriptEngine, ScriptError, ScriptHost, ScriptLimits};
+use hookbus_script::{HostError, HostFailure, ScriptEngine, ScriptError, ScriptHost, ScriptLimits};
 use serde_json::{Value, json};
 
-/// Answers `echo` with its fields and fails everything else with a 404.
+/// Answers `echo` with its fields, waits for `slow` until the deadline, and fails everything else
+/// with a 404.
 struct EchoHost;
 
 impl ScriptHost for EchoHost {
-    fn command(&self, name: &str, fields: Value) -> Result<Value, HostError> {
+    fn command(&self, name: &str, fields: Value, deadline: Instant) -> Result<Value, HostFailure> {
         match name {
             "echo" => Ok(fields),
-            _ => Err(HostError { status: 404, message: "Not found".into(), errors: vec![format!("no {name}")] }),
+            "slow" => {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                Err(HostFailure::Deadline)
+            }
+            _ => Err(HostError { status: 404, message: "Not found".into(), errors: vec![format!("no {name}")] }.into()),
         }
     }
 }
@@ -68,6 +73,27 @@ fn the_wall_clock_stops_a_script_under_its_operation_limit() {
     let (result, took) = run(&engine, "let n = 0; loop { n += 1; }", Value::Null);
     assert_eq!(result, Err(ScriptError::Limit("the script ran longer than 100 ms".into())));
     assert!(took < Duration::from_millis(600), "{took:?}");
+}
+
+#[test]
+fn sleep_fails_at_once_instead_of_outliving_the_deadline() {
+    for code in ["sleep(3)", "sleep(2.5)", "try { sleep(3) } catch { 1 }; sleep(3)"] {
+        let (result, took) = run(&ScriptEngine::default(), code, Value::Null);
+        match result {
+            Err(ScriptError::Failed(message)) => assert!(message.contains("sleep is not available"), "{message}"),
+            other => panic!("{code}: expected a failure, got {other:?}"),
+        }
+        assert!(took < Duration::from_millis(200), "{code} took {took:?}");
+    }
+}
+
+#[test]
+fn waiting_for_a_command_counts_against_the_deadline_and_cannot_be_caught() {
+    let engine = ScriptEngine::new(ScriptLimits { timeout: Duration::from_millis(150), ..ScriptLimits::default() });
+    let code = r#"let n = 0; loop { try { command("slow", #{}) } catch { n += 1 } }"#;
+    let (result, took) = run(&engine, code, Value::Null);
+    assert_eq!(result, Err(ScriptError::Limit("the script ran longer than 150 ms".into())));
+    assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(600), "{took:?}");
 }
 
 #[test]

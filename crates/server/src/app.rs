@@ -1,19 +1,20 @@
 //! Wiring: the database, the services every feature crate needs, and the HTTP server.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Duration};
+use std::{borrow::Cow, net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
 
+use actix_http::{HttpService, KeepAlive};
+use actix_server::Server;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
-    App, HttpMessage, HttpServer,
-    dev::{Server, ServerHandle, Service},
-    http::{
-        KeepAlive,
-        header::{HeaderName, HeaderValue},
-    },
+    App, HttpMessage,
+    dev::{AppConfig, ServerHandle, Service},
+    http::header::{HeaderName, HeaderValue},
+    rt::net::TcpStream,
     web,
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
-use hookbus_inbound::{AsyncWorker, LogWriter};
+use hookbus_inbound::{AsyncWorker, HeaderRedaction, LogWriter};
 use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
 use hookbus_providers::Providers;
@@ -25,7 +26,15 @@ use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 use uuid::Uuid;
 
-use crate::{metrics::Metrics, routes, routes::inbound::RouteLabel, settings::Settings, telemetry::RequestSpan};
+use crate::{
+    body::BodyLimits,
+    connection::{ConnectionLimits, GuardedStream, RequestClock, ServingGuard},
+    metrics::Metrics,
+    routes,
+    routes::inbound::RouteLabel,
+    settings::{Settings, SettingsError},
+    telemetry::RequestSpan,
+};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -35,12 +44,14 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     pub metrics: Arc<Metrics>,
     pub db: DatabaseConnection,
-    pub body_limit: usize,
+    pub body_limits: BodyLimits,
 }
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Settings(crate::settings::SettingsError),
     #[error("cannot open the database")]
     Database(#[source] sea_orm::DbErr),
     #[error("cannot apply the migrations")]
@@ -63,6 +74,75 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The application every worker serves: routes, metrics and request ids, and the mark on the
+/// connection's clock while a request is being served.
+fn application(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap_fn(|request, service| {
+            let state = request.app_data::<web::Data<AppState>>().cloned();
+            let request_id = request.extensions().get::<RequestId>().copied();
+            // The request's head is complete; its connection waits for its answer.
+            let serving = request.conn_data::<Rc<RequestClock>>().map(ServingGuard::start);
+            let response = service.call(request);
+            async move {
+                let mut response = response.await?;
+                drop(serving);
+                if let Some(state) = state {
+                    // After routing, the pattern is looked up from the matched resource; before
+                    // it, finding it would match the path against every route again.
+                    let label = response.request().extensions().get::<RouteLabel>().copied();
+                    let route = match label {
+                        Some(label) => Cow::Borrowed(label.0),
+                        None => response.request().match_pattern().map_or(Cow::Borrowed("unmatched"), Cow::Owned),
+                    };
+                    state.metrics.record_request(route, response.request().method(), response.status().as_u16());
+                }
+                let request_id = request_id.and_then(|id| {
+                    HeaderValue::from_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer())).ok()
+                });
+                if let Some(id) = request_id {
+                    response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
+                }
+                Ok(response)
+            }
+        })
+        .wrap(TracingLogger::<RequestSpan>::new())
+        .service(
+            web::resource("/api/bpm/cmd")
+                .route(web::post().to(routes::bus::execute))
+                .default_service(web::to(routes::bus::method_not_allowed)),
+        )
+        .route("/api/bpm/commands", web::get().to(routes::bus::list))
+        .route("/healthz", web::get().to(routes::ops::healthz))
+        .route("/readyz", web::get().to(routes::ops::readyz))
+        .route("/metrics", web::get().to(routes::ops::metrics))
+        // Before the dynamic router's `{key}`, so that the fixed routes win.
+        .configure(routes::providers::register)
+        .service(web::scope(routes::inbound::WEBHOOKS).default_service(web::to(routes::inbound::by_key)))
+        .default_service(web::to(routes::inbound::by_path))
+}
+
+/// A listening socket as actix binds one: address reuse, a backlog of 1,024.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// A built server, listening but not yet serving.
@@ -88,6 +168,7 @@ impl Application {
     /// The server does not handle signals itself: `main` turns SIGTERM into a graceful
     /// [`ServerHandle::stop`], and tests stop it through the handle.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        settings.check().map_err(StartupError::Settings)?;
         let db = hookbus_store::connect(&settings.database.url, settings.database.max_connections)
             .await
             .map_err(StartupError::Database)?;
@@ -107,6 +188,9 @@ impl Application {
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));
         services.insert(LogWriter::spawn(store.clone(), 10_000));
+        services.insert(HeaderRedaction::new(&settings.inbound.redact_headers).map_err(|problem| {
+            StartupError::Settings(SettingsError::new(format!("inbound.redact_headers: {problem}")))
+        })?);
         let processes = ProcessEngine {
             lease: Duration::from_secs(settings.processes.lease_secs),
             poll: Duration::from_millis(settings.processes.poll_ms),
@@ -145,76 +229,61 @@ impl Application {
             trusted_proxies,
             metrics: Arc::new(Metrics::new(&delivery_metrics)),
             db,
-            body_limit: settings.server.body_limit_bytes,
+            body_limits: BodyLimits {
+                bytes: settings.server.body_limit_bytes,
+                read_timeout: Duration::from_millis(settings.server.body_read_timeout_ms),
+            },
         });
 
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
         };
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap_fn(|request, service| {
-                    let state = request.app_data::<web::Data<AppState>>().cloned();
-                    let request_id = request.extensions().get::<RequestId>().copied();
-                    let response = service.call(request);
-                    async move {
-                        let mut response = response.await?;
-                        if let Some(state) = state {
-                            // After routing, the pattern is looked up from the matched resource;
-                            // before it, finding it would match the path against every route again.
-                            let label = response.request().extensions().get::<RouteLabel>().copied();
-                            let route = match label {
-                                Some(label) => Cow::Borrowed(label.0),
-                                None => {
-                                    response.request().match_pattern().map_or(Cow::Borrowed("unmatched"), Cow::Owned)
-                                }
-                            };
-                            state.metrics.record_request(
-                                route,
-                                response.request().method(),
-                                response.status().as_u16(),
-                            );
-                        }
-                        let request_id = request_id.and_then(|id| {
-                            HeaderValue::from_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer())).ok()
-                        });
-                        if let Some(id) = request_id {
-                            response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
-                        }
-                        Ok(response)
-                    }
-                })
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .service(
-                    web::resource("/api/bpm/cmd")
-                        .route(web::post().to(routes::bus::execute))
-                        .default_service(web::to(routes::bus::method_not_allowed)),
-                )
-                .route("/api/bpm/commands", web::get().to(routes::bus::list))
-                .route("/healthz", web::get().to(routes::ops::healthz))
-                .route("/readyz", web::get().to(routes::ops::readyz))
-                .route("/metrics", web::get().to(routes::ops::metrics))
-                // Before the dynamic router's `{key}`, so that the fixed routes win.
-                .configure(routes::providers::register)
-                .service(web::scope(routes::inbound::WEBHOOKS).default_service(web::to(routes::inbound::by_key)))
-                .default_service(web::to(routes::inbound::by_path))
-        })
-        .workers(workers)
-        .keep_alive(match settings.server.keep_alive_secs {
+        let keep_alive = match settings.server.keep_alive_secs {
             0 => KeepAlive::Disabled,
             secs => KeepAlive::Timeout(Duration::from_secs(secs)),
-        })
-        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .disable_signals()
-        .bind(settings.server.listen)
-        .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
-
-        let addr = server.addrs().first().copied().unwrap_or(settings.server.listen);
+        };
+        let head_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
+        let limits = ConnectionLimits {
+            head: head_timeout,
+            between_requests: (settings.server.keep_alive_secs > 0)
+                .then(|| Duration::from_secs(settings.server.keep_alive_secs) + head_timeout),
+        };
+        // What `actix_web::HttpServer` builds, but over a `GuardedStream` per connection, so that
+        // every request head has a time limit (see `connection`).
+        let listener = listen(settings.server.listen)
+            .map_err(|source| StartupError::Bind { addr: settings.server.listen, source })?;
+        let addr = listener.local_addr().unwrap_or(settings.server.listen);
+        let builder = Server::build();
+        let shutting_down = builder.graceful_shutdown_signal();
+        let server = builder
+            .workers(workers)
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            .disable_signals()
+            .listen("hookbus", listener, move || {
+                let shutting_down = shutting_down.clone();
+                let http = HttpService::<GuardedStream, _, _>::build()
+                    .keep_alive(keep_alive)
+                    .client_request_timeout(head_timeout)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .graceful_shutdown_signal(move || {
+                        let signal = shutting_down.clone();
+                        async move { signal.notified().await }
+                    })
+                    .on_connect_ext(|io: &GuardedStream, connection| {
+                        connection.insert(io.clock());
+                    })
+                    .h1(map_config(application(state.clone()).into_factory(), |_| AppConfig::default()));
+                fn_service(move |io: TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    Ok((GuardedStream::new(io, limits), peer))
+                })
+                .and_then(http)
+            })
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .run();
         Ok(Self {
-            server: server.run(),
+            server,
             addr,
             background,
             outbound,

@@ -9,8 +9,16 @@ use hookbus_core::{CommandError, Envelope};
 pub fn error_response(error: &CommandError) -> HttpResponse {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
-    if let CommandError::MethodNotAllowed { allow } = error {
-        response.insert_header((header::ALLOW, allow.as_str()));
+    match error {
+        CommandError::MethodNotAllowed { allow } => {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        // The rest of the body may still be on its way: the connection cannot carry another
+        // request.
+        CommandError::RequestTimeout { .. } | CommandError::PayloadTooLarge { .. } => {
+            response.force_close();
+        }
+        _ => {}
     }
     response.json(Envelope::from(error))
 }

@@ -11,6 +11,7 @@ pub mod app;
 mod auth;
 mod body;
 pub mod cli;
+mod connection;
 mod envelope;
 pub mod memory;
 mod metrics;

@@ -35,6 +35,9 @@ const FIXED_ENV: [(&str, &str); 10] = [
 /// values, so a secret or an id such as `0123` would become the number 123 and `true` a boolean.
 const VERBATIM_ENV: [&str; 4] = ["bootstrap_token", "mono_secret", "remita_merchant_id", "remita_api_key"];
 
+/// The shortest bootstrap token accepted: it is an admin token, so it must not be guessable.
+const MIN_BOOTSTRAP_TOKEN: usize = 32;
+
 /// Variables under the `HOOKBUS_` prefix that are not configuration keys.
 const NOT_KEYS: [&str; 3] = ["config", "token", "url"];
 
@@ -70,6 +73,10 @@ pub struct InboundSettings {
     pub async_retry_base_ms: u64,
     pub retention_days: u64,
     pub retention_sweep_secs: u64,
+    /// Parts of header names that mark a secret: such headers are redacted before a request is
+    /// stored or logged.
+    #[serde(deserialize_with = "comma_list")]
+    pub redact_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,9 +118,12 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// How long an idle keep-alive connection is held open, in seconds; 0 turns keep-alive off.
     pub keep_alive_secs: u64,
-    /// How long a new connection may take to send its first request's head, in milliseconds
-    /// (then 408 and closed); 0 waits for ever.
+    /// How long a request head may take from its first byte, in milliseconds (then 408 and the
+    /// connection is closed), for every request on a connection.
     pub client_request_timeout_ms: u64,
+    /// How long a request body may take to arrive, in milliseconds (then 408 and the connection is
+    /// closed).
+    pub body_read_timeout_ms: u64,
     /// Proxies whose `X-Forwarded-For` is believed: addresses and CIDR ranges.
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,
@@ -158,6 +168,12 @@ pub enum LogFormat {
 #[error("invalid configuration: {0}")]
 pub struct SettingsError(String);
 
+impl SettingsError {
+    pub fn new(problem: impl Into<String>) -> Self {
+        Self(problem.into())
+    }
+}
+
 impl Settings {
     /// Defaults, then the `HOOKBUS_CONFIG` file if given, then the environment.
     pub fn load() -> Result<Self, SettingsError> {
@@ -184,8 +200,9 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Rules serde cannot express.
-    fn check(&self) -> Result<(), SettingsError> {
+    /// Rules serde cannot express. [`Application::build`](crate::app::Application::build) checks
+    /// again, so that settings changed in code are held to them too.
+    pub fn check(&self) -> Result<(), SettingsError> {
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(SettingsError("database.url must start with sqlite:// or postgres://".into()));
@@ -213,6 +230,23 @@ impl Settings {
         }
         if self.server.body_limit_bytes == 0 {
             return Err(SettingsError("server.body_limit_bytes must be at least 1".into()));
+        }
+        if self.server.client_request_timeout_ms == 0 || self.server.body_read_timeout_ms == 0 {
+            return Err(SettingsError(
+                "server.client_request_timeout_ms and server.body_read_timeout_ms must be at least 1: a client that \
+                 never finishes its request would hold its connection for ever"
+                    .into(),
+            ));
+        }
+        let bootstrap = self.auth.bootstrap_token.chars().count();
+        if bootstrap > 0 && bootstrap < MIN_BOOTSTRAP_TOKEN {
+            return Err(SettingsError(format!(
+                "auth.bootstrap_token (HOOKBUS_BOOTSTRAP_TOKEN) must be at least {MIN_BOOTSTRAP_TOKEN} characters: it is \
+                 an admin token (e.g. `openssl rand -hex 32`)"
+            )));
+        }
+        if let Err(problem) = hookbus_inbound::HeaderRedaction::new(&self.inbound.redact_headers) {
+            return Err(SettingsError(format!("inbound.redact_headers: {problem}")));
         }
         let outbound = &self.outbound;
         if outbound.concurrency == 0
@@ -297,6 +331,15 @@ mod tests {
     fn the_embedded_defaults_are_valid() {
         let settings = Settings::defaults().ok();
         assert_eq!(settings.map(|s| s.server.listen.port()), Some(8080));
+    }
+
+    #[test]
+    fn a_short_bootstrap_token_stops_start_up() {
+        let short = Figment::from(Toml::string(DEFAULT_TOML)).merge(("auth.bootstrap_token", "change-me"));
+        let error = Settings::extract(short).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("auth.bootstrap_token") && error.contains("32"), "{error}");
+        let long = Figment::from(Toml::string(DEFAULT_TOML)).merge(("auth.bootstrap_token", "x".repeat(32)));
+        assert!(Settings::extract(long).is_ok());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(crate) struct EventBody {
 impl EventBody {
     pub fn of(row: &event::Model) -> Result<Arc<Self>, CommandError> {
         let mut body = json!({
-            "eventId": row.event_key,
+            "eventId": crate::publish::public_event_id(&row.event_key),
             "eventName": row.event_name,
             "resource": row.resource,
             "occurredAt": row.occurred_at,

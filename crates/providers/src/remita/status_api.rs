@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hookbus_core::CommandError;
 use reqwest::header::AUTHORIZATION;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha512};
 
 use crate::{
@@ -34,8 +34,9 @@ pub(crate) struct StatusApi {
 /// What Remita says of a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PaymentStatus {
-    /// With the amount Remita's answer gives, as it wrote it (absent when it gives none).
-    Paid { amount: Option<String> },
+    /// With the amount Remita's answer gives, as it wrote it (absent when it gives none), and the
+    /// fields of its answer that the published event carries instead of the caller's.
+    Paid { amount: Option<String>, confirmed: Map<String, Value> },
     /// Remita's status code and message, e.g. `021` "Transaction Pending".
     NotPaid { status: String, message: String },
 }
@@ -80,10 +81,32 @@ impl StatusApi {
             return Err(unavailable("the status API's answer has no status".into()));
         };
         if PAID.contains(&status.as_str()) {
-            return Ok(PaymentStatus::Paid { amount: text("amount") });
+            return Ok(PaymentStatus::Paid { amount: text("amount"), confirmed: confirmed_fields(&answer) });
         }
         Ok(PaymentStatus::NotPaid { status, message: text("message").unwrap_or_default() })
     }
+}
+
+/// Remita's answer field and the notification field it confirms. What Remita answers is published
+/// in place of what the caller sent; the caller's other fields (payer, bank, ...) stay as sent.
+const CONFIRMED_FIELDS: [(&str, &str); 7] = [
+    ("amount", "amount"),
+    ("RRR", "rrr"),
+    ("orderId", "orderRef"),
+    ("status", "status"),
+    ("message", "statusMessage"),
+    ("transactiontime", "transactiondate"),
+    ("paymentDate", "paymentDate"),
+];
+
+/// The notification fields Remita's answer confirms, under the notification's names.
+fn confirmed_fields(answer: &Value) -> Map<String, Value> {
+    CONFIRMED_FIELDS
+        .iter()
+        .filter_map(|(theirs, ours)| {
+            answer.get(*theirs).filter(|v| !v.is_null()).map(|v| ((*ours).to_owned(), v.clone()))
+        })
+        .collect()
 }
 
 /// Lower-case hex SHA-512 of `rrr + apiKey + merchantId`.

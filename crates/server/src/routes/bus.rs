@@ -28,7 +28,7 @@ async fn execute_inner(
     state: &AppState,
 ) -> Result<Envelope, CommandError> {
     let principal = authenticate(request, state.services.get::<TokenAuthority>()?).await?;
-    let body = read_limited(request, payload, state.body_limit).await?;
+    let body = read_limited(request, payload, state.body_limits).await?;
     let command = parse_command(&body)?;
     let ctx = Context::new(principal, state.services.clone());
     let started = Instant::now();

@@ -68,7 +68,7 @@ async fn route(
     let client = client_ip(request, state)?;
     admit(&entry, request.method().as_str(), client)?;
 
-    let body = read_limited(request, payload, state.body_limit).await?;
+    let body = read_limited(request, payload, state.body_limits).await?;
     let (parsed, body_from_raw) = parse_body(request.headers(), &body)?;
     let inbound = InboundRequest { body_from_raw, ..inbound_request(request, &entry.model.key, client, parsed, &body) };
     match Inbound::receive(&state.services, &entry, inbound).await? {

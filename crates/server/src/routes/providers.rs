@@ -1,5 +1,5 @@
-//! The fixed provider routes' HTTP side (SPEC 4). Registered before `/api/webhooks/{key}`, so they
-//! win over the dynamic router; any method but POST is a 405.
+//! The fixed provider routes' HTTP side. Registered before `/api/webhooks/{key}`, so they win over
+//! the dynamic router; any method but POST is a 405.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use hookbus_providers::Route;
@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::{
     app::AppState,
-    body::read_limited,
+    body::{digest_body, read_limited},
     envelope::{error_response, ok_response},
     routes::{bus::method_not_allowed, inbound},
 };
@@ -27,8 +27,10 @@ pub fn register(config: &mut web::ServiceConfig) {
     }
 }
 
-/// Hands the request to the providers crate, which verifies, parses and logs it. The body is read
-/// within the limit; one over it is still handed on (as the 413 it gets), to be logged.
+/// Verifies the caller from what arrives before the body (its IP, its secret header); only then
+/// reads the body and hands the request to the providers crate, which parses and logs it. The
+/// body of a refused request is read only to log its size and digest. A body over the limit is
+/// still handed on (as the 413 it gets), to be logged.
 async fn receive(
     route: Route,
     request: HttpRequest,
@@ -39,10 +41,17 @@ async fn receive(
         Ok(client) => client,
         Err(error) => return error_response(&error),
     };
-    let body = read_limited(&request, payload, state.body_limit).await;
-    let raw = body.as_deref().unwrap_or_default();
-    let inbound = inbound::inbound_request(&request, route.log_key(), client, Value::Null, raw);
-    match hookbus_providers::receive(&state.services, route, inbound, body).await {
+    let mut inbound = inbound::inbound_request(&request, route.log_key(), client, Value::Null, &[]);
+    let admitted = match hookbus_providers::admit(&state.services, route, &inbound) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let body = digest_body(payload, state.body_limits).await;
+            return error_response(&hookbus_providers::refuse(&state.services, route, inbound, body, refusal).await);
+        }
+    };
+    let body = read_limited(&request, payload, state.body_limits).await;
+    inbound.raw_body = String::from_utf8_lossy(body.as_deref().unwrap_or_default()).into_owned();
+    match hookbus_providers::receive(&state.services, admitted, inbound, body).await {
         Ok(reply) => ok_response(reply.into()),
         Err(error) => error_response(&error),
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{ADMIN_TOKEN, TestApp, native_config};
+use crate::support::{ADMIN_TOKEN, TestApp, native_config, with};
 
 fn list() -> serde_json::Value {
     json!({"$type": "GetWebHookConfigListQuery"})
@@ -45,7 +45,18 @@ async fn a_token_needs_the_commands_permission() {
     assert_eq!(denied.errors(), vec!["requires permission webhooks:write"]);
     assert_eq!(app.count_rows("webhook_configs").await, 0, "a forbidden command writes nothing");
 
-    app.cmd(Some(&writer), native_config("allowed")).await.assert_ok("Webhook configuration created successfully");
+    // A configuration runs its command with its saver's authority: saving one needs the
+    // permission of the command it runs, here webhooks:read.
+    let unrunnable = app.cmd(Some(&writer), native_config("unrunnable")).await;
+    unrunnable.assert_error(403, "Forbidden");
+    assert_eq!(
+        unrunnable.errors(),
+        vec![
+            "commandName: GetWebHookConfigListQuery requires permission webhooks:read, which this token does not have"
+        ]
+    );
+    let runnable = with(native_config("allowed"), json!({"commandName": "DeactivateWebHookConfigCommand"}));
+    app.cmd(Some(&writer), runnable).await.assert_ok("Webhook configuration created successfully");
     let no_read = app.cmd(Some(&writer), list()).await;
     no_read.assert_error(403, "Forbidden");
     assert_eq!(no_read.errors(), vec!["requires permission webhooks:read"]);

@@ -6,7 +6,8 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::support::{
-    ADMIN_TOKEN, TestApp, TestDatabase, free_port, kill_9, native_config, ready, serve, with, within,
+    ADMIN_TOKEN, ROUTES_WRITE_CONFIGS, TestApp, TestDatabase, free_port, kill_9, native_config, ready, serve, with,
+    within,
 };
 
 /// A type-2 route whose handler has a visible side effect: it creates a configuration keyed by
@@ -81,20 +82,27 @@ async fn every_request_is_logged_with_secrets_redacted() {
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_gets_the_first_result_without_running_again() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().router_permissions(ROUTES_WRITE_CONFIGS).spawn().await;
     app.admin(creating_route("once-by-body", json!({"idempotencyKey": "$.ref"}))).await;
-    app.admin(creating_route("once-by-header", json!({"idempotencyKey": "header:X-Delivery-Id"}))).await;
+    let opted_in = json!({"idempotencyKey": "header:X-Delivery-Id", "idempotencyReturnsResult": true});
+    app.admin(creating_route("once-by-header", opted_in)).await;
 
+    // A repeat learns that its key was seen, and the first's status, but not the first's answer:
+    // it passed none of the handler's checks.
     let first = app.call("POST", "/api/webhooks/once-by-body", Some(json!({"ref": "a1"})), &[]).await;
-    let data = first.assert_ok("Script executed successfully").clone();
+    assert_eq!(first.assert_ok("Script executed successfully")["ref"], json!("a1"));
     let again = app.call("POST", "/api/webhooks/once-by-body", Some(json!({"ref": "a1"})), &[]).await;
-    assert_eq!(again.assert_ok("Script executed successfully"), &data, "the repeat gets the first result");
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["message"], json!("Duplicate request: one with this idempotency key was processed"));
+    assert_eq!(again.data(), &json!({"duplicate": true}), "the repeat gets no data of the first");
 
+    // A configuration that opts in answers repeats with the first result.
     let header = [("x-delivery-id", "d-77")];
     let first = app.call("POST", "/api/webhooks/once-by-header", Some(json!({"ref": "b1"})), &header).await;
-    first.assert_ok("Script executed successfully");
+    let data = first.assert_ok("Script executed successfully").clone();
     // Same delivery id, different body: still a repeat.
     let again = app.call("POST", "/api/webhooks/once-by-header", Some(json!({"ref": "b2"})), &header).await;
+    assert_eq!(again.assert_ok("Script executed successfully"), &data, "the repeat gets the first result");
     assert_eq!(again.data()["ref"], json!("b1"));
 
     // Each handler ran once: one configuration per ref, and the repeats are logged as duplicates.
@@ -128,7 +136,7 @@ async fn a_failed_first_request_can_be_sent_again() {
 
 #[tokio::test]
 async fn respond_async_answers_202_and_runs_in_the_background() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().router_permissions(ROUTES_WRITE_CONFIGS).spawn().await;
     app.admin(creating_route("later", json!({"respondAsync": true}))).await;
     let accepted = app.call("POST", "/api/webhooks/later", Some(json!({"ref": "q1"})), &[]).await;
     assert_eq!(accepted.status, 202, "{:#}", accepted.body);
@@ -174,7 +182,13 @@ async fn a_queued_request_survives_kill_9() {
     let database = TestDatabase::create().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = |poll_ms: &str| serve(&database.url, port, &[("HOOKBUS_INBOUND__ASYNC_POLL_MS", poll_ms)]);
+    let start = |poll_ms: &str| {
+        let env = [
+            ("HOOKBUS_INBOUND__ASYNC_POLL_MS", poll_ms),
+            ("HOOKBUS_ROUTER__INTERNAL_PERMISSIONS", ROUTES_WRITE_CONFIGS),
+        ];
+        serve(&database.url, port, &env)
+    };
     let client = reqwest::Client::new();
     let is_ready = || ready(&client, &base);
     let command = |body: Value| client.post(format!("{base}/api/bpm/cmd")).bearer_auth(ADMIN_TOKEN).json(&body).send();
@@ -218,7 +232,7 @@ async fn a_queued_request_survives_kill_9() {
 /// older than any request can take, a repeat frees its key and runs. A recent one still gets 409.
 #[tokio::test]
 async fn an_abandoned_first_request_frees_its_key() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().router_permissions(ROUTES_WRITE_CONFIGS).spawn().await;
     app.admin(creating_route("abandoned", json!({"idempotencyKey": "$.ref"}))).await;
     let first = app.call("POST", "/api/webhooks/abandoned", Some(json!({"ref": "z1"})), &[]).await;
     first.assert_ok("Script executed successfully");

@@ -13,6 +13,7 @@ mod processes;
 mod providers;
 mod receiver;
 mod router;
+mod security;
 mod support;
 mod tls_receiver;
 mod tokens;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, kill_9, native_config, ready, serve, within};
+use crate::support::{
+    ADMIN_TOKEN, ROUTES_WRITE_CONFIGS, TestApp, TestDatabase, free_port, kill_9, native_config, ready, serve, within,
+};
 
 async fn define(app: &TestApp, name: &str, steps: Value) -> Value {
     let reply = app.admin(json!({"$type": "CreateProcessDefinitionCommand", "name": name, "steps": steps})).await;
@@ -63,7 +65,7 @@ async fn definitions_are_checked_when_saved() {
 
 #[tokio::test]
 async fn a_supervised_instance_runs_command_and_script_steps_to_the_end() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().router_permissions(ROUTES_WRITE_CONFIGS).spawn().await;
     let target = app.admin(native_config("looked-up")).await.data()["id"].clone();
     let id = define(
         &app,
@@ -210,6 +212,7 @@ async fn a_process_resumes_after_kill_9_without_rerunning_steps() {
             ("HOOKBUS_PROCESSES__POLL_MS", "100"),
             ("HOOKBUS_SCRIPT__TIMEOUT", "10000"),
             ("HOOKBUS_SCRIPT__MAX_OPERATIONS", "100000000"),
+            ("HOOKBUS_ROUTER__INTERNAL_PERMISSIONS", ROUTES_WRITE_CONFIGS),
         ];
         serve(&database.url, port, &env)
     };

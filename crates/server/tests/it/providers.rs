@@ -46,6 +46,11 @@ async fn mono_app() -> TestApp {
     TestApp::builder().configure(|s| s.providers.mono.secret = Secret::new(MONO_SECRET)).spawn().await
 }
 
+/// A server whose Remita routes take requests from 127.0.0.1, as the tests send them.
+async fn remita_app() -> TestApp {
+    TestApp::builder().configure(|s| s.providers.remita.allowable_ips = "127.0.0.1".into()).spawn().await
+}
+
 async fn mono(app: &TestApp, body: Value) -> Reply {
     app.call("POST", MONO, Some(body), &[("mono-webhook-secret", MONO_SECRET)]).await
 }
@@ -258,7 +263,7 @@ async fn the_fixed_routes_win_over_the_router_and_take_only_post() {
 
 #[tokio::test]
 async fn remita_payments_are_accepted_per_item_and_deduplicated_by_rrr() {
-    let app = TestApp::spawn().await;
+    let app = remita_app().await;
     let receiver = Receiver::start().await;
     subscribe(&app, &receiver.url, &["remita.payment.notification"], json!({})).await;
     let reply = app.call("POST", REMITA, Some(example("remita-payment-notification")), &[]).await;
@@ -299,7 +304,7 @@ async fn remita_payments_are_accepted_per_item_and_deduplicated_by_rrr() {
 
 #[tokio::test]
 async fn malformed_remita_payments_are_refused_whole_and_publish_nothing() {
-    let app = TestApp::spawn().await;
+    let app = remita_app().await;
     post_bytes(&app, REMITA, "[{\"rrr\": \"1\"", &[]).await.assert_error(400, "Invalid request body");
 
     let cases = [
@@ -419,6 +424,7 @@ impl FakeRemita {
 async fn verifying_app(base_url: String, database: Option<Arc<TestDatabase>>) -> TestApp {
     let mut builder = TestApp::builder().configure(move |s| {
         let remita = &mut s.providers.remita;
+        remita.allowable_ips = "127.0.0.1".into();
         remita.merchant_id = "2547916".into();
         remita.api_key = Secret::new("1946");
         remita.base_url = base_url;
@@ -509,7 +515,7 @@ async fn an_unreachable_status_api_is_a_503_and_the_retry_is_taken() {
 
 #[tokio::test]
 async fn collection_notifications_take_an_object_or_an_array_and_dedupe_by_reference() {
-    let app = TestApp::spawn().await;
+    let app = remita_app().await;
     let receiver = Receiver::start().await;
     subscribe(&app, &receiver.url, &["remita.collection.notification"], json!({})).await;
     let one = app.call("POST", COLLECTION, Some(example("remita-collection-notification")), &[]).await;
@@ -591,6 +597,7 @@ async fn accepted_notifications_are_forwarded_to_a_router_configuration() {
             s.providers.mono.secret = Secret::new(MONO_SECRET);
             s.providers.mono.forward_to_key = "mono-extra".into();
             s.providers.remita.forward_to_key = "remita-extra".into();
+            s.providers.remita.allowable_ips = "127.0.0.1".into();
         })
         .spawn()
         .await;

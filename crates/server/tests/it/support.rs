@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// The bootstrap token every test server accepts as `admin`.
-pub const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-bootstrap-token-0123456789abcdef";
+
+/// `router.internal_permissions` for tests whose routes and processes write router
+/// configurations (the default ceiling lets them only read them).
+pub const ROUTES_WRITE_CONFIGS: &str = "webhooks:read,webhooks:write,events:publish,processes:read,processes:write";
 
 /// The outbound encryption key of every test server (base64 of 32 bytes).
 pub const TEST_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -98,6 +102,7 @@ pub struct TestAppBuilder {
     database: Option<std::sync::Arc<TestDatabase>>,
     body_limit: Option<usize>,
     trusted_proxies: Vec<String>,
+    router_permissions: Option<String>,
     configure: Option<SettingsChange>,
 }
 
@@ -114,6 +119,12 @@ impl TestAppBuilder {
     /// Proxies whose `X-Forwarded-For` the server believes.
     pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
         self.trusted_proxies = proxies.iter().map(|p| (*p).to_owned()).collect();
+        self
+    }
+
+    /// `router.internal_permissions`, comma-separated.
+    pub fn router_permissions(mut self, permissions: &str) -> Self {
+        self.router_permissions = Some(permissions.to_owned());
         self
     }
 
@@ -151,6 +162,9 @@ impl TestAppBuilder {
         settings.outbound.retry_second_ms = 1;
         settings.outbound.timeout_ms = 2_000;
         settings.outbound.lease_secs = 10;
+        if let Some(permissions) = self.router_permissions {
+            settings.router.internal_permissions = permissions.split(',').map(str::to_owned).collect();
+        }
         if let Some(change) = self.configure {
             change(&mut settings);
         }
@@ -237,7 +251,13 @@ impl TestApp {
     }
 
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { database: None, body_limit: None, trusted_proxies: Vec::new(), configure: None }
+        TestAppBuilder {
+            database: None,
+            body_limit: None,
+            trusted_proxies: Vec::new(),
+            router_permissions: None,
+            configure: None,
+        }
     }
 
     /// Posts a command with the bootstrap admin token.
