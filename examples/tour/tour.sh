@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The README's five-minute tour as a script. Start the server first:
-#   HOOKBUS_BOOTSTRAP_TOKEN=change-me cargo run --release
+#   HOOKBUS_BOOTSTRAP_TOKEN=dev-bootstrap-token-change-me-0123456789 cargo run --release
 set -euo pipefail
 cd "$(dirname "$0")"
 URL=${HOOKBUS_URL:-http://127.0.0.1:8080}
-BOOTSTRAP=${HOOKBUS_BOOTSTRAP_TOKEN:-change-me}
+BOOTSTRAP=${HOOKBUS_BOOTSTRAP_TOKEN:-dev-bootstrap-token-change-me-0123456789}
 
 post() { curl -sS "$URL/api/bpm/cmd" -H "Authorization: Bearer $1" -H 'Content-Type: application/json' -d @"$2"; echo; }
 
