@@ -51,7 +51,7 @@ impl Handler for CreateWebHookConfigCommand {
         authorize(ctx, &spec)?;
         ensure_process_exists(ctx, &spec).await?;
 
-        let txn = ctx.service::<Store>()?.begin_write().await?;
+        let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         if find_by(&*txn, entity::Column::Key, key.as_str()).await?.is_some() {
             return Err(CommandError::conflict(KEY_TAKEN, format!("Key '{}' is taken", key.as_str())));
         }
@@ -96,7 +96,7 @@ impl Handler for UpdateWebHookConfigCommand {
         authorize(ctx, &spec)?;
         ensure_process_exists(ctx, &spec).await?;
 
-        let txn = ctx.service::<Store>()?.begin_write().await?;
+        let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         let existing = entity::Entity::find_by_id(*id)
             .one(&*txn)
             .await
@@ -192,7 +192,7 @@ impl Handler for DeleteWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let txn = ctx.service::<Store>()?.begin_write().await?;
+        let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         let existing = entity::Entity::find_by_id(self.id)
             .one(&*txn)
             .await
@@ -210,7 +210,7 @@ register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
 /// the instance reads its own writes.
 async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<(), CommandError> {
     let generation = bump_generation(&*txn).await?;
-    txn.commit().await?;
+    txn.commit().await.or_internal()?;
     ctx.service::<ConfigCache>()?.record(generation, change);
     Ok(())
 }
@@ -269,7 +269,7 @@ async fn set_enabled(
     failure: &str,
     already: &str,
 ) -> Result<entity::Model, CommandError> {
-    let txn = ctx.service::<Store>()?.begin_write().await?;
+    let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
     let existing = entity::Entity::find_by_id(id)
         .one(&*txn)
         .await

@@ -111,7 +111,7 @@ async fn save(
     draft.check(outbound, store.db()).await?;
     draft.write(outbound, &mut row)?;
     row.updated_at = Set(hookbus_core::now());
-    let txn = store.begin_write().await?;
+    let txn = store.begin_write().await.or_internal()?;
     // A stored row's id is unchanged (update); a new row's is set (insert).
     let saved = if matches!(row.id, sea_orm::ActiveValue::Unchanged(_)) {
         row.update(&*txn).await.or_internal()?
@@ -119,7 +119,7 @@ async fn save(
         row.insert(&*txn).await.or_internal()?
     };
     index_events(&*txn, id, if draft.subscribe_all { &[] } else { &draft.events }).await?;
-    txn.commit().await?;
+    txn.commit().await.or_internal()?;
     Ok(saved)
 }
 
@@ -477,7 +477,7 @@ impl Handler for DeleteWebhookSubscriptionCommand {
         let row = find_subscription(ctx, self.id, "Delete failed").await?;
         let store = ctx.service::<Store>()?;
         let now = hookbus_core::now();
-        let txn = store.begin_write().await?;
+        let txn = store.begin_write().await.or_internal()?;
         let cancelled = notification::Entity::update_many()
             .col_expr(notification::Column::Status, Expr::value(status::CANCELLED))
             .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
@@ -493,7 +493,7 @@ impl Handler for DeleteWebhookSubscriptionCommand {
             .or_internal()?;
         index_events(&*txn, row.id, &[]).await?;
         subscription::Entity::delete_by_id(row.id).exec(&*txn).await.or_internal()?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         Reply::new(
             json!({"id": row.id, "cancelledNotifications": cancelled.rows_affected}),
             "Webhook subscription deleted successfully",
@@ -731,9 +731,9 @@ impl Handler for RotateWebhookSecretCommand {
         active.secret = Set(outbound.secrets.seal(&secret)?);
         active.secret_hint = Set(secret.mask());
         active.updated_at = Set(now);
-        let txn = store.begin_write().await?;
+        let txn = store.begin_write().await.or_internal()?;
         let saved = active.update(&*txn).await.or_internal()?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         let mut answer = serde_json::to_value(with_secret(saved, &secret)).map_err(CommandError::internal)?;
         answer["previousSecretValidUntil"] = json!(now + overlap);
         Reply::new(answer, "Signing secret rotated; the previous secret signs beside it until previousSecretValidUntil")

@@ -5,7 +5,7 @@ use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Repl
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ pub(crate) async fn suspend(
     subscription_id: Uuid,
     threshold: Option<i32>,
     now: Timestamp,
-) -> Result<(), CommandError> {
+) -> Result<(), DbErr> {
     let mut update = subscription::Entity::update_many()
         .col_expr(subscription::Column::Suspended, Expr::value(true))
         .col_expr(subscription::Column::SuspendedAt, Expr::value(Some(now)))
@@ -34,7 +34,7 @@ pub(crate) async fn suspend(
     if let Some(threshold) = threshold {
         update = update.filter(subscription::Column::ExpiredStreak.gte(threshold));
     }
-    let changed = update.exec(db).await.or_internal()?;
+    let changed = update.exec(db).await?;
     if changed.rows_affected > 0 {
         tracing::warn!(%subscription_id, "subscription suspended; new notifications are diverted");
         notification::Entity::update_many()
@@ -45,8 +45,7 @@ pub(crate) async fn suspend(
             .filter(notification::Column::NextAttemptAt.is_not_null())
             .filter(notification::Column::LeaseUntil.is_null().or(notification::Column::LeaseUntil.lt(now)))
             .exec(db)
-            .await
-            .or_internal()?;
+            .await?;
     }
     Ok(())
 }
@@ -89,7 +88,7 @@ impl Handler for UnsuspendWebhookSubscriptionCommand {
         if !sub.suspended {
             return Err(CommandError::conflict("Unsuspend failed", "Subscription is not suspended"));
         }
-        let txn = store.begin_write().await?;
+        let txn = store.begin_write().await.or_internal()?;
         subscription::Entity::update_many()
             .col_expr(subscription::Column::Suspended, Expr::value(false))
             .col_expr(subscription::Column::SuspendedAt, Expr::value(Option::<Timestamp>::None))
@@ -106,7 +105,7 @@ impl Handler for UnsuspendWebhookSubscriptionCommand {
                 .add(notification::Column::Status.eq(status::DIVERTED)),
         )
         .await?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         Reply::new(Requeued { requeued }, "Subscription unsuspended; diverted notifications are being sent")
     }
 }
@@ -153,9 +152,9 @@ impl Handler for ResendExpiredNotificationsCommand {
             .filter(scope(ctx))
             .into_query();
         which = which.add(notification::Column::SubscriptionId.in_subquery(open));
-        let txn = store.begin_write().await?;
+        let txn = store.begin_write().await.or_internal()?;
         let requeued = requeue(&*txn, which).await?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         Reply::new(Requeued { requeued }, "Expired notifications queued again")
     }
 }

@@ -205,13 +205,13 @@ async fn write_in_a_transaction(
     row: &event::Model,
     notifications: &[notification::Model],
 ) -> Result<(), Written> {
-    let txn = store.begin_write().await.map_err(Written::Failed)?;
+    let txn = store.begin_write().await?;
     event::Entity::insert(event::ActiveModel::from(row.clone())).exec(&*txn).await?;
     for chunk in notifications.chunks(1_000) {
         let rows = chunk.iter().cloned().map(notification::ActiveModel::from);
         notification::Entity::insert_many(rows).exec(&*txn).await?;
     }
-    txn.commit().await.map_err(Written::Failed)
+    Ok(txn.commit().await?)
 }
 
 /// PostgreSQL: the event and its notifications in one statement, atomic on its own, so that

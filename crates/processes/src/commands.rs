@@ -191,7 +191,7 @@ impl Handler for DeleteProcessDefinitionCommand {
     const PERMISSION: Permission = Permission::ProcessesWrite;
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let txn = ctx.service::<Store>()?.begin_write().await?;
+        let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         let found = definitions::Entity::find_by_id(self.id)
             .one(&*txn)
             .await
@@ -207,7 +207,7 @@ impl Handler for DeleteProcessDefinitionCommand {
             return Err(CommandError::conflict("Deletion failed", format!("{running} instance(s) still running")));
         }
         definitions::Entity::delete_by_id(found.id).exec(&*txn).await.or_internal()?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         Reply::new(
             json!({"id": found.id, "name": found.name, "deletedAt": hookbus_core::now()}),
             "Process definition deleted successfully",

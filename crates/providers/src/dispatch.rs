@@ -15,7 +15,7 @@ use futures_util::{StreamExt, stream};
 use hookbus_core::{CommandError, Reply, Services};
 use hookbus_inbound::{FixedRouteEntry, HeaderRedaction};
 use hookbus_router::InboundRequest;
-use hookbus_store::Store;
+use hookbus_store::{DbResultExt, Store};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -77,7 +77,7 @@ pub(crate) async fn dispatch(
         confirm(api, &mut items).await;
     }
 
-    let txn = store.begin_write().await?;
+    let txn = store.begin_write().await.or_internal()?;
     let mut claimed = Vec::new();
     for (index, item) in items.iter_mut().enumerate().filter(|(_, item)| item.outcome.is_none()) {
         match claims::claim(&*txn, provider, &item.notification.dedupe_key, entry.id()).await? {
@@ -89,11 +89,11 @@ pub(crate) async fn dispatch(
         let result = answer(route, &request.body, &items, None);
         finish(&mut entry, &items, &result);
         entry.insert(&*txn).await?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         return result;
     }
     entry.insert(&*txn).await?;
-    txn.commit().await?;
+    txn.commit().await.or_internal()?;
 
     for &index in &claimed {
         let notification = &items[index].notification;
@@ -114,7 +114,7 @@ pub(crate) async fn dispatch(
 
     let result = answer(route, &request.body, &items, forwarded);
     finish(&mut entry, &items, &result);
-    let txn = store.begin_write().await?;
+    let txn = store.begin_write().await.or_internal()?;
     for index in claimed {
         let key = &items[index].notification.dedupe_key;
         match &items[index].outcome {
@@ -123,7 +123,7 @@ pub(crate) async fn dispatch(
         }
     }
     entry.update(&*txn).await?;
-    txn.commit().await?;
+    txn.commit().await.or_internal()?;
     result
 }
 

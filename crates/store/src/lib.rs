@@ -71,13 +71,13 @@ impl Store {
     /// On SQLite it waits its turn among this instance's writers, then takes the write lock at
     /// `BEGIN` (`IMMEDIATE`): a deferred transaction that reads and then writes would fail with
     /// `SQLITE_BUSY` when another writer got there first. PostgreSQL ignores the mode.
-    pub async fn begin_write(&self) -> Result<WriteTransaction, CommandError> {
+    pub async fn begin_write(&self) -> Result<WriteTransaction, DbErr> {
         let turn = self.write_turn().await;
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        let txn = self.db.begin_with_options(options).await.or_internal()?;
+        let txn = self.db.begin_with_options(options).await?;
         Ok(WriteTransaction { txn, _turn: turn })
     }
 
@@ -120,8 +120,8 @@ pub struct WriteTransaction {
 }
 
 impl WriteTransaction {
-    pub async fn commit(self) -> Result<(), CommandError> {
-        self.txn.commit().await.or_internal()
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
     }
 }
 

@@ -122,9 +122,9 @@ impl Poller {
             sql,
             [lease_until.into(), now.into(), i64::try_from(limit).unwrap_or(500).into()],
         );
-        let txn = self.store.begin_write().await?;
+        let txn = self.store.begin_write().await.or_internal()?;
         let claimed = notification::Model::find_by_statement(statement).all(&*txn).await.or_internal()?;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         Ok(claimed)
     }
 
@@ -193,7 +193,7 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
     };
     let mut deleted = 0;
     loop {
-        let txn = store.begin_write().await?;
+        let txn = store.begin_write().await.or_internal()?;
         let ids: Vec<Uuid> = notification::Entity::find()
             .select_only()
             .column(notification::Column::Id)
@@ -218,7 +218,7 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
             .await
             .or_internal()?
             .rows_affected;
-        txn.commit().await?;
+        txn.commit().await.or_internal()?;
         deleted += chunk;
         if chunk < DELETE_CHUNK {
             break;

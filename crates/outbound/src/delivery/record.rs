@@ -1,20 +1,28 @@
 //! Recording outcomes. Senders hand each outcome to one writer task, which writes them in batches
 //! (one transaction for many attempts), so the database is not the bottleneck of delivery. An
 //! outcome lost in a crash only means the notification is sent again when its lease runs out.
+//!
+//! Instances sharing a database write their batches at the same time, and their batches touch the
+//! same subscriptions (every subscription to an event gets a notification). Every batch therefore
+//! locks rows in one order: its notifications by id, then its subscriptions by id, so that two
+//! batches can wait for each other but never deadlock. A batch that fails anyway (the database
+//! restarting, a serialization failure) is written again in place, not left for its leases to run
+//! out, which would send every notification in it a second time.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use hookbus_core::Timestamp;
-use hookbus_store::{DbResultExt, Store};
+use hookbus_store::Store;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Alias, Expr, ExprTrait, Func, IntoIden, Query, TableRef, UpdateStatement, ValueTuple},
 };
 use tokio::sync::mpsc;
@@ -107,12 +115,11 @@ impl Writer {
         let (outcomes, mut receiver) = mpsc::unbounded_channel::<Outcome>();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            // A batch is retried for up to half a lease: past that, its notifications may be
+            // another instance's already.
+            let patience = Duration::from_secs(Ord::max(outbound.settings.lease_secs, 1)) / 2;
             while receiver.recv_many(&mut batch, BATCH).await > 0 {
-                if let Err(error) = write(&store, &outbound, &batch).await {
-                    // Logged with an id by `internal`; the notifications are retried when their
-                    // leases run out.
-                    tracing::warn!(count = batch.len(), %error, "delivery outcomes not recorded");
-                }
+                write_until_done(&store, &outbound, &batch, patience).await;
                 let attempted = batch.iter().filter(|outcome| outcome.sent).count();
                 in_flight.fetch_sub(attempted, Ordering::SeqCst);
                 batch.clear();
@@ -127,7 +134,26 @@ impl Writer {
     }
 }
 
-async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Result<(), hookbus_core::CommandError> {
+/// Writes a batch, trying again with a growing pause while it fails, for up to `patience`. A batch
+/// that could not be written is logged with the database's error; its notifications are sent
+/// again once their leases run out.
+async fn write_until_done(store: &Store, outbound: &Outbound, batch: &[Outcome], patience: Duration) {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    for tries in 1.. {
+        let Err(error) = write(store, outbound, batch).await else { return };
+        let error = hookbus_core::error_chain(&error);
+        if started.elapsed() + pause > patience {
+            tracing::error!(count = batch.len(), tries, %error, "delivery outcomes not recorded; their notifications are sent again when their leases run out");
+            return;
+        }
+        tracing::warn!(count = batch.len(), tries, %error, "delivery outcomes not recorded; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Result<(), DbErr> {
     let now = hookbus_core::now();
     let txn = store.begin_write().await?;
     let attempts: Vec<attempt::ActiveModel> = outcomes
@@ -148,9 +174,10 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
         .collect();
     let mut attempts = attempts.into_iter();
     for size in piece_sizes(attempts.len()) {
-        attempt::Entity::insert_many(attempts.by_ref().take(size)).exec(&*txn).await.or_internal()?;
+        attempt::Entity::insert_many(attempts.by_ref().take(size)).exec(&*txn).await?;
     }
     update_notifications(&*txn, outcomes, now).await?;
+    // In id order (see the module's comment).
     for (subscription_id, summary) in summarize(outcomes) {
         let mut update = subscription::Entity::update_many();
         if let Some((at, status, http)) = summary.last {
@@ -168,8 +195,7 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
             .col_expr(subscription::Column::ExpiredStreak, streak)
             .filter(subscription::Column::Id.eq(subscription_id))
             .exec(&*txn)
-            .await
-            .or_internal()?;
+            .await?;
         if summary.gone || summary.expired > 0 {
             // 410 suspends at once; expiries only when the run reaches the limit.
             let threshold = (!summary.gone).then_some(Ord::max(outbound.settings.suspend_after_expired, 1));
@@ -188,11 +214,7 @@ const NOTIFICATION_VALUES: usize = 9;
 /// PostgreSQL and SQLite (3.33 and later) both take `UPDATE .. FROM` and name a `VALUES` list's
 /// columns `column1`, `column2`, and so on. An outcome without an attempt keeps the last attempt's
 /// time and status; one not delivered keeps `delivered_at`.
-async fn update_notifications(
-    db: &impl ConnectionTrait,
-    outcomes: &[Outcome],
-    now: Timestamp,
-) -> Result<(), hookbus_core::CommandError> {
+async fn update_notifications(db: &impl ConnectionTrait, outcomes: &[Outcome], now: Timestamp) -> Result<(), DbErr> {
     let latest = latest(outcomes);
     let mut rows = latest.iter().map(|outcome| {
         let attempt = outcome.attempt.as_ref();
@@ -212,18 +234,21 @@ async fn update_notifications(
     });
     for size in piece_sizes(latest.len()) {
         let piece: Vec<ValueTuple> = rows.by_ref().take(size).collect();
-        db.execute(&notifications_update(piece, now)).await.or_internal()?;
+        db.execute(&notifications_update(piece, now)).await?;
     }
     Ok(())
 }
 
-/// Each notification's last outcome in the batch. With two rows for one notification,
-/// `UPDATE .. FROM` applies one of them, unspecified which (one statement after another applied
-/// the later). Two outcomes of one notification in a batch take a lease that ran out under a
-/// slow attempt.
+/// Each notification's last outcome in the batch, in id order. With two rows for one
+/// notification, `UPDATE .. FROM` applies one of them, unspecified which (one statement after
+/// another applied the later). Two outcomes of one notification in a batch take a lease that ran
+/// out under a slow attempt.
 fn latest(outcomes: &[Outcome]) -> Vec<&Outcome> {
     let mut seen = HashSet::with_capacity(outcomes.len());
-    outcomes.iter().rev().filter(|outcome| seen.insert(outcome.notification_id)).collect()
+    let mut latest: Vec<&Outcome> =
+        outcomes.iter().rev().filter(|outcome| seen.insert(outcome.notification_id)).collect();
+    latest.sort_unstable_by_key(|outcome| outcome.notification_id);
+    latest
 }
 
 /// The update of [`update_notifications`] for `rows`.
@@ -279,8 +304,9 @@ struct Summary {
     gone: bool,
 }
 
-fn summarize(outcomes: &[Outcome]) -> HashMap<Uuid, Summary> {
-    let mut summaries: HashMap<Uuid, Summary> = HashMap::new();
+/// Ordered by subscription id: the order every batch locks subscriptions in.
+fn summarize(outcomes: &[Outcome]) -> BTreeMap<Uuid, Summary> {
+    let mut summaries: BTreeMap<Uuid, Summary> = BTreeMap::new();
     for outcome in outcomes {
         let summary = summaries.entry(outcome.subscription_id).or_default();
         if let Some(attempt) = &outcome.attempt {
@@ -311,11 +337,20 @@ mod tests {
     fn a_notification_recorded_twice_in_a_batch_takes_its_last_outcome() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let batch = [outcome(a, status::PENDING), outcome(b, status::DELIVERED), outcome(a, status::EXPIRED)];
-        let mut kept: Vec<(Uuid, &str)> = latest(&batch).iter().map(|o| (o.notification_id, o.status)).collect();
-        kept.sort();
-        let mut expected = vec![(a, status::EXPIRED), (b, status::DELIVERED)];
-        expected.sort();
-        assert_eq!(kept, expected);
+        let kept: Vec<(Uuid, &str)> = latest(&batch).iter().map(|o| (o.notification_id, o.status)).collect();
+        // In id order: a was made first.
+        assert_eq!(kept, vec![(a, status::EXPIRED), (b, status::DELIVERED)]);
+    }
+
+    #[test]
+    fn subscriptions_are_summarized_in_id_order() {
+        let ids: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
+        let batch: Vec<Outcome> =
+            ids.iter().map(|id| Outcome::of(Uuid::now_v7(), *id, 1).finish(status::DELIVERED, None)).collect();
+        let order: Vec<Uuid> = summarize(&batch).into_keys().collect();
+        let mut sorted = ids;
+        sorted.sort();
+        assert_eq!(order, sorted);
     }
 
     #[test]

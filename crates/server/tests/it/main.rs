@@ -7,6 +7,7 @@ mod bus;
 mod cli;
 mod configs;
 mod inbound;
+mod instances;
 mod ops;
 mod outbound;
 mod processes;

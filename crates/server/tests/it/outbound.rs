@@ -717,7 +717,7 @@ async fn a_receiver_that_fails_then_recovers_gets_everything_after_resend() {
 
 /// Publishes `count` events named `burst-{n}` from 32 concurrent clients, spread over `servers`;
 /// returns the event ids whose publishing succeeded.
-async fn burst(
+pub(crate) async fn burst(
     servers: &[String],
     range: std::ops::Range<usize>,
     stop: Option<&std::sync::atomic::AtomicBool>,

@@ -1,0 +1,72 @@
+//! Several instances on one database: each notification delivered once under fan-out, and no
+//! slower than one instance alone.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use crate::{
+    outbound::{burst, subscribe},
+    receiver::Receiver,
+    support::{TestApp, TestDatabase},
+};
+
+const EVENTS: usize = 600;
+const SUBSCRIPTIONS: usize = 10;
+const LEASE_SECS: u64 = 3;
+
+/// Servers on one new database, each delivering with a short lease, so that a notification whose
+/// outcome was lost would be sent again within the test.
+async fn instances(count: usize) -> Vec<TestApp> {
+    let database = std::sync::Arc::new(TestDatabase::create().await);
+    let mut apps = Vec::new();
+    for _ in 0..count {
+        let app = TestApp::builder()
+            .database(std::sync::Arc::clone(&database))
+            .configure(|s| s.outbound.lease_secs = LEASE_SECS)
+            .spawn()
+            .await;
+        apps.push(app);
+    }
+    apps
+}
+
+/// Publishes EVENTS events alternately through `apps` to SUBSCRIPTIONS subscriptions; returns the
+/// receiver once every delivery arrived, and how long that took from the first publish.
+async fn fan_out(apps: &[TestApp]) -> (Receiver, Duration) {
+    let receiver = Receiver::start().await;
+    for n in 0..SUBSCRIPTIONS {
+        subscribe(&apps[n % apps.len()], &receiver.url, &["WB_Send_Sms"], json!({"name": format!("partner {n}")}))
+            .await;
+    }
+    let servers: Vec<String> = apps.iter().map(|app| app.address.clone()).collect();
+    let started = Instant::now();
+    let published = burst(&servers, 0..EVENTS, None).await;
+    assert_eq!(published.len(), EVENTS);
+    let expected = EVENTS * SUBSCRIPTIONS;
+    receiver.wait_for(expected, Duration::from_secs(120)).await;
+    let took = started.elapsed();
+    assert!(receiver.count() >= expected, "only {} of {expected} deliveries arrived", receiver.count());
+    (receiver, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_over_two_instances_delivers_each_notification_once_and_in_time() {
+    let alone = instances(1).await;
+    let (_, one) = fan_out(&alone).await;
+    drop(alone);
+
+    let together = instances(2).await;
+    let (receiver, two) = fan_out(&together).await;
+    // Any notification whose outcome was not recorded is sent again once its lease runs out.
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS + 2)).await;
+    let got = receiver.received();
+    let distinct: BTreeSet<&str> = got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    assert_eq!(distinct.len(), EVENTS * SUBSCRIPTIONS, "distinct notifications delivered");
+    assert_eq!(got.len(), distinct.len(), "{} deliveries arrived twice", got.len() - distinct.len());
+    eprintln!("{EVENTS} events to {SUBSCRIPTIONS} subscriptions: one instance {one:?}, two instances {two:?}");
+    assert!(two <= one * 2, "two instances took {two:?}, one alone {one:?}");
+}
