@@ -1,12 +1,12 @@
 //! The retention of what the router received: the inbound log's finished events and the fixed
-//! routes' deduplication rows, deleted once older than `inbound.retention_days` (SPEC 3.6).
+//! routes' deduplication rows, deleted once older than `inbound.retention_days`.
 //!
-//! Every instance sweeps; the deletes are idempotent, so instances sharing a database only share
-//! the work.
+//! Instances sharing a PostgreSQL database take turns: one sweeps while the others skip
+//! ([`Store::exclusively`]).
 
 use std::time::Duration;
 
-use hookbus_store::Store;
+use hookbus_store::{Singleton, Store};
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 
 /// Sweeps at start-up and then every `every`, until the runtime stops.
@@ -21,8 +21,15 @@ pub fn spawn(store: Store, retention: Duration, every: Duration) -> JoinHandle<(
                 continue;
             };
             // Failures were logged with an id; the next sweep tries again.
-            let _ = hookbus_inbound::sweep(&store, cutoff).await;
-            let _ = hookbus_providers::sweep(&store, cutoff).await;
+            let swept = store
+                .exclusively(Singleton::InboundRetention, || async {
+                    let _ = hookbus_inbound::sweep(&store, cutoff).await;
+                    let _ = hookbus_providers::sweep(&store, cutoff).await;
+                })
+                .await;
+            if let Err(error) = swept {
+                tracing::warn!(error = %hookbus_core::error_chain(&error), "inbound retention sweep not run");
+            }
         }
     })
 }

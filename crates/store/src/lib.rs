@@ -107,6 +107,60 @@ impl Store {
     }
 }
 
+/// Work that one instance at a time does for every instance sharing the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Singleton {
+    /// The inbound log's retention sweep (with the provider routes' deduplication rows).
+    InboundRetention,
+    /// The delivery history's retention sweep.
+    OutboundRetention,
+}
+
+impl Singleton {
+    /// The PostgreSQL advisory lock key: "hookbus" in ASCII in the high bytes, then the job.
+    pub fn lock_key(self) -> i64 {
+        const HOOKBUS: i64 = 0x686f_6f6b_6275_0000;
+        HOOKBUS
+            | match self {
+                Self::InboundRetention => 1,
+                Self::OutboundRetention => 2,
+            }
+    }
+}
+
+impl Store {
+    /// Runs `work` unless another instance on the database is running the same `job`, in which
+    /// case this one skips it (`None`). On PostgreSQL a transaction holds the job's advisory lock
+    /// while `work` runs (on connections of its own); it writes nothing, so it holds back neither
+    /// vacuum nor other writers. On SQLite one instance owns the file: `work` always runs.
+    pub async fn exclusively<T, Fut>(&self, job: Singleton, work: impl FnOnce() -> Fut) -> Result<Option<T>, DbErr>
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(Some(work().await));
+        }
+        let txn = self.db.begin().await?;
+        let locked = txn
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_try_advisory_xact_lock($1) AS locked",
+                [job.lock_key().into()],
+            ))
+            .await?
+            .map(|row| row.try_get::<bool>("", "locked"))
+            .transpose()?
+            .unwrap_or(false);
+        if !locked {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let done = work().await;
+        txn.commit().await?;
+        Ok(Some(done))
+    }
+}
+
 /// Rows [`Store::delete_in_chunks`] deletes per statement: on SQLite a few tens of milliseconds of
 /// the writer's turn.
 pub const DELETE_CHUNK: u64 = 5_000;

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
 use hookbus_core::CommandError;
-use hookbus_store::{DELETE_CHUNK, DbResultExt, Store};
+use hookbus_store::{DELETE_CHUNK, DbResultExt, Singleton, Store};
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait,
     Statement,
@@ -50,8 +50,13 @@ impl Poller {
                     last_depth = tokio::time::Instant::now();
                 }
                 if last_sweep.elapsed() >= Duration::from_secs(self.outbound.settings.retention_sweep_secs.max(1)) {
-                    // Errors were logged with an id; the next sweep tries again.
-                    let _ = sweep(&self.store, self.outbound.settings.retention_days).await;
+                    // One instance sweeps at a time. Errors were logged with an id; the next sweep
+                    // tries again.
+                    let days = self.outbound.settings.retention_days;
+                    let swept = self.store.exclusively(Singleton::OutboundRetention, || sweep(&self.store, days)).await;
+                    if let Err(error) = swept {
+                        tracing::warn!(error = %hookbus_core::error_chain(&error), "delivery retention sweep not run");
+                    }
                     last_sweep = tokio::time::Instant::now();
                 }
             }
@@ -179,8 +184,10 @@ fn cancelled(row: &notification::Model, why: &str) -> Outcome {
     Outcome { sent: false, ..outcome.finish(status::CANCELLED, Some(why.to_owned())) }
 }
 
-/// Deletes finished notifications older than the retention, their attempts, and events left
-/// without notifications. Returns how many notifications went.
+/// Deletes finished notifications older than the retention (delivered, expired, cancelled, and
+/// diverted ones: a suspended subscription keeps its diverted notifications for the retention
+/// only), their attempts, and events left without notifications. Returns how many notifications
+/// went.
 ///
 /// In chunks, as the inbound sweep (see [`Store::delete_in_chunks`]): each chunk of notifications
 /// goes with its attempts in one short write transaction, so that a sweep of a long history never
@@ -198,7 +205,12 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
             .select_only()
             .column(notification::Column::Id)
             .filter(notification::Column::CreatedAt.lt(cutoff))
-            .filter(notification::Column::Status.is_in([status::DELIVERED, status::EXPIRED, status::CANCELLED]))
+            .filter(notification::Column::Status.is_in([
+                status::DELIVERED,
+                status::EXPIRED,
+                status::CANCELLED,
+                status::DIVERTED,
+            ]))
             .limit(DELETE_CHUNK)
             .into_tuple()
             .all(&*txn)

@@ -70,3 +70,57 @@ async fn fan_out_over_two_instances_delivers_each_notification_once_and_in_time(
     eprintln!("{EVENTS} events to {SUBSCRIPTIONS} subscriptions: one instance {one:?}, two instances {two:?}");
     assert!(two <= one * 2, "two instances took {two:?}, one alone {one:?}");
 }
+
+/// Retention sweeps run on one instance at a time: while another holds the sweep's lock, old
+/// history stays. Diverted notifications (of a suspended subscription) go with the rest.
+#[tokio::test]
+async fn one_instance_sweeps_at_a_time_and_diverted_notifications_are_swept() {
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.outbound.retention_days = 1;
+            s.outbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let db = app.database.connect().await;
+    let backend = db.get_database_backend();
+    // Another instance's sweep, as far as this one can tell.
+    let held = if backend == DbBackend::Postgres {
+        let txn = db.begin().await.expect("begin");
+        let key = hookbus_store::Singleton::OutboundRetention.lock_key();
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})")).await.expect("lock");
+        Some(txn)
+    } else {
+        None
+    };
+    // Two days old: a delivered notification and a diverted one.
+    let (id, two_days_ago) = match backend {
+        DbBackend::Postgres => ("gen_random_uuid()", "now() - interval '2 days'"),
+        _ => ("randomblob(16)", "datetime('now', '-2 days')"),
+    };
+    for (key, status) in [("old-delivered", "Delivered"), ("old-diverted", "Diverted")] {
+        db.execute_unprepared(&format!(
+            "INSERT INTO events (id, event_key, event_name, data, simulated, notifications, occurred_at) \
+             VALUES ({id}, '{key}', 'WB_Send_Sms', '{{}}', false, 1, {two_days_ago})"
+        ))
+        .await
+        .expect("an old event");
+        db.execute_unprepared(&format!(
+            "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, created_at, \
+             updated_at) SELECT {id}, id, {id}, event_name, '{status}', 0, occurred_at, occurred_at FROM events \
+             WHERE event_key = '{key}'"
+        ))
+        .await
+        .expect("an old notification");
+    }
+
+    if let Some(txn) = held {
+        // Two sweep intervals pass under the other instance's lock: nothing goes.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert_eq!(app.count_rows("notifications").await, 2, "swept while another instance held the sweep");
+        txn.commit().await.expect("release");
+    }
+    let gone = || async { app.count_rows("notifications").await == 0 && app.count_rows("events").await == 0 };
+    assert!(crate::support::within(Duration::from_secs(10), gone).await.is_some(), "the old history was kept");
+}
