@@ -16,6 +16,7 @@ mod m20261123_000008_events_occurred_at;
 mod m20261123_000009_inbound_events_json_as_text;
 mod m20261123_000010_listing_indexes;
 mod m20261204_000011_delegated_authority;
+mod m20261204_000012_delivery_queue;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000009_inbound_events_json_as_text::Migration),
             Box::new(m20261123_000010_listing_indexes::Migration),
             Box::new(m20261204_000011_delegated_authority::Migration),
+            Box::new(m20261204_000012_delivery_queue::Migration),
         ]
     }
 }

@@ -478,6 +478,7 @@ impl Handler for DeleteWebhookSubscriptionCommand {
         let store = ctx.service::<Store>()?;
         let now = hookbus_core::now();
         let txn = store.begin_write().await.or_internal()?;
+        crate::queue::remove_subscription(&*txn, row.id).await.or_internal()?;
         let cancelled = notification::Entity::update_many()
             .col_expr(notification::Column::Status, Expr::value(status::CANCELLED))
             .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))

@@ -131,16 +131,36 @@ pub mod notification {
         pub status: String,
         /// Attempts since it was last queued (a resend starts again from zero).
         pub attempts: i32,
-        /// Set only while it waits to be sent (`Pending`, `Failed`).
+        /// When it is due, while it waits to be sent (`Pending`, `Failed`). For reading only: the
+        /// queue is [`queue_entry`](super::queue_entry).
         pub next_attempt_at: Option<DateTimeUtc>,
-        /// Set while a worker holds it; after that another worker may take it over.
-        pub lease_until: Option<DateTimeUtc>,
         pub last_attempt_at: Option<DateTimeUtc>,
         pub last_http_status: Option<i32>,
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod queue_entry {
+    use sea_orm::entity::prelude::*;
+
+    /// A notification still to be sent: when it is due, and until when an instance holds it.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delivery_queue")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notification_id: Uuid,
+        pub subscription_id: Uuid,
+        pub next_attempt_at: DateTimeUtc,
+        /// Set while an instance holds it; after that any instance may take it over.
+        pub lease_until: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ pub mod guard;
 mod metrics;
 mod notifications;
 mod publish;
+mod queue;
 pub mod secret;
 mod settings;
 pub mod sign;

@@ -6,7 +6,7 @@ use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    sea_query::{Expr, ExprTrait},
+    sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     commands::{find_subscription, owner_condition},
     entity::{attempt, notification, subscription},
-    status,
+    queue, status,
 };
 
 /// Suspends a subscription (at once, or when its run of expired notifications reached
@@ -37,15 +37,17 @@ pub(crate) async fn suspend(
     let changed = update.exec(db).await?;
     if changed.rows_affected > 0 {
         tracing::warn!(%subscription_id, "subscription suspended; new notifications are diverted");
-        notification::Entity::update_many()
-            .col_expr(notification::Column::Status, Expr::value(status::DIVERTED))
-            .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
-            .col_expr(notification::Column::UpdatedAt, Expr::value(now))
-            .filter(notification::Column::SubscriptionId.eq(subscription_id))
-            .filter(notification::Column::NextAttemptAt.is_not_null())
-            .filter(notification::Column::LeaseUntil.is_null().or(notification::Column::LeaseUntil.lt(now)))
-            .exec(db)
-            .await?;
+        // What no instance is sending now; those being sent are diverted by their senders.
+        let waiting = queue::take_waiting(db, subscription_id, now).await?;
+        for piece in waiting.chunks(500) {
+            notification::Entity::update_many()
+                .col_expr(notification::Column::Status, Expr::value(status::DIVERTED))
+                .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
+                .col_expr(notification::Column::UpdatedAt, Expr::value(now))
+                .filter(notification::Column::Id.is_in(piece.iter().copied()))
+                .exec(db)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -53,11 +55,12 @@ pub(crate) async fn suspend(
 /// Puts notifications back in the queue as new attempts, due now.
 async fn requeue(db: &impl ConnectionTrait, which: Condition) -> Result<u64, CommandError> {
     let now = hookbus_core::now();
+    // Queued first: `which` reads the status the update changes.
+    queue::enqueue_matching(db, which.clone(), now).await.or_internal()?;
     let requeued = notification::Entity::update_many()
         .col_expr(notification::Column::Status, Expr::value(status::PENDING))
         .col_expr(notification::Column::Attempts, Expr::value(0))
         .col_expr(notification::Column::NextAttemptAt, Expr::value(Some(now)))
-        .col_expr(notification::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
         .col_expr(notification::Column::UpdatedAt, Expr::value(now))
         .filter(which)
         .exec(db)

@@ -19,7 +19,7 @@ use crate::{
     Outbound, catalog,
     delivery::{EventBody, Job, Target},
     entity::{event, notification, subscription, subscription_event},
-    status,
+    queue, status,
     subscription::filters_of,
 };
 
@@ -114,7 +114,6 @@ pub(crate) async fn publish_to(
             status: if sub.suspended { status::DIVERTED } else { status::PENDING }.to_owned(),
             attempts: 0,
             next_attempt_at: (!sub.suspended).then_some(now),
-            lease_until: (!sub.suspended && leased).then_some(lease_until),
             last_attempt_at: None,
             last_http_status: None,
             last_error: None,
@@ -123,8 +122,18 @@ pub(crate) async fn publish_to(
             delivered_at: None,
         })
         .collect();
+    let queued: Vec<queue::Entry> = notifications
+        .iter()
+        .filter(|n| n.next_attempt_at.is_some())
+        .map(|n| queue::Entry {
+            notification_id: n.id,
+            subscription_id: n.subscription_id,
+            next_attempt_at: now,
+            lease_until: leased.then_some(lease_until),
+        })
+        .collect();
 
-    let written = write(store, &row, &notifications).await;
+    let written = write(store, &row, &notifications, queued).await;
     if let Err(error) = written {
         if leased {
             outbound.dispatcher.release(pending);
@@ -183,11 +192,17 @@ enum Written {
     Failed(CommandError),
 }
 
-async fn write(store: &Store, row: &event::Model, notifications: &[notification::Model]) -> Result<(), Written> {
+/// Writes the event, its notifications and their queue entries, all or nothing.
+async fn write(
+    store: &Store,
+    row: &event::Model,
+    notifications: &[notification::Model],
+    queued: Vec<queue::Entry>,
+) -> Result<(), Written> {
     if store.db().get_database_backend() == DbBackend::Postgres && notifications.len() <= 1_000 {
-        write_in_one_statement(store, row, notifications).await.map_err(Written::from)
+        write_in_one_statement(store, row, notifications, &queued).await.map_err(Written::from)
     } else {
-        write_in_a_transaction(store, row, notifications).await
+        write_in_a_transaction(store, row, notifications, queued).await
     }
 }
 
@@ -204,6 +219,7 @@ async fn write_in_a_transaction(
     store: &Store,
     row: &event::Model,
     notifications: &[notification::Model],
+    queued: Vec<queue::Entry>,
 ) -> Result<(), Written> {
     let txn = store.begin_write().await?;
     event::Entity::insert(event::ActiveModel::from(row.clone())).exec(&*txn).await?;
@@ -211,15 +227,17 @@ async fn write_in_a_transaction(
         let rows = chunk.iter().cloned().map(notification::ActiveModel::from);
         notification::Entity::insert_many(rows).exec(&*txn).await?;
     }
+    queue::enqueue(&*txn, queued).await?;
     Ok(txn.commit().await?)
 }
 
-/// PostgreSQL: the event and its notifications in one statement, atomic on its own, so that
-/// publishing costs one round trip and one commit instead of four round trips.
+/// PostgreSQL: the event, its notifications and their queue entries in one statement, atomic on
+/// its own, so that publishing costs one round trip and one commit instead of several.
 async fn write_in_one_statement(
     store: &Store,
     row: &event::Model,
     notifications: &[notification::Model],
+    queued: &[queue::Entry],
 ) -> Result<(), DbErr> {
     let mut params = Params::default();
     let event = format!(
@@ -242,7 +260,7 @@ async fn write_in_one_statement(
             .iter()
             .map(|n| {
                 format!(
-                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {})",
                     params.push(n.id),
                     params.push(n.event_id),
                     params.push(n.subscription_id),
@@ -250,17 +268,39 @@ async fn write_in_one_statement(
                     params.push(n.status.clone()),
                     params.push(n.attempts),
                     params.push(n.next_attempt_at),
-                    params.push(n.lease_until),
                     params.push(n.created_at),
                     params.push(n.updated_at),
                 )
             })
             .collect();
-        format!(
-            "WITH event AS ({event}) INSERT INTO notifications (id, event_id, subscription_id, event_name, status, \
-             attempts, next_attempt_at, lease_until, created_at, updated_at) VALUES {}",
+        let notifications = format!(
+            "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES {}",
             rows.join(", ")
-        )
+        );
+        if queued.is_empty() {
+            format!("WITH event AS ({event}) {notifications}")
+        } else {
+            let entries: Vec<String> = queued
+                .iter()
+                .map(|entry| {
+                    format!(
+                        "({}, {}, {}, {})",
+                        params.push(entry.notification_id),
+                        params.push(entry.subscription_id),
+                        params.push(entry.next_attempt_at),
+                        params.push(entry.lease_until),
+                    )
+                })
+                .collect();
+            // The queue entries reference the notifications (by convention, not by key), so the
+            // notifications' insert runs first, as a CTE whose result is not read.
+            format!(
+                "WITH event AS ({event}), notified AS ({notifications}) INSERT INTO delivery_queue \
+                 (notification_id, subscription_id, next_attempt_at, lease_until) VALUES {}",
+                entries.join(", ")
+            )
+        }
     };
     store.db().execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, params.values)).await?;
     Ok(())

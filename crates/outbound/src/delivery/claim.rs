@@ -7,8 +7,7 @@ use chrono::Duration as Span;
 use hookbus_core::CommandError;
 use hookbus_store::{DELETE_CHUNK, DbResultExt, Singleton, Store};
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait,
-    Statement,
+    ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
@@ -17,7 +16,7 @@ use super::{Dispatcher, EventBody, Job, Outcome, Target, record::Writer};
 use crate::{
     Outbound,
     entity::{attempt, event, notification, subscription},
-    status,
+    queue, status,
 };
 
 /// Notifications claimed per round, at most.
@@ -98,38 +97,29 @@ impl Poller {
         Ok(count)
     }
 
-    /// Leases up to `limit` due notifications to this instance, in one statement.
+    /// Leases up to `limit` due notifications to this instance; the notifications.
     async fn claim(&self, limit: usize) -> Result<Vec<notification::Model>, CommandError> {
         let now = hookbus_core::now();
         let lease_until = now + Span::seconds(i64::try_from(self.outbound.settings.lease_secs).unwrap_or(60));
-        let backend = self.store.db().get_database_backend();
-        let sql = match backend {
-            DbBackend::Postgres => {
-                "UPDATE notifications SET lease_until = $1 WHERE id IN (
-                    SELECT id FROM notifications
-                    WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $2
-                      AND (lease_until IS NULL OR lease_until < $2)
-                    ORDER BY next_attempt_at LIMIT $3
-                    FOR UPDATE SKIP LOCKED)
-                 RETURNING *"
-            }
-            _ => {
-                "UPDATE notifications SET lease_until = ?1 WHERE id IN (
-                    SELECT id FROM notifications
-                    WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?2
-                      AND (lease_until IS NULL OR lease_until < ?2)
-                    ORDER BY next_attempt_at LIMIT ?3)
-                 RETURNING *"
-            }
-        };
-        let statement = Statement::from_sql_and_values(
-            backend,
-            sql,
-            [lease_until.into(), now.into(), i64::try_from(limit).unwrap_or(500).into()],
-        );
         let txn = self.store.begin_write().await.or_internal()?;
-        let claimed = notification::Model::find_by_statement(statement).all(&*txn).await.or_internal()?;
+        let ids = queue::claim(&*txn, limit, now, lease_until).await.or_internal()?;
         txn.commit().await.or_internal()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut claimed = notification::Entity::find()
+            .filter(notification::Column::Id.is_in(ids.iter().copied()))
+            .all(self.store.db())
+            .await
+            .or_internal()?;
+        // A queue entry whose notification is gone (deleted with its history) is dropped.
+        if claimed.len() < ids.len() {
+            let found: std::collections::HashSet<Uuid> = claimed.iter().map(|n| n.id).collect();
+            let gone: Vec<(Uuid, queue::Next)> =
+                ids.iter().filter(|id| !found.contains(id)).map(|id| (*id, queue::Next::Done)).collect();
+            queue::settle(self.store.db(), &gone).await.or_internal()?;
+        }
+        claimed.sort_unstable_by_key(|n| n.next_attempt_at);
         Ok(claimed)
     }
 
@@ -259,9 +249,5 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
 
 /// Notifications waiting to be sent.
 async fn depth(store: &Store) -> Result<u64, CommandError> {
-    notification::Entity::find()
-        .filter(notification::Column::NextAttemptAt.is_not_null())
-        .count(store.db())
-        .await
-        .or_internal()
+    queue::depth(store.db()).await.or_internal()
 }

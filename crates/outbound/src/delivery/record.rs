@@ -32,7 +32,7 @@ use super::Job;
 use crate::{
     Outbound,
     entity::{attempt, notification, subscription},
-    status,
+    queue, status,
 };
 
 /// Outcomes written per transaction, at most.
@@ -176,7 +176,16 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
     for size in piece_sizes(attempts.len()) {
         attempt::Entity::insert_many(attempts.by_ref().take(size)).exec(&*txn).await?;
     }
-    update_notifications(&*txn, outcomes, now).await?;
+    let latest = latest(outcomes);
+    update_notifications(&*txn, &latest, now).await?;
+    let next: Vec<(Uuid, queue::Next)> = latest
+        .iter()
+        .map(|outcome| {
+            let next = outcome.next_attempt_at.map_or(queue::Next::Done, queue::Next::RetryAt);
+            (outcome.notification_id, next)
+        })
+        .collect();
+    queue::settle(&*txn, &next).await?;
     // In id order (see the module's comment).
     for (subscription_id, summary) in summarize(outcomes) {
         let mut update = subscription::Entity::update_many();
@@ -214,8 +223,7 @@ const NOTIFICATION_VALUES: usize = 9;
 /// PostgreSQL and SQLite (3.33 and later) both take `UPDATE .. FROM` and name a `VALUES` list's
 /// columns `column1`, `column2`, and so on. An outcome without an attempt keeps the last attempt's
 /// time and status; one not delivered keeps `delivered_at`.
-async fn update_notifications(db: &impl ConnectionTrait, outcomes: &[Outcome], now: Timestamp) -> Result<(), DbErr> {
-    let latest = latest(outcomes);
+async fn update_notifications(db: &impl ConnectionTrait, latest: &[&Outcome], now: Timestamp) -> Result<(), DbErr> {
     let mut rows = latest.iter().map(|outcome| {
         let attempt = outcome.attempt.as_ref();
         let values = vec![
@@ -262,7 +270,6 @@ fn notifications_update(rows: Vec<ValueTuple>, now: Timestamp) -> UpdateStatemen
         .value(notification::Column::Status, value(2))
         .value(notification::Column::Attempts, value(3))
         .value(notification::Column::NextAttemptAt, value(4))
-        .value(notification::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
         .value(notification::Column::LastError, value(5))
         .value(notification::Column::UpdatedAt, Expr::value(now))
         .value(notification::Column::LastAttemptAt, with_attempt(value(7), notification::Column::LastAttemptAt))

@@ -124,3 +124,44 @@ async fn one_instance_sweeps_at_a_time_and_diverted_notifications_are_swept() {
     let gone = || async { app.count_rows("notifications").await == 0 && app.count_rows("events").await == 0 };
     assert!(crate::support::within(Duration::from_secs(10), gone).await.is_some(), "the old history was kept");
 }
+
+/// The queue is a table of its own, as small as the backlog: a delivered notification leaves it.
+/// On PostgreSQL a notification's status update touches no indexed column, so most stay in their
+/// page (HOT updates: no new index entries).
+#[tokio::test]
+async fn delivered_notifications_leave_the_queue_and_their_updates_stay_in_place() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let apps = instances(1).await;
+    let app = &apps[0];
+    let receiver = Receiver::start().await;
+    for n in 0..4 {
+        subscribe(app, &receiver.url, &["WB_Send_Sms"], json!({"name": format!("partner {n}")})).await;
+    }
+    let published = burst(std::slice::from_ref(&app.address), 0..500, None).await;
+    assert_eq!(published.len(), 500);
+    receiver.wait_for(2_000, Duration::from_secs(60)).await;
+    let empty = || async { app.count_rows("delivery_queue").await == 0 };
+    assert!(crate::support::within(Duration::from_secs(10), empty).await.is_some(), "the queue kept delivered rows");
+    assert_eq!(app.count_rows("notifications").await, 2_000);
+
+    let db = app.database.connect().await;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    // The statistics reach the view a moment after the server's transactions end.
+    let stats = "SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables \
+                 WHERE relname = 'notifications'";
+    let read = || async {
+        let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, stats)).await.expect("stats");
+        let row = row.expect("the notifications table");
+        (row.try_get::<i64>("", "updates").expect("updates"), row.try_get::<i64>("", "hot").expect("hot"))
+    };
+    let counted = || async { read().await.0 >= 2_000 };
+    assert!(
+        crate::support::within(Duration::from_secs(30), counted).await.is_some(),
+        "no statistics: {:?}",
+        read().await
+    );
+    let (updates, hot) = read().await;
+    assert!(hot * 2 > updates, "{hot} of {updates} notification updates were HOT");
+}

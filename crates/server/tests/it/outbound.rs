@@ -839,8 +839,9 @@ async fn delivery_state(db: &sea_orm::DatabaseConnection, event_keys: &[String])
     let keys = event_keys.iter().map(|key| format!("'{key}'")).collect::<Vec<_>>().join(", ");
     let statement = format!(
         "SELECT e.event_key, n.status, n.attempts, n.last_http_status, n.last_error, \
-         CAST(n.next_attempt_at AS TEXT) AS next_attempt_at, CAST(n.lease_until AS TEXT) AS lease_until \
-         FROM events e LEFT JOIN notifications n ON n.event_id = e.id WHERE e.event_key IN ({keys})"
+         CAST(q.next_attempt_at AS TEXT) AS next_attempt_at, CAST(q.lease_until AS TEXT) AS lease_until \
+         FROM events e LEFT JOIN notifications n ON n.event_id = e.id \
+         LEFT JOIN delivery_queue q ON q.notification_id = n.id WHERE e.event_key IN ({keys})"
     );
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), statement)).await;
     match rows {

@@ -1,0 +1,217 @@
+//! The delivery queue: one row per notification still to be sent (`delivery_queue`), apart from
+//! the notifications themselves.
+//!
+//! A row exists exactly while its notification waits to be sent or is being sent (`Pending`,
+//! `Failed`): `next_attempt_at` orders the queue, `lease_until` says until when an instance holds
+//! it. Keeping the queue apart keeps the notifications' indexes still: a notification's status
+//! changes touch no indexed column, so PostgreSQL rewrites it in place (a HOT update, no new index
+//! entries), and the rows that churn live in a table as small as the backlog, which autovacuum
+//! keeps small (see migration 12).
+//!
+//! Everything that puts a notification in the queue or takes it out goes through this module, in
+//! the same transaction as the notification's own change.
+
+use hookbus_core::Timestamp;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    QueryTrait, Statement,
+    sea_query::{Alias, Expr, ExprTrait, IntoIden, Query, TableRef, ValueTuple},
+};
+use uuid::Uuid;
+
+use crate::entity::{notification, queue_entry};
+
+/// A queue row to write.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub notification_id: Uuid,
+    pub subscription_id: Uuid,
+    pub next_attempt_at: Timestamp,
+    pub lease_until: Option<Timestamp>,
+}
+
+impl From<Entry> for queue_entry::ActiveModel {
+    fn from(entry: Entry) -> Self {
+        let Entry { notification_id, subscription_id, next_attempt_at, lease_until } = entry;
+        queue_entry::Model { notification_id, subscription_id, next_attempt_at, lease_until }.into()
+    }
+}
+
+/// Queues `entries` (new notifications).
+pub(crate) async fn enqueue(db: &impl ConnectionTrait, entries: Vec<Entry>) -> Result<(), DbErr> {
+    for chunk in entries.chunks(1_000) {
+        let rows = chunk.iter().cloned().map(queue_entry::ActiveModel::from);
+        queue_entry::Entity::insert_many(rows).exec_without_returning(db).await?;
+    }
+    Ok(())
+}
+
+/// Queues again, due `now`, the notifications `which` selects that are not in the queue (a resend,
+/// an unsuspension). Call it before changing their status, which `which` may read.
+pub(crate) async fn enqueue_matching(
+    db: &impl ConnectionTrait,
+    which: Condition,
+    now: Timestamp,
+) -> Result<u64, DbErr> {
+    let waiting = Query::select()
+        .expr(Expr::value(1))
+        .from(queue_entry::Entity)
+        .and_where(
+            Expr::col((queue_entry::Entity, queue_entry::Column::NotificationId))
+                .equals((notification::Entity, notification::Column::Id)),
+        )
+        .to_owned();
+    let select = notification::Entity::find()
+        .select_only()
+        .column(notification::Column::Id)
+        .column(notification::Column::SubscriptionId)
+        .expr(Expr::value(now))
+        .filter(which)
+        .filter(Expr::not_exists(waiting))
+        .into_query();
+    let insert = Query::insert()
+        .into_table(queue_entry::Entity)
+        .columns([
+            queue_entry::Column::NotificationId,
+            queue_entry::Column::SubscriptionId,
+            queue_entry::Column::NextAttemptAt,
+        ])
+        .select_from(select)
+        .map_err(|e| DbErr::Custom(e.to_string()))?
+        .to_owned();
+    Ok(db.execute(&insert).await?.rows_affected())
+}
+
+/// Leases up to `limit` due notifications until `lease_until`, earliest due first; their ids.
+/// On PostgreSQL rows another instance is claiming are skipped, not waited for.
+pub(crate) async fn claim(
+    db: &impl ConnectionTrait,
+    limit: usize,
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Vec<Uuid>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "UPDATE delivery_queue SET lease_until = $1 WHERE notification_id IN (
+                SELECT notification_id FROM delivery_queue
+                WHERE next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)
+                ORDER BY next_attempt_at LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+             RETURNING notification_id"
+        }
+        _ => {
+            "UPDATE delivery_queue SET lease_until = ?1 WHERE notification_id IN (
+                SELECT notification_id FROM delivery_queue
+                WHERE next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until < ?2)
+                ORDER BY next_attempt_at LIMIT ?3)
+             RETURNING notification_id"
+        }
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let statement = Statement::from_sql_and_values(backend, sql, [lease_until.into(), now.into(), limit.into()]);
+    let rows = Claimed::find_by_statement(statement).all(db).await?;
+    Ok(rows.into_iter().map(|row| row.notification_id).collect())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Claimed {
+    notification_id: Uuid,
+}
+
+/// What becomes of a notification's queue row after an attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Next {
+    /// Sent again at this time (the lease is given up).
+    RetryAt(Timestamp),
+    /// Out of the queue: delivered, expired, diverted or cancelled.
+    Done,
+}
+
+/// Applies the next step of each notification, in notification id order (the order every
+/// instance locks rows in), a few statements per batch.
+pub(crate) async fn settle(db: &impl ConnectionTrait, next: &[(Uuid, Next)]) -> Result<(), DbErr> {
+    let mut done: Vec<Uuid> = Vec::new();
+    let mut retries: Vec<(Uuid, Timestamp)> = Vec::new();
+    for (id, step) in next {
+        match step {
+            Next::Done => done.push(*id),
+            Next::RetryAt(at) => retries.push((*id, *at)),
+        }
+    }
+    done.sort_unstable();
+    retries.sort_unstable_by_key(|(id, _)| *id);
+    for piece in done.chunks(PIECE) {
+        queue_entry::Entity::delete_many()
+            .filter(queue_entry::Column::NotificationId.is_in(piece.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    for piece in retries.chunks(PIECE) {
+        let rows = piece.iter().map(|(id, at)| ValueTuple::Two((*id).into(), (*at).into())).collect();
+        let list = Alias::new("v");
+        let column = |n: usize| Expr::col((list.clone(), Alias::new(format!("column{n}"))));
+        let update = Query::update()
+            .table(queue_entry::Entity)
+            .value(queue_entry::Column::NextAttemptAt, column(2))
+            .value(queue_entry::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+            .from(TableRef::ValuesList(rows, list.clone().into_iden()))
+            .and_where(
+                Expr::col((queue_entry::Entity, queue_entry::Column::NotificationId))
+                    .equals((list.clone(), Alias::new("column1"))),
+            )
+            .to_owned();
+        db.execute(&update).await?;
+    }
+    Ok(())
+}
+
+/// Rows per statement of [`settle`].
+const PIECE: usize = 64;
+
+/// Takes out of the queue the notifications of `subscription_id` that no instance holds now (the
+/// subscription is suspended or deleted); their ids. Those being sent finish their attempt.
+pub(crate) async fn take_waiting(
+    db: &impl ConnectionTrait,
+    subscription_id: Uuid,
+    now: Timestamp,
+) -> Result<Vec<Uuid>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "DELETE FROM delivery_queue WHERE subscription_id = $1 AND (lease_until IS NULL OR lease_until < $2)
+             RETURNING notification_id"
+        }
+        _ => {
+            "DELETE FROM delivery_queue WHERE subscription_id = ?1 AND (lease_until IS NULL OR lease_until < ?2)
+             RETURNING notification_id"
+        }
+    };
+    let statement = Statement::from_sql_and_values(backend, sql, [subscription_id.into(), now.into()]);
+    let rows = Claimed::find_by_statement(statement).all(db).await?;
+    Ok(rows.into_iter().map(|row| row.notification_id).collect())
+}
+
+/// Takes every notification of `subscription_id` out of the queue (the subscription is deleted).
+pub(crate) async fn remove_subscription(db: &impl ConnectionTrait, subscription_id: Uuid) -> Result<u64, DbErr> {
+    let removed = queue_entry::Entity::delete_many()
+        .filter(queue_entry::Column::SubscriptionId.eq(subscription_id))
+        .exec(db)
+        .await?;
+    Ok(removed.rows_affected)
+}
+
+/// How many notifications wait to be sent. On PostgreSQL the statistics' count of live rows: an
+/// estimate that reads no row (counting would walk the rows deleted since the last vacuum too).
+pub(crate) async fn depth(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT COALESCE(MAX(n_live_tup), 0)::BIGINT AS n FROM pg_stat_user_tables WHERE relname = 'delivery_queue'"
+        }
+        _ => "SELECT COUNT(*) AS n FROM delivery_queue",
+    };
+    let row = db.query_one_raw(Statement::from_string(backend, sql)).await?;
+    let count = row.map(|row| row.try_get::<i64>("", "n")).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
