@@ -1,6 +1,6 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
-/// Process definitions and their instances (SPEC 6).
+/// Process definitions and their instances.
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 

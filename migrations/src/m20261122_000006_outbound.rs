@@ -1,6 +1,6 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
-/// Outbound delivery (SPEC 5): registered event types, published events, subscriptions, the
+/// Outbound delivery: registered event types, published events, subscriptions, the
 /// notification queue and its attempt log.
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -1,6 +1,6 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
-/// The notifications the fixed provider routes (SPEC 4) have taken, one row per provider and
+/// The notifications the fixed provider routes have taken, one row per provider and
 /// deduplication key. The primary key is what makes deduplication hold across instances sharing
 /// the database: of two requests carrying the same notification, one inserts the row and the other
 /// finds it.

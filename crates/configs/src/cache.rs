@@ -1,4 +1,4 @@
-//! Configurations in memory, as SPEC 3.1 asks: the router (and the by-id and by-key reads) are
+//! Configurations in memory: the router (and the by-id and by-key reads) are
 //! served from here, and a change made through any instance reaches every instance within one
 //! refresh interval.
 //!

@@ -48,7 +48,7 @@ impl ConfigEntry {
     /// The configuration as `GetWebHookConfigByIdQuery` answers it. Built once per version, tree
     /// and text: the router's type-0 routes ask for it on every request, and building it (the
     /// row's strings, its timestamps formatted), copying it or serializing it for the answer and
-    /// the log each cost more than copying its text.
+    /// the log each costs more than copying its text.
     pub fn view(&self) -> Result<Arc<SharedJson>, serde_json::Error> {
         if let Some(view) = self.view.get() {
             return Ok(Arc::clone(view));

@@ -1,4 +1,4 @@
-//! Router configurations (`WebHookConfig`): the eight commands of seed 001 and the rules a
+//! Router configurations (`WebHookConfig`): the eight configuration commands and the rules a
 //! configuration must satisfy before it is saved.
 //!
 //! Everything a configuration carries is parsed when it is saved: the key and path, the HTTP method,

@@ -32,8 +32,8 @@ pub fn parse_command_value(value: Value) -> Result<BoxedCommand, CommandError> {
 }
 
 /// The command `name` with `fields` as its fields (a `$type` among them is ignored): what the
-/// router runs for a configuration. The fields are read where they are; adding the tag to a copy
-/// of them cost a copy of the whole request body per routed request.
+/// router runs for a configuration. The fields are read where they are: adding the tag to a copy
+/// of them would copy the whole request body for every routed request.
 pub fn parse_named_command(name: &str, fields: &Map<String, Value>) -> Result<BoxedCommand, CommandError> {
     check_registered(name)?;
     deserialize_command(Tagged { name, fields })
@@ -54,7 +54,7 @@ where
     D: Deserializer<'de, Error = serde_json::Error> + Copy,
 {
     // The path to a bad field is tracked only once a body is known not to fit: tracking it wraps
-    // every field's deserializer, which cost the router's type-0 routes about 1% of their CPU.
+    // every field's deserializer, work that a body that fits does not need.
     if let Ok(command) = BoxedCommand::deserialize(input) {
         return Ok(command);
     }

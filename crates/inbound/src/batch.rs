@@ -32,17 +32,16 @@ use crate::{
 const BATCH: usize = 500;
 
 /// How long the writer lets a batch fill after its first row. Every transaction costs a commit
-/// (on SQLite, a WAL append of each page it touched); without the wait, batches at 20k requests/s
-/// were a few dozen rows, and the commits cost about a tenth of the router's CPU.
+/// (on SQLite, a WAL append of each page it touched); without the wait, batches under load stay a
+/// few dozen rows long and their commits take a large share of the router's CPU.
 const LINGER: Duration = Duration::from_millis(10);
 
 /// Rows per INSERT on SQLite.
 const ROWS_PER_INSERT: usize = 32;
 
-/// Statements in flight at once on PostgreSQL, each on its own connection: one at a time, the
-/// writer's round trips bounded the router's throughput (the server sat partly idle); with four,
-/// the batches were smaller and PostgreSQL spent more per row (12.6 against 14.3 us of its CPU
-/// per logged request, eight alternating runs). SQLite takes one writer at a time anyway.
+/// Statements in flight at once on PostgreSQL, each on its own connection: with one, the writer's
+/// round trips bound the router's throughput (the server sits partly idle); with more, batches get
+/// smaller and PostgreSQL spends more per row. SQLite takes one writer at a time anyway.
 const POSTGRES_WRITES_IN_FLIGHT: usize = 2;
 
 /// Sends finished plain log rows to the writer task.
@@ -157,7 +156,7 @@ async fn copy(pool: &PgPool, rows: &[LogRow]) -> Result<(), sqlx::Error> {
 /// sqlx directly: the shared text columns are bound without a copy (sea-orm's values would take
 /// each column by value, and then again into sqlx's arguments). A statement of the full size is
 /// prepared once and then found in the connection's statement cache; one the size of a whole
-/// batch would be parsed again for nearly every batch (batches vary in size), and parsing cost
+/// batch would be parsed again for nearly every batch (batches vary in size), and parsing costs
 /// SQLite more than inserting.
 async fn insert(store: &Store, pool: &SqlitePool, rows: &[LogRow]) -> Result<(), sqlx::Error> {
     static FULL_INSERT: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));

@@ -39,9 +39,9 @@ impl ActiveModelBehavior for ActiveModel {}
 /// A JSON document the log keeps as text: the columns `request`, `data` and `errors`.
 ///
 /// The server writes these documents from values it serialized itself, so they are always valid
-/// JSON; as PostgreSQL `json` columns they were parsed again by the database on every insert, a
-/// fifth of its work under load (migration 9 made them `text`). Text also holds any JSON string,
-/// `\u0000` included, which `jsonb` refuses.
+/// JSON; as PostgreSQL `json` columns they would be parsed again by the database on every insert,
+/// a large share of its work under load. Text also holds any JSON string, `\u0000` included,
+/// which `jsonb` refuses.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveValueType)]
 pub struct JsonText(String);
 

@@ -1,4 +1,4 @@
-//! Log entries of the fixed provider routes (SPEC 4).
+//! Log entries of the fixed provider routes.
 //!
 //! A fixed route has no configuration behind it, so its entries carry configuration id 0 and a key
 //! naming the route (`mono/callback`), which no configuration key can be: keys have no `/`. The

@@ -1,4 +1,4 @@
-//! Inbound reliability (SPEC 3.5, 3.6): every request the router receives is logged with its
+//! Inbound reliability: every request the router receives is logged with its
 //! outcome; a configuration's `idempotencyKey` makes a repeat get the first result without running
 //! again; `respondAsync` answers 202 and runs the handler from a durable queue in the database,
 //! so a crash after the 202 loses nothing; any logged request can be replayed.

@@ -1,9 +1,9 @@
 //! A finished log row on its way to the batch writer.
 //!
 //! The row's JSON columns are text already: the request is serialized once, straight from the
-//! request, and the writer hands that text to the database as it is. (Going through an
-//! `ActiveModel` cloned each JSON tree into a `Value` and serialized it again when binding; under
-//! load that cost more than the handler.)
+//! request, and the writer hands that text to the database as it is. (An `ActiveModel` would clone
+//! each JSON tree into a `Value` and serialize it again when binding: under load, more work than
+//! the handler's.)
 
 use std::{borrow::Cow, sync::Arc};
 

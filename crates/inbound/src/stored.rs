@@ -2,10 +2,10 @@
 //!
 //! A row's `request` column keeps only what the row's other columns do not: the configuration key
 //! is `config_key`, the arrival time is `received_at`, and a body the router read as JSON is the
-//! `raw_body` column parsed again. Storing them twice made every JSON body cost its size twice
-//! in the table, its write-ahead log and the writer's traffic. Reading puts them back, so the
-//! queries, replays and the async worker see the whole request; rows written before this kept
-//! everything in `request`, and what a row holds wins over what is put back.
+//! `raw_body` column parsed again, so that a JSON body costs its size once in the table, its
+//! write-ahead log and the writer's traffic. Reading puts them back, so the queries, replays and
+//! the async worker see the whole request; in a row that holds everything in `request`, what the
+//! row holds wins over what is put back.
 
 use std::{collections::BTreeMap, net::IpAddr};
 

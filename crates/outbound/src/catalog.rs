@@ -1,5 +1,5 @@
 //! The event catalog: names that may be published and subscribed to. The built-in names are the
-//! platform's own (seed 000) and the fixed provider routes' (SPEC 4); more are registered at run
+//! platform's own and the fixed provider routes'; more are registered at run
 //! time with `RegisterEventTypeCommand`.
 
 use hookbus_core::{CommandError, Context, Handler, Permission, Reply, register_command};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::entity::event_type;
 
-/// The platform's events (seed 000), in the seed's order.
+/// The platform's events.
 const PLATFORM: [(&str, &str); 22] = [
     ("WB_Partner_Request", "A partner request was received"),
     ("WB_Application_Created", "A loan application was created"),
@@ -37,7 +37,7 @@ const PLATFORM: [(&str, &str); 22] = [
     ("WB_Loan_Opened", "A loan was opened"),
 ];
 
-/// Events the fixed provider routes publish (SPEC 4): Mono's names as Mono sends them, and Remita's.
+/// Events the fixed provider routes publish: Mono's names as Mono sends them, and Remita's.
 const PROVIDERS: [(&str, &str); 16] = [
     ("mono.events.account_connected", "Mono: a customer connected an account"),
     ("mono.events.account_updated", "Mono: an account's data was refreshed"),

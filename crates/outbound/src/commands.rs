@@ -1,4 +1,4 @@
-//! The subscription commands of SPEC 5.2. Owner-bound tokens see and change only their owner's
+//! The subscription commands. Owner-bound tokens see and change only their owner's
 //! subscriptions: any other looks like it does not exist.
 
 use std::collections::BTreeSet;
@@ -193,7 +193,7 @@ impl Handler for CreateWebhookSubscriptionCommand {
             webhook_uri: self.webhook_uri.clone(),
             secret: secret.clone(),
             is_active: self.is_active.unwrap_or(true),
-            // Omitting the events subscribes to everything (seed 000's subscribe-all).
+            // Omitting the events subscribes to everything.
             subscribe_all: self.subscribe_all.unwrap_or(self.events.is_none()),
             events,
             resource: self.resource.clone(),
@@ -336,7 +336,7 @@ impl Handler for UpdateWebhookSubscriptionCommand {
 }
 register_command!("UpdateWebhookSubscriptionCommand" => UpdateWebhookSubscriptionCommand);
 
-/// The owner's subscriptions, for the owner-wide commands of seed 000; 404 when there are none.
+/// The owner's subscriptions, for the owner-wide commands; 404 when there are none.
 async fn owned(ctx: &Context, owner: &Owner, message: &str) -> Result<Vec<subscription::Model>, CommandError> {
     let rows = subscription::Entity::find()
         .filter(owner_condition(owner))
@@ -367,7 +367,7 @@ async fn update_each(
     Ok(views)
 }
 
-/// Changes the URI of every subscription of an owner (seed 000 update-webhook-uri).
+/// Changes the URI of every subscription of an owner.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWebhookUriCommand {
@@ -390,7 +390,7 @@ impl Handler for UpdateWebhookUriCommand {
 }
 register_command!("UpdateWebhookUriCommand" => UpdateWebhookUriCommand);
 
-/// Subscribes every subscription of an owner to every event (seed 000 update-all).
+/// Subscribes every subscription of an owner to every event.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscribeAllEventsCommand {
@@ -413,7 +413,7 @@ impl Handler for SubscribeAllEventsCommand {
 register_command!("SubscribeAllEventsCommand" => SubscribeAllEventsCommand);
 
 /// Removes events from a subscription (by id) or from an owner's; with no events listed, the
-/// subscriptions are deactivated (seed 000 unregister).
+/// subscriptions are deactivated.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnregisterWebhookEventsCommand {
@@ -503,7 +503,7 @@ impl Handler for DeleteWebhookSubscriptionCommand {
 }
 register_command!("DeleteWebhookSubscriptionCommand" => DeleteWebhookSubscriptionCommand);
 
-/// The event names an owner is subscribed to (seed 000 get-registered-webhooks).
+/// The event names an owner is subscribed to.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GetRegisteredWebhooksQuery {

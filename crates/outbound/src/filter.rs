@@ -1,4 +1,4 @@
-//! Subscription filters (SPEC 5.2): attribute paths over an event's `changedAttributes`, and
+//! Subscription filters: attribute paths over an event's `changedAttributes`, and
 //! JSONPath `match` expressions over the event. Both are checked when a subscription is saved.
 
 use jsonpath_rust::parser::{model::JpQuery, parse_json_path};
@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The most attribute paths one subscription may list (seed 002).
+/// The most attribute paths one subscription may list.
 pub const MAX_ATTRIBUTES: usize = 50;
 
 /// A subscription's filters, as saved and shown.
@@ -145,7 +145,7 @@ mod tests {
         filters.admit(&json!({}), Some(&changed))
     }
 
-    /// The examples of seed 002.
+    /// Examples of attribute paths and the changes they match.
     #[test]
     fn seed_examples() {
         let static_field = filters(&["/applicationTakenMethodType"]);

@@ -1,4 +1,4 @@
-//! Outbound delivery (SPEC 5): the event catalog, publishing, subscriptions, and the delivery
+//! Outbound delivery: the event catalog, publishing, subscriptions, and the delivery
 //! engine that sends each notification, signed, from a durable queue in the database.
 //!
 //! Publishing writes the event and one notification per matching subscription in one
@@ -33,7 +33,7 @@ pub use secret::BadKey;
 
 use crate::{guard::AddressPolicy, secret::SecretBox};
 
-/// Notification states (SPEC 5.3).
+/// Notification states.
 pub mod status {
     pub const PENDING: &str = "Pending";
     pub const DELIVERED: &str = "Delivered";

@@ -1,4 +1,4 @@
-//! Publishing (SPEC 5.1): the event and its notifications are written in one transaction, so once
+//! Publishing: the event and its notifications are written in one transaction, so once
 //! publishing succeeds every delivery it implies happens, even if the process dies at once.
 
 use std::sync::Arc;

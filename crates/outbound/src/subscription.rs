@@ -1,5 +1,5 @@
 //! A subscription as a value: built from a create command or from its row plus an update, checked
-//! against the rules of SPEC 5.2 in one place, then written back as a row.
+//! against its rules in one place, then written back as a row.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,4 +1,4 @@
-//! The process commands (SPEC 6).
+//! The process commands.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The minimal process engine (SPEC 6): definitions whose steps run a bus command (inputs mapped
+//! The minimal process engine: definitions whose steps run a bus command (inputs mapped
 //! by JSONPath over the process variables) or a rhai script, and instances whose state is saved
 //! after every step, so that a running instance resumes after a restart without running a
 //! completed step again.

@@ -1,4 +1,4 @@
-//! The fixed provider routes (SPEC 4): Mono's callback, and Remita's payment and collection
+//! The fixed provider routes: Mono's callback, and Remita's payment and collection
 //! notifications.
 //!
 //! A request is verified first, from what arrives before its body, by its route's verifier

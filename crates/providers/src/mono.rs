@@ -1,4 +1,4 @@
-//! Mono's callback (SPEC 4): `{"event": "...", "data": {...}}`, some events also carrying
+//! Mono's callback: `{"event": "...", "data": {...}}`, some events also carrying
 //! `event_id` and `timestamp`. Each callback is one event, published under Mono's own name with
 //! Mono's `data` as its data.
 

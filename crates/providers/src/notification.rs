@@ -14,7 +14,7 @@ use crate::publish::NewEvent;
 pub(crate) struct Notification {
     /// How the answer names it: `("rrr", "110002071256")`, `("event", "mono.events.account_updated")`.
     pub reference: (&'static str, String),
-    /// Unique per provider: a repeat of this notification has the same key (SPEC 4).
+    /// Unique per provider: a repeat of this notification has the same key.
     pub dedupe_key: String,
     /// The item as the provider sent it, unknown fields and all: what a forward hands on.
     pub original: Value,

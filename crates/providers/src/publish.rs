@@ -1,4 +1,4 @@
-//! Publishing accepted notifications as outbound events (SPEC 5.1): the one place this crate
+//! Publishing accepted notifications as outbound events: the one place this crate
 //! hands anything to the events crate.
 
 use hookbus_core::{CommandError, Services};

@@ -2,7 +2,7 @@ use std::{net::IpAddr, str::FromStr};
 
 use ipnet::IpNet;
 
-/// The proxies whose `X-Forwarded-For` is believed (SPEC 3.1). Empty by default: then the client
+/// The proxies whose `X-Forwarded-For` is believed. Empty by default: then the client
 /// is always the TCP peer, whatever headers it sends.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);

@@ -72,7 +72,7 @@ pub async fn run_named(name: &str, fields: &Value, ctx: &Context) -> Result<Repl
     run_command(command.as_ref(), ctx).await
 }
 
-/// Runs the steps in order over the context `{request, body, steps, last}` (SPEC 3.3).
+/// Runs the steps in order over the context `{request, body, steps, last}`.
 async fn run_chain(steps: &[ChainStep], request: &InboundRequest, ctx: &Context) -> Result<Reply, CommandError> {
     let mut context = json!({
         "request": serde_json::to_value(request).map_err(CommandError::internal)?,

@@ -4,7 +4,7 @@ use hookbus_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A request as a handler sees it (SPEC 3.2).
+/// A request as a handler sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InboundRequest {

@@ -1,4 +1,4 @@
-//! The functions scripts get (SPEC 3.3): `command`, `publish`, `start_process`, `jsonpath`, hashes
+//! The functions scripts get: `command`, `publish`, `start_process`, `jsonpath`, hashes
 //! and HMACs, base64, `constant_time_eq`, `now`, `log`, `reject`.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};

@@ -1,14 +1,14 @@
 //! The threads scripts run on, off the async runtimes' threads.
 //!
 //! A script is ordinary blocking code (rhai, and `command()` blocking on the bus), so it must not
-//! run on a request thread. Scripts used to go through tokio's `spawn_blocking`, whose pool is
-//! guarded by one mutex that every spawning request thread and every idling pool thread contend
-//! for: under load that handover cost about as much as a 20-line script. A fixed set of threads
-//! fed by a lock-free channel hands a script over without a lock, and a busy thread takes the
-//! next script without sleeping in between.
+//! run on a request thread. Tokio's `spawn_blocking` guards its pool with one mutex that every
+//! spawning request thread and every idling pool thread contend for: under load the handover
+//! costs about as much as a short script. A fixed set of threads fed by a lock-free channel hands a
+//! script over without a lock, and a busy thread takes the next script without sleeping in between.
 //!
 //! A script run from a script thread must not wait for another script thread (a fixed pool could
-//! deadlock); nothing a script can call runs a script on these threads.
+//! deadlock): the commands that would run a script refuse to run from a script
+//! (`Context::refuse_in_script`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -2,9 +2,8 @@
 //!
 //! mimalloc reserves its memory in large arenas (1 GiB of address space at a time) and, where the
 //! kernel offers transparent huge pages, asks for them. With huge pages each thread's first touch
-//! of a fresh region maps 2 MiB, not 4 KiB: measured on hookbus, the server's resident memory
-//! doubled (PostgreSQL, idle 26 against 49 MiB, peak under load 42 against 72-80 MiB) and the
-//! router gained nothing from it. The crate's `no_thp` feature stops mimalloc's own request;
+//! of a fresh region maps 2 MiB, not 4 KiB: the server's resident memory about doubles, and the
+//! router gains nothing from it. The crate's `no_thp` feature stops mimalloc's own request;
 //! [`no_transparent_huge_pages`] also covers kernels set to use huge pages for every large mapping
 //! (`/sys/kernel/mm/transparent_hugepage/enabled` = `always`, as on RHEL).
 

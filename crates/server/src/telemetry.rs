@@ -28,8 +28,8 @@ pub fn init(settings: &LogSettings) {
 
 /// Each request's root span: tracing-actix-web's own, built only when the subscriber records
 /// spans at `info` here. Its fields (connection info, the route pattern, the user agent) are
-/// gathered before the span exists, whether or not anyone records it; with request logging off
-/// that was a few percent of the router's CPU for nothing.
+/// gathered before the span exists, whether or not anyone records it, which with request logging
+/// off would be work for nothing on every request.
 #[derive(Debug)]
 pub struct RequestSpan;
 

@@ -1,4 +1,4 @@
-//! When to try again (SPEC 5.3): `linear` waits the interval each time; `exponential` doubles it
+//! When to try again: `linear` waits the interval each time; `exponential` doubles it
 //! after each attempt up to a cap, with jitter; a `Retry-After` on 429 or 503 is honoured within
 //! a cap.
 

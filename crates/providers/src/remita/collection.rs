@@ -1,4 +1,4 @@
-//! Remita's direct-debit collection notification (SPEC 4): the result of a debit on a mandate. No
+//! Remita's direct-debit collection notification: the result of a debit on a mandate. No
 //! public schema exists, so the body may be one object or an array of them; each needs a
 //! reference (`transactionRef`, `requestId` or `rrr`, the first present), `mandateId`, `amount`
 //! and `status`, is deduplicated by its reference, and keeps every other field.

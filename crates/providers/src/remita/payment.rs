@@ -1,4 +1,4 @@
-//! Remita's payment notification (SPEC 4): a JSON array of payments, each deduplicated by its
+//! Remita's payment notification: a JSON array of payments, each deduplicated by its
 //! `rrr` (Remita Retrieval Reference). Remita spells the channel `channnel`; `channel` is
 //! accepted too, and the published data carries `channel` either way. Unknown fields are kept.
 

@@ -23,7 +23,7 @@ use crate::{
 pub const WEBHOOKS: &str = "/api/webhooks";
 
 /// `<ANY> /api/webhooks/{key}`. Served by a scope on the static prefix rather than a `{key}`
-/// pattern: actix matches a pattern with a regex, which cost a few percent of the router's CPU.
+/// pattern: actix matches a pattern with a regex, a cost every routed request would pay.
 /// Deeper paths under the prefix are reserved: no configuration's own path can be there, so they
 /// are 404, as a path that matches nothing.
 pub async fn by_key(request: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {

@@ -1,4 +1,4 @@
-//! The eight router-configuration commands (SPEC 2): every message and status.
+//! The eight router-configuration commands: every message and status.
 
 use serde_json::{Value, json};
 

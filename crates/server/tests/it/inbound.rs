@@ -1,4 +1,4 @@
-//! Inbound reliability (SPEC 3.5, 3.6): the event log, idempotency, respondAsync and replay.
+//! Inbound reliability: the event log, idempotency, respondAsync and replay.
 
 use std::time::Duration;
 
@@ -449,7 +449,7 @@ async fn a_row_the_database_refuses_costs_only_itself() {
 }
 
 /// The async worker polls five times a second; with a long log, a poll that read the log instead
-/// of the queue's partial index cost the database more than the requests it served.
+/// of the queue's partial index would cost the database more than the requests it serves.
 #[tokio::test]
 async fn the_async_poll_reads_the_queue_index_not_the_log() {
     let app = TestApp::spawn().await;

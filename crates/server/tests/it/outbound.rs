@@ -1,4 +1,4 @@
-//! Outbound events, subscriptions and delivery (SPEC 5), against a real receiver on 127.0.0.1.
+//! Outbound events, subscriptions and delivery, against a real receiver on 127.0.0.1.
 
 use std::time::Duration;
 
@@ -957,7 +957,7 @@ async fn history_is_gone(app: &TestApp) -> bool {
 
 /// A retention too long to count back from today keeps everything, and the poller, which also
 /// sweeps, goes on: a retry after several sweeps is still delivered. (Subtracting such a
-/// retention from now panicked and took the poller down with it.)
+/// retention from now overflows; a panic there would take the poller down with it.)
 #[tokio::test]
 async fn an_endless_retention_keeps_everything_and_retries_go_on() {
     let app = TestApp::builder()

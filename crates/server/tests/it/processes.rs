@@ -1,4 +1,4 @@
-//! The process engine (SPEC 6) and StartProcess routes (type 3).
+//! The process engine and StartProcess routes (type 3).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The fixed provider routes (SPEC 4): Mono's callback and Remita's payment and collection
+//! The fixed provider routes: Mono's callback and Remita's payment and collection
 //! notifications, over HTTP, with a local fake of Remita's status API.
 
 use std::{

@@ -1,4 +1,4 @@
-//! The dynamic router (SPEC 3.1, 3.3 types 0 and 1): matching, admission, and running handlers.
+//! The dynamic router: matching, admission, and running handlers.
 
 use std::{sync::Arc, time::Duration};
 
