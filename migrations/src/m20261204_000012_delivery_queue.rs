@@ -13,9 +13,11 @@ use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 /// are in a table as small as the backlog.
 ///
 /// On PostgreSQL:
-/// - `fillfactor` leaves room in each page of `notifications` (80), `delivery_queue` (70) and
-///   `subscriptions` (70, whose delivery counters change with every batch) for the new version of
-///   an updated row, so that the update stays on its page (HOT);
+/// - `fillfactor` leaves room in each page of `notifications` (60: an outcome batch updates most
+///   rows of a page in one transaction, so the page needs room for their new versions all at
+///   once), `delivery_queue` (70) and `subscriptions` (70, whose delivery counters change with
+///   every batch) for the new version of an updated row, so that the update stays on its page
+///   (HOT);
 /// - autovacuum comes after 1% of the rows changed instead of 20% on the tables that churn
 ///   (`notifications`, `inbound_events`, `delivery_attempts` for inserts), and after a fixed 1,000
 ///   dead rows on `delivery_queue`, whose size is the backlog's.
@@ -29,7 +31,7 @@ const OLD_QUEUE_INDEX: &str = "idx_notifications_queue";
 const STORAGE: [(&str, &str); 6] = [
     (
         "notifications",
-        "fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02, \
+        "fillfactor = 60, autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02, \
          autovacuum_vacuum_insert_scale_factor = 0.05",
     ),
     (

@@ -1,4 +1,4 @@
-//! The delivery benchmark (issue 5): the hookbus binary as a child process (so that its memory
+//! The delivery benchmark: the hookbus binary as a child process (so that its memory
 //! can be read on its own), a receiver in this process answering 200 at once, and three loads:
 //!
 //! - (a) 2,000 events published by 32 concurrent clients to 1 subscription;
@@ -36,19 +36,23 @@ fn epoch() -> Instant {
 
 /// Receipts: how many, and each one's publish-to-receipt latency.
 #[derive(Debug, Default)]
-struct Receipts {
+pub(crate) struct Receipts {
     count: AtomicUsize,
     latencies_us: Mutex<Vec<u64>>,
 }
 
 impl Receipts {
-    fn reset(&self) {
+    pub(crate) fn arrived(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn reset(&self) {
         self.count.store(0, Ordering::SeqCst);
         self.latencies_us.lock().map(|mut l| l.clear()).ok();
     }
 
     /// Waits for `n` receipts, up to `limit`; returns when the last one came.
-    async fn wait_for(&self, n: usize, limit: Duration) -> Option<Instant> {
+    pub(crate) async fn wait_for(&self, n: usize, limit: Duration) -> Option<Instant> {
         let started = Instant::now();
         while self.count.load(Ordering::SeqCst) < n {
             if started.elapsed() > limit {
@@ -77,7 +81,7 @@ async fn receive(body: web::Bytes, receipts: web::Data<Receipts>) -> HttpRespons
     HttpResponse::Ok().finish()
 }
 
-fn start_receiver(receipts: Arc<Receipts>) -> (String, ServerHandle) {
+pub(crate) fn start_receiver(receipts: Arc<Receipts>) -> (String, ServerHandle) {
     let server = HttpServer::new(move || {
         App::new().app_data(web::Data::from(Arc::clone(&receipts))).default_service(web::to(receive))
     })
@@ -93,14 +97,14 @@ fn start_receiver(receipts: Arc<Receipts>) -> (String, ServerHandle) {
 }
 
 /// The hookbus binary, serving on `port`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     client: reqwest::Client,
 }
 
 impl Server {
-    fn start(binary: &Path, database_url: &str, workers: usize) -> Result<Self, String> {
+    pub(crate) fn start(binary: &Path, database_url: &str, workers: usize) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -123,7 +127,7 @@ impl Server {
         Ok(Self { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() })
     }
 
-    async fn ready(&self) -> bool {
+    pub(crate) async fn ready(&self) -> bool {
         for _ in 0..400 {
             if self.client.get(format!("{}/readyz", self.base)).send().await.is_ok_and(|r| r.status() == 200) {
                 return true;
@@ -161,6 +165,11 @@ impl Server {
         if reply["success"] == json!(true) { Ok(reply["data"].clone()) } else { Err(reply.to_string()) }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `VmRSS` (now) or `VmHWM` (peak) of the server process, in MiB.
     fn memory(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -182,7 +191,7 @@ impl Drop for Server {
 
 /// Publishes `count` events named `event` from `clients` concurrent clients; returns how long it
 /// took and how many failed.
-async fn publish_burst(server: &Server, event: &str, count: usize, clients: usize) -> (Duration, usize) {
+pub(crate) async fn publish_burst(server: &Server, event: &str, count: usize, clients: usize) -> (Duration, usize) {
     let started = Instant::now();
     let failures = stream::iter(0..count)
         .map(|n| publish_one(server, event, n))
@@ -199,7 +208,7 @@ async fn publish_one(server: &Server, event: &str, n: usize) -> bool {
     server.command(body).await.is_ok()
 }
 
-async fn subscribe(server: &Server, receiver: &str, event: &str, count: usize) -> Result<(), String> {
+pub(crate) async fn subscribe(server: &Server, receiver: &str, event: &str, count: usize) -> Result<(), String> {
     for i in 0..count {
         server
             .command(json!({

@@ -10,6 +10,7 @@
 
 mod delivery;
 mod scenario;
+mod storage;
 mod wrk;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -45,13 +46,17 @@ struct Args {
     /// else 127.0.0.1:5432.
     #[arg(long, default_value_t = default_postgres_url())]
     postgres_url: String,
-    /// What to measure: the bus and router under wrk, outbound delivery, or both.
+    /// What to measure: the bus and router under wrk, outbound delivery, and (PostgreSQL only, not
+    /// by default) what delivery costs the database.
     #[arg(long, value_delimiter = ',', default_value = "router,delivery")]
     suites: Vec<Suite>,
     /// The hookbus binary the delivery benchmark runs (default: beside this one; `just bench`
     /// builds it).
     #[arg(long)]
     hookbus_binary: Option<PathBuf>,
+    /// Events of each load of the storage suite (its second load delivers ten times as many).
+    #[arg(long, default_value_t = 10_000)]
+    storage_events: usize,
     /// Router scenarios to measure besides the echo ceiling (default: all), e.g.
     /// `--scenarios route-native,route-script`.
     #[arg(long, value_delimiter = ',')]
@@ -71,6 +76,7 @@ fn default_postgres_url() -> String {
 enum Suite {
     Router,
     Delivery,
+    Storage,
 }
 
 fn main() -> ExitCode {
@@ -90,13 +96,16 @@ async fn bench() -> ExitCode {
     if args.suites.contains(&Suite::Router) {
         failed |= !router(&args, workdir.path()).await;
     }
+    let binary = args.hookbus_binary.clone().unwrap_or_else(|| {
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("hookbus"))).unwrap_or_default()
+    });
     if args.suites.contains(&Suite::Delivery) {
-        let binary = args.hookbus_binary.clone().unwrap_or_else(|| {
-            std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("hookbus"))).unwrap_or_default()
-        });
         for backend in &args.backends {
             failed |= !delivery::run(*backend, &args.postgres_url, workdir.path(), &binary, args.workers).await;
         }
+    }
+    if args.suites.contains(&Suite::Storage) {
+        failed |= !storage::run(&args.postgres_url, workdir.path(), &binary, args.workers, args.storage_events).await;
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

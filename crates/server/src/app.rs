@@ -173,6 +173,9 @@ impl Application {
             .await
             .map_err(StartupError::Database)?;
         hookbus_store::migrate(&db).await.map_err(StartupError::Migrate)?;
+        for warning in hookbus_store::server_warnings(&db).await.map_err(StartupError::Database)? {
+            tracing::warn!("{warning}");
+        }
 
         let configs = ConfigCache::load(db.clone()).await.map_err(StartupError::Cache)?;
         let mut background = vec![configs.spawn_refresher(Duration::from_millis(settings.router.config_refresh_ms))];

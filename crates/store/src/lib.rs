@@ -222,6 +222,29 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// What the database server is set to that hookbus depends on, as warnings for the log at
+/// start-up: on PostgreSQL, autovacuum must be on, or the queue tables keep every dead row until
+/// someone vacuums them by hand.
+pub async fn server_warnings(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Vec::new());
+    }
+    let statement = sea_orm::Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT current_setting('autovacuum') = 'on' AS autovacuum, current_setting('track_counts') = 'on' AS counts",
+    );
+    let Some(row) = db.query_one_raw(statement).await? else { return Ok(Vec::new()) };
+    let mut warnings = Vec::new();
+    if !row.try_get::<bool>("", "autovacuum")? || !row.try_get::<bool>("", "counts")? {
+        warnings.push(
+            "PostgreSQL runs with autovacuum (or track_counts) off: the delivery queue and the notifications keep \
+             their dead rows until vacuumed by hand"
+                .to_owned(),
+        );
+    }
+    Ok(warnings)
+}
+
 /// One page of `query` (already filtered and ordered) with the total it selects, each row mapped
 /// to what the answer shows.
 pub async fn fetch_page<E, T>(
