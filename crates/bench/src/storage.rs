@@ -126,8 +126,10 @@ async fn vacuumed(db: &DatabaseConnection) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(11)).await;
     }
     for table in ["notifications", "delivery_queue"] {
-        let live = count(db, &format!("SELECT n_live_tup AS n FROM pg_stat_user_tables WHERE relname = '{table}'")).await?;
-        let dead = count(db, &format!("SELECT n_dead_tup AS n FROM pg_stat_user_tables WHERE relname = '{table}'")).await?;
+        let live =
+            count(db, &format!("SELECT n_live_tup AS n FROM pg_stat_user_tables WHERE relname = '{table}'")).await?;
+        let dead =
+            count(db, &format!("SELECT n_dead_tup AS n FROM pg_stat_user_tables WHERE relname = '{table}'")).await?;
         println!(
             "postgres   storage after vacuum ({:.0} s after the loads): {table:<14} live rows {live:>7}, dead rows {dead:>6}",
             started.elapsed().as_secs_f64()
@@ -311,9 +313,7 @@ impl DeadRows {
             let mut peak = vec![0; TABLES.len()];
             loop {
                 for (index, table) in TABLES.iter().enumerate() {
-                    let sql = format!(
-                        "SELECT n_dead_tup AS n FROM pg_stat_user_tables WHERE relname = '{table}'"
-                    );
+                    let sql = format!("SELECT n_dead_tup AS n FROM pg_stat_user_tables WHERE relname = '{table}'");
                     if let Ok(dead) = count(&db, &sql).await {
                         peak[index] = peak[index].max(dead);
                     }
