@@ -17,6 +17,7 @@ mod m20261123_000009_inbound_events_json_as_text;
 mod m20261123_000010_listing_indexes;
 mod m20261204_000011_delegated_authority;
 mod m20261204_000012_delivery_queue;
+mod m20261204_000013_sealed_headers;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000010_listing_indexes::Migration),
             Box::new(m20261204_000011_delegated_authority::Migration),
             Box::new(m20261204_000012_delivery_queue::Migration),
+            Box::new(m20261204_000013_sealed_headers::Migration),
         ]
     }
 }

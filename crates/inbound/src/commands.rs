@@ -6,13 +6,13 @@ use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Select, Set, Statement,
+    Select, Set, SqlErr, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::{entity, entity::JsonText, receive, status};
+use crate::{REDACTED, entity, entity::JsonText, receive, status};
 
 /// A logged request as the queries return it.
 #[derive(Debug, Serialize)]
@@ -59,6 +59,8 @@ impl From<entity::Model> for InboundEvent {
             duration_ms,
             received_at,
             completed_at,
+            // Never shown.
+            sealed_headers: _,
         } = model;
         let request = whole_request(request, &config_key, received_at, &raw_body);
         Self {
@@ -188,8 +190,9 @@ register_command!("GetInboundEventByIdQuery" => GetInboundEventByIdQuery);
 
 /// Runs the configuration's current handler again on a logged request; the run is logged as a new
 /// event whose `replayOf` names the original. A replay runs the handler's effects again (events
-/// published, processes started), so it is a write: it needs `webhooks:write`, and a disabled
-/// configuration is not replayed.
+/// published, processes started), so it is a write: it needs `webhooks:write`, a disabled
+/// configuration is not replayed, and a request whose idempotency key was processed is not run
+/// again (409): the replay takes the key as a repeat would.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplayInboundEventCommand {
@@ -213,6 +216,12 @@ impl Handler for ReplayInboundEventCommand {
         }
         let request = receive::request_of(&original)?;
 
+        // The key as the original request gave it (a key header redacted in the log is not one).
+        let key = entry
+            .idempotency
+            .as_ref()
+            .and_then(|rule| receive::idempotency_value(rule, &request))
+            .filter(|value| value != REDACTED);
         let mut replay = receive::row_for(
             entry.model.id,
             entry.model.key.clone(),
@@ -223,7 +232,19 @@ impl Handler for ReplayInboundEventCommand {
         replay.replay_of = Set(Some(original.id));
         replay.status = Set(status::PROCESSING.to_owned());
         replay.attempts = Set(1);
-        let id = ctx.service::<Store>()?.write(|db| replay.insert(db)).await.or_internal()?.id;
+        replay.idempotency_value = Set(key);
+        let inserted = ctx.service::<Store>()?.write(|db| replay.insert(db)).await;
+        let id = match inserted {
+            Ok(row) => row.id,
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(CommandError::conflict(
+                    "Replay failed",
+                    "A request with this idempotency key was processed or is being processed; replaying it would run \
+                     it twice",
+                ));
+            }
+            Err(e) => return Err(CommandError::internal(e)),
+        };
 
         let result = receive::run_and_record(ctx.services(), &entry, &request, id).await;
         let event = find(ctx, id, "Replay failed").await?;

@@ -29,6 +29,8 @@ pub struct Model {
     pub duration_ms: Option<i64>,
     pub received_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// A queued request's secret headers as they came, sealed, until its last run.
+    pub sealed_headers: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

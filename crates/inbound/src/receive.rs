@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Instant};
 use hookbus_configs::{ConfigEntry, IdempotencyRule};
 use hookbus_core::{CommandError, Reply, Services, Timestamp};
 use hookbus_router::{InboundRequest, Router};
+use hookbus_seal::Sealer;
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
 use serde_json::{Value, json};
@@ -44,7 +45,13 @@ impl Inbound {
         if !queued && idempotency_value.is_none() {
             return plain(services, entry, request).await;
         }
-        let mut row = new_row(entry, request.clone(), services.get::<HeaderRedaction>()?)?;
+        let redaction = services.get::<HeaderRedaction>()?;
+        let mut row = new_row(entry, request.clone(), redaction)?;
+        if queued {
+            // It runs after its answer, from the log, where its secret headers are redacted: they
+            // wait sealed until its last run.
+            row.sealed_headers = Set(redaction.seal(&request.headers, services.get::<Sealer>()?));
+        }
         row.idempotency_value = Set(idempotency_value.clone());
         row.status = Set(if queued { status::PENDING } else { status::PROCESSING }.to_owned());
         row.attempts = Set(if queued { 0 } else { 1 });
@@ -267,6 +274,7 @@ pub(crate) fn row_for(
         duration_ms: Set(None),
         received_at: Set(received_at),
         completed_at: Set(None),
+        sealed_headers: Set(None),
     })
 }
 
@@ -284,7 +292,7 @@ pub(crate) fn elapsed_ms(started: Instant) -> i64 {
 }
 
 /// The request's unique id under `rule`; none when the header or path is absent or null.
-fn idempotency_value(rule: &IdempotencyRule, request: &InboundRequest) -> Option<String> {
+pub(crate) fn idempotency_value(rule: &IdempotencyRule, request: &InboundRequest) -> Option<String> {
     match rule {
         IdempotencyRule::Header(name) => request.headers.get(name).cloned(),
         IdempotencyRule::Path(query) => match hookbus_script::select(query, &request.body) {

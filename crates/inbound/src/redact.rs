@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use hookbus_seal::{Sealer, Undecryptable};
+
 /// The parts of header names that mark a secret by default: any header whose name contains one is
 /// redacted (`authorization`, `mono-webhook-secret`, `x-api-key`, `verif-hash`, `x-signature`,
 /// `cookie`, ...).
@@ -42,6 +44,26 @@ impl HeaderRedaction {
                 *value = REDACTED.to_owned();
             }
         }
+    }
+
+    /// The secret headers of `headers` as they are, sealed; `None` when there are none.
+    pub fn seal(&self, headers: &BTreeMap<String, String>, sealer: &Sealer) -> Option<String> {
+        let secret: BTreeMap<&str, &str> =
+            headers.iter().filter(|(name, _)| self.is_secret(name)).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        if secret.is_empty() {
+            return None;
+        }
+        // A map of strings always serializes.
+        let clear = serde_json::to_vec(&secret).unwrap_or_default();
+        Some(sealer.seal(&clear))
+    }
+
+    /// Puts back into `headers` what [`seal`](Self::seal) sealed.
+    pub fn unseal(headers: &mut BTreeMap<String, String>, sealed: &str, sealer: &Sealer) -> Result<(), Undecryptable> {
+        let clear = sealer.open(sealed)?;
+        let secret: BTreeMap<String, String> = serde_json::from_slice(&clear).map_err(|_| Undecryptable)?;
+        headers.extend(secret);
+        Ok(())
     }
 }
 

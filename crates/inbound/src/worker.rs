@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Duration as Span;
 use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, Services, Timestamp};
+use hookbus_seal::Sealer;
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
     ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
@@ -14,7 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{entity, receive, status};
+use crate::{HeaderRedaction, entity, receive, status};
 
 /// Events claimed per round.
 const BATCH: u64 = 16;
@@ -78,15 +79,30 @@ impl AsyncWorker {
     async fn run(&self, services: &Arc<Services>, store: &Store, event: entity::Model) -> Result<(), CommandError> {
         let started = std::time::Instant::now();
         let entry = services.get::<ConfigCache>()?.by_id(event.config_id);
-        let result = match (entry, receive::request_of(&event)) {
+        let request = receive::request_of(&event).and_then(|mut request| {
+            // The secret headers as they came, for this run only.
+            if let Some(sealed) = &event.sealed_headers {
+                HeaderRedaction::unseal(&mut request.headers, sealed, services.get::<Sealer>()?)
+                    .map_err(CommandError::internal)?;
+            }
+            Ok(request)
+        });
+        let result = match (entry, request) {
             (Some(entry), Ok(request)) => receive::run_and_record(services, &entry, &request, event.id).await,
             (None, _) => {
                 let gone = Err(CommandError::not_found("Configuration not found", "The configuration was deleted"));
-                return receive::record(store, event.id, &gone, started).await;
+                receive::record(store, event.id, &gone, started).await?;
+                return forget_secrets(store, &event).await;
             }
-            (_, Err(bad)) => return receive::record(store, event.id, &Err(bad), started).await,
+            (_, Err(bad)) => {
+                receive::record(store, event.id, &Err(bad), started).await?;
+                return forget_secrets(store, &event).await;
+            }
         };
-        if result.is_err() && event.attempts < self.max_attempts {
+        if result.is_ok() || event.attempts >= self.max_attempts {
+            return forget_secrets(store, &event).await;
+        }
+        {
             // Back in the queue; the failure is kept on the event meanwhile.
             let delay = self.retry_base.saturating_mul(1 << (event.attempts - 1).clamp(0, 12));
             let next =
@@ -100,6 +116,18 @@ impl AsyncWorker {
         }
         Ok(())
     }
+}
+
+/// Drops a queued request's sealed secret headers after its last run.
+async fn forget_secrets(store: &Store, event: &entity::Model) -> Result<(), CommandError> {
+    if event.sealed_headers.is_none() {
+        return Ok(());
+    }
+    let forget = entity::Entity::update_many()
+        .col_expr(entity::Column::SealedHeaders, Expr::value(Option::<String>::None))
+        .filter(entity::Column::Id.eq(event.id));
+    store.write(|db| forget.exec(db)).await.or_internal()?;
+    Ok(())
 }
 
 /// Deletes the finished events received before `cutoff` (queued and running ones stay, however

@@ -729,7 +729,7 @@ impl Handler for RotateWebhookSecretCommand {
         let mut active = row.clone().into_active_model();
         active.previous_secret = Set(Some(row.secret.clone()));
         active.previous_secret_until = Set(Some(now + overlap));
-        active.secret = Set(outbound.secrets.seal(&secret)?);
+        active.secret = Set(outbound.secrets.seal(&secret));
         active.secret_hint = Set(secret.mask());
         active.updated_at = Set(now);
         let txn = store.begin_write().await.or_internal()?;

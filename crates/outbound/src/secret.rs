@@ -1,23 +1,16 @@
 //! Signing secrets: generated, checked, encrypted at rest, masked on read.
 //!
-//! Secrets are encrypted with ChaCha20-Poly1305 under the server's key (`outbound.encryption_key`)
-//! so that a copy of the database does not give away partners' signing keys. Instances sharing a
-//! database must share the key.
+//! Secrets are sealed at rest under the server's key (`hookbus_seal`), so that a copy of the
+//! database does not give away partners' signing keys.
 
 use std::fmt;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
-use chacha20poly1305::{
-    ChaCha20Poly1305, Key, Nonce,
-    aead::{Aead, KeyInit},
-};
-use hookbus_core::CommandError;
+pub use hookbus_seal::{BadKey, Sealer, Undecryptable};
 use rand::RngCore;
 
 /// The prefix of Standard Webhooks secrets.
 pub const WHSEC: &str = "whsec_";
-const NONCE_LEN: usize = 12;
-const STORED_PREFIX: &str = "v1:";
 
 /// A signing secret in the clear. Its `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,57 +74,27 @@ impl Secret {
     }
 }
 
-/// Encrypts and decrypts secrets with the server's key.
-#[derive(Clone)]
+/// Encrypts and decrypts signing secrets with the server's key.
+#[derive(Clone, Debug)]
 pub struct SecretBox {
-    cipher: ChaCha20Poly1305,
+    sealer: Sealer,
 }
-
-impl fmt::Debug for SecretBox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretBox")
-    }
-}
-
-/// The configured key is not 32 bytes of base64.
-#[derive(Debug, thiserror::Error)]
-#[error("outbound.encryption_key must be the base64 of 32 bytes (e.g. `openssl rand -base64 32`)")]
-pub struct BadKey;
-
-/// A stored secret that cannot be decrypted: the key changed, or the row was altered.
-#[derive(Debug, thiserror::Error)]
-#[error("a stored signing secret cannot be decrypted with this server's outbound.encryption_key")]
-pub struct Undecryptable;
 
 impl SecretBox {
-    pub fn from_base64(key: &str) -> Result<Self, BadKey> {
-        let bytes = BASE64.decode(key.trim()).map_err(|_| BadKey)?;
-        if bytes.len() != 32 {
-            return Err(BadKey);
-        }
-        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+    pub fn new(sealer: Sealer) -> Self {
+        Self { sealer }
     }
 
-    pub fn seal(&self, secret: &Secret) -> Result<String, CommandError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), secret.0.as_bytes())
-            .map_err(|_| CommandError::internal(Undecryptable))?;
-        let mut stored = nonce.to_vec();
-        stored.extend(sealed);
-        Ok(format!("{STORED_PREFIX}{}", BASE64.encode(stored)))
+    pub fn from_base64(key: &str) -> Result<Self, BadKey> {
+        Sealer::from_base64(key).map(Self::new)
+    }
+
+    pub fn seal(&self, secret: &Secret) -> String {
+        self.sealer.seal(secret.0.as_bytes())
     }
 
     pub fn open(&self, stored: &str) -> Result<Secret, Undecryptable> {
-        let bytes = stored.strip_prefix(STORED_PREFIX).and_then(|b| BASE64.decode(b).ok()).ok_or(Undecryptable)?;
-        if bytes.len() <= NONCE_LEN {
-            return Err(Undecryptable);
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let clear = self.cipher.decrypt(Nonce::from_slice(nonce), sealed).map_err(|_| Undecryptable)?;
-        String::from_utf8(clear).map(Secret).map_err(|_| Undecryptable)
+        self.sealer.open_text(stored).map(Secret)
     }
 }
 
@@ -146,7 +109,7 @@ mod tests {
     #[test]
     fn sealed_secrets_open_and_do_not_show_the_secret() {
         let secret = Secret::generate();
-        let stored = sealer().seal(&secret).expect("seal");
+        let stored = sealer().seal(&secret);
         assert!(!stored.contains(secret.expose()));
         assert_eq!(sealer().open(&stored).expect("open"), secret);
         let other = SecretBox::from_base64(&BASE64.encode([8u8; 32])).expect("key");

@@ -120,7 +120,7 @@ impl Draft {
         row.customer_id = Set(customer);
         row.name = Set(self.name.clone());
         row.webhook_uri = Set(self.webhook_uri.clone());
-        row.secret = Set(outbound.secrets.seal(&self.secret)?);
+        row.secret = Set(outbound.secrets.seal(&self.secret));
         row.secret_hint = Set(self.secret.mask());
         row.is_active = Set(self.is_active);
         row.subscribe_all = Set(self.subscribe_all);

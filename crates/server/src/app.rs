@@ -203,6 +203,11 @@ impl Application {
         let mut outbound_settings = settings.outbound.clone();
         outbound_settings.resolve_key().map_err(StartupError::EncryptionKey)?;
         let delivery_metrics = DeliveryMetrics::default();
+        // The key that seals what is stored secret: signing secrets, queued requests' secret headers.
+        services.insert(
+            hookbus_outbound::secret::Sealer::from_base64(&outbound_settings.encryption_key)
+                .map_err(StartupError::Outbound)?,
+        );
         let outbound = Outbound::new(outbound_settings, delivery_metrics.clone()).map_err(StartupError::Outbound)?;
         services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);

@@ -465,6 +465,30 @@ async fn payments_are_confirmed_with_the_status_api_when_configured() {
     assert_eq!(fake.calls().len(), before + 1);
 }
 
+/// Remita signs nothing, so what its status API confirms is published as Remita states it: a
+/// payer who knows an RRR cannot publish altered references first.
+#[tokio::test]
+async fn a_confirmed_payment_is_published_with_remitas_own_fields() {
+    let fake = FakeRemita::start(&[("110002071256", "01")]).await;
+    let app = verifying_app(fake.base_url.clone(), None).await;
+    let receiver = Receiver::start().await;
+    subscribe(&app, &receiver.url, &["remita.payment.notification"], json!({})).await;
+    let forged = with(payment("110002071256"), json!({"orderRef": "FORGED-REF", "amount": "1000"}));
+    let reply = app.call("POST", REMITA, Some(json!([forged])), &[]).await;
+    assert_eq!(reply.assert_ok("Remita payment notifications processed")["accepted"], json!(1));
+    let delivered = deliveries(&receiver, 1).await;
+    let data = &delivered[0]["data"];
+    // The fake answers orderId INV-1, amount 1000.0, status 01 "Approved".
+    assert_eq!(data["orderRef"], json!("INV-1"), "{data:#}");
+    assert_eq!(data["amount"], json!(1000.0), "{data:#}");
+    assert_eq!(data["rrr"], json!("110002071256"));
+    assert_eq!((data["status"].clone(), data["statusMessage"].clone()), (json!("01"), json!("Approved")));
+    assert_eq!(data["transactiondate"], json!("2026-11-22 11:13:40 AM"));
+    assert_eq!(data["confirmedBy"], json!("remita-status-api"));
+    // What Remita does not state stays as sent.
+    assert_eq!(data["payerName"], json!("Test Payer"));
+}
+
 /// Remita's answer gives the amount paid (1000.0 from the fake): a notification claiming another
 /// amount for a paid RRR is not taken, and the same RRR with the amount paid is.
 #[tokio::test]

@@ -268,6 +268,20 @@ async fn an_owner_bound_publisher_reaches_only_its_own_subscriptions_and_ids() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!((mine.count(), theirs.count()), (2, 1), "the partner's event reached only the partner");
 
+    // A script's publish() in a route the partner saved reaches the partner's subscriptions only.
+    let publisher = partner_token(&app, PARTNER, &["webhooks:write", "events:publish"]).await;
+    let script = route(
+        "partner-publisher",
+        json!({"executionType": 2,
+                                                   "executionCode": r#"publish("WB_Loan_Opened", #{loan: 2})"#}),
+    );
+    app.cmd(Some(&publisher), script).await.assert_ok("Webhook configuration created successfully");
+    let reply = app.call("POST", "/api/webhooks/partner-publisher", Some(json!({})), &[]).await;
+    assert_eq!(reply.assert_ok("Script executed successfully")["notifications"], json!(1));
+    mine.wait_for(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((mine.count(), theirs.count()), (3, 1), "the route's event reached only its saver's owner");
+
     // Provider event ids are reserved, for every publisher.
     for (token, id) in
         [(partner.as_str(), "remita.payment:424242"), (ADMIN_TOKEN, "mono:evt_1"), (ADMIN_TOKEN, "remita.collection:9")]
@@ -482,6 +496,41 @@ async fn replay_is_a_write_and_refuses_inactive_configurations() {
     logged(&app, "replayed", 2).await;
 }
 
+/// A replay takes the request's idempotency key as a repeat would: a request already processed is
+/// not run again; one whose first run failed (and freed its key) is.
+#[tokio::test]
+async fn a_replay_keeps_idempotency() {
+    let app = TestApp::spawn().await;
+    let echo = route(
+        "once",
+        json!({"executionType": 2, "executionCode": "#{ ref: body.ref }",
+                                    "idempotencyKey": "$.ref"}),
+    );
+    let id = app.admin(echo).await.assert_ok("Webhook configuration created successfully")["id"].clone();
+    app.call("POST", "/api/webhooks/once", Some(json!({"ref": "r1"})), &[])
+        .await
+        .assert_ok("Script executed successfully");
+    let first = logged(&app, "once", 1).await[0]["id"].clone();
+    let refused = app.admin(json!({"$type": "ReplayInboundEventCommand", "id": first})).await;
+    refused.assert_error(409, "Replay failed");
+    assert!(refused.has_error("idempotency key was processed"), "{:?}", refused.errors());
+
+    // A first run that failed frees its key: its replay runs, and then holds the key.
+    let failing = json!({"executionType": 2, "executionCode": r#"throw "not yet""#});
+    let mut update = with(with(route("once", failing), json!({"idempotencyKey": "$.ref"})), json!({"id": id}));
+    update["$type"] = json!("UpdateWebHookConfigCommand");
+    update.as_object_mut().map(|fields| fields.remove("key"));
+    app.admin(update.clone()).await.assert_ok("Webhook configuration updated successfully");
+    app.call("POST", "/api/webhooks/once", Some(json!({"ref": "r2"})), &[]).await.assert_error(422, "Script failed");
+    let failed = logged(&app, "once", 2).await[0]["id"].clone();
+    update["executionCode"] = json!("#{ ref: body.ref, replayed: true }");
+    app.admin(update).await.assert_ok("Webhook configuration updated successfully");
+    let replayed = app.admin(json!({"$type": "ReplayInboundEventCommand", "id": failed})).await;
+    replayed.assert_ok("Inbound event replayed");
+    let again = app.call("POST", "/api/webhooks/once", Some(json!({"ref": "r2"})), &[]).await;
+    assert_eq!(again.data(), &json!({"duplicate": true}), "the replay holds the key: {:#}", again.body);
+}
+
 #[tokio::test]
 async fn scripts_cannot_wait_past_their_deadline_or_for_script_threads() {
     let app = TestApp::builder()
@@ -573,4 +622,44 @@ async fn a_short_bootstrap_token_stops_start_up() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("auth.bootstrap_token") && stderr.contains("at least 32"), "{stderr}");
     assert!(!stderr.contains("change-me"), "the token was printed: {stderr}");
+}
+
+/// A queued request runs after its answer, from the log, where its secret headers are redacted:
+/// they wait sealed under the server's key until its last run, then are gone.
+#[tokio::test]
+async fn a_queued_request_checks_its_signature_header_and_no_secret_stays_at_rest() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn().await;
+    let code = r#"if headers["x-signature"] != "sig-abc-123" { throw "bad signature" } #{ ok: true }"#;
+    let queued = route("signed-later", json!({"executionType": 2, "executionCode": code, "respondAsync": true}));
+    app.admin(queued).await.assert_ok("Webhook configuration created successfully");
+    let accepted =
+        app.call("POST", "/api/webhooks/signed-later", Some(json!({})), &[("x-signature", "sig-abc-123")]).await;
+    assert_eq!(accepted.status, 202, "{:#}", accepted.body);
+    let id = accepted.data()["eventId"].clone();
+    let done = || async {
+        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        event.data()["status"] == "Succeeded"
+    };
+    let ran = crate::support::within(WAIT, done).await;
+    let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+    assert!(ran.is_some(), "the queued request did not succeed: {:#}", event.body);
+    assert_eq!(event.data()["request"]["headers"]["x-signature"], json!("[redacted]"));
+
+    let db = app.database.connect().await;
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT * FROM inbound_events"))
+        .await
+        .expect("select");
+    let dump = format!("{rows:?}");
+    assert!(!dump.contains("sig-abc-123"), "the header's value is at rest: {dump}");
+    let sealed = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM inbound_events WHERE sealed_headers IS NOT NULL",
+        ))
+        .await
+        .expect("count")
+        .expect("a row");
+    assert_eq!(sealed.try_get::<i64>("", "n").expect("a count"), 0, "sealed headers outlived the last run");
 }
