@@ -8,18 +8,19 @@
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Outcomes are written in batches.
 
 pub mod catalog;
-mod commands;
 mod delivery;
 mod entity;
 pub mod filter;
 pub mod guard;
 mod metrics;
 mod notifications;
+mod owner;
 mod publish;
 mod queue;
 pub mod secret;
 mod settings;
 pub mod sign;
+mod state;
 mod subscription;
 
 use std::sync::Arc;

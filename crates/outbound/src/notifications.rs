@@ -1,118 +1,18 @@
-//! Notifications as commands see them: suspension, unsuspension, resending, and the queries
-//! with every attempt.
+//! Notifications as commands see them: resending, and the queries with every attempt.
 
 use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    commands::{find_subscription, owner_condition},
     entity::{attempt, notification, subscription},
-    queue, status,
+    owner::{find_subscription, owner_condition},
+    state::{self, Requeued},
+    status,
 };
-
-/// Suspends a subscription (at once, or when its run of expired notifications reached
-/// `threshold`), and diverts what waits in its queue.
-pub(crate) async fn suspend(
-    db: &impl ConnectionTrait,
-    subscription_id: Uuid,
-    threshold: Option<i32>,
-    now: Timestamp,
-) -> Result<(), DbErr> {
-    let mut update = subscription::Entity::update_many()
-        .col_expr(subscription::Column::Suspended, Expr::value(true))
-        .col_expr(subscription::Column::SuspendedAt, Expr::value(Some(now)))
-        .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
-        .filter(subscription::Column::Id.eq(subscription_id))
-        .filter(subscription::Column::Suspended.eq(false));
-    if let Some(threshold) = threshold {
-        update = update.filter(subscription::Column::ExpiredStreak.gte(threshold));
-    }
-    let changed = update.exec(db).await?;
-    if changed.rows_affected > 0 {
-        tracing::warn!(%subscription_id, "subscription suspended; new notifications are diverted");
-        // What no instance is sending now; those being sent are diverted by their senders.
-        let waiting = queue::take_waiting(db, subscription_id, now).await?;
-        for piece in waiting.chunks(500) {
-            notification::Entity::update_many()
-                .col_expr(notification::Column::Status, Expr::value(status::DIVERTED))
-                .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
-                .col_expr(notification::Column::UpdatedAt, Expr::value(now))
-                .filter(notification::Column::Id.is_in(piece.iter().copied()))
-                .exec(db)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Puts notifications back in the queue as new attempts, due now.
-async fn requeue(db: &impl ConnectionTrait, which: Condition) -> Result<u64, CommandError> {
-    let now = hookbus_core::now();
-    // Queued first: `which` reads the status the update changes.
-    queue::enqueue_matching(db, which.clone(), now).await.or_internal()?;
-    let requeued = notification::Entity::update_many()
-        .col_expr(notification::Column::Status, Expr::value(status::PENDING))
-        .col_expr(notification::Column::Attempts, Expr::value(0))
-        .col_expr(notification::Column::NextAttemptAt, Expr::value(Some(now)))
-        .col_expr(notification::Column::UpdatedAt, Expr::value(now))
-        .filter(which)
-        .exec(db)
-        .await
-        .or_internal()?;
-    Ok(requeued.rows_affected)
-}
-
-/// Resumes delivery to a suspended subscription; its diverted notifications are sent.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UnsuspendWebhookSubscriptionCommand {
-    pub id: Uuid,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Requeued {
-    requeued: u64,
-}
-
-impl Handler for UnsuspendWebhookSubscriptionCommand {
-    const PERMISSION: Permission = Permission::SubscriptionsWrite;
-
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
-        let store = ctx.service::<Store>()?;
-        let sub = find_subscription(ctx, self.id, "Unsuspend failed").await?;
-        if !sub.suspended {
-            return Err(CommandError::conflict("Unsuspend failed", "Subscription is not suspended"));
-        }
-        let txn = store.begin_write().await.or_internal()?;
-        subscription::Entity::update_many()
-            .col_expr(subscription::Column::Suspended, Expr::value(false))
-            .col_expr(subscription::Column::SuspendedAt, Expr::value(Option::<Timestamp>::None))
-            .col_expr(subscription::Column::ExpiredStreak, Expr::value(0))
-            .col_expr(subscription::Column::UpdatedAt, Expr::value(hookbus_core::now()))
-            .filter(subscription::Column::Id.eq(sub.id))
-            .exec(&*txn)
-            .await
-            .or_internal()?;
-        let requeued = requeue(
-            &*txn,
-            Condition::all()
-                .add(notification::Column::SubscriptionId.eq(sub.id))
-                .add(notification::Column::Status.eq(status::DIVERTED)),
-        )
-        .await?;
-        txn.commit().await.or_internal()?;
-        Reply::new(Requeued { requeued }, "Subscription unsuspended; diverted notifications are being sent")
-    }
-}
-register_command!("UnsuspendWebhookSubscriptionCommand" => UnsuspendWebhookSubscriptionCommand);
 
 /// Queues expired (and diverted) notifications again: one, a subscription's, or all since a time.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -156,7 +56,7 @@ impl Handler for ResendExpiredNotificationsCommand {
             .into_query();
         which = which.add(notification::Column::SubscriptionId.in_subquery(open));
         let txn = store.begin_write().await.or_internal()?;
-        let requeued = requeue(&*txn, which).await?;
+        let requeued = state::requeue(&*txn, which).await.or_internal()?;
         txn.commit().await.or_internal()?;
         Reply::new(Requeued { requeued }, "Expired notifications queued again")
     }

@@ -392,7 +392,7 @@ fn recipients(event_name: &str, audience: &Audience) -> sea_orm::Select<subscrip
     );
     match audience {
         Audience::Everyone => query,
-        Audience::Owner(owner) => query.filter(crate::commands::owner_condition(owner)),
+        Audience::Owner(owner) => query.filter(crate::owner::owner_condition(owner)),
     }
 }
 

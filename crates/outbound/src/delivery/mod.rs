@@ -15,14 +15,41 @@ use std::{
     },
 };
 
+use hookbus_core::CommandError;
 use hookbus_store::Store;
 use tokio::sync::{Semaphore, mpsc};
 
 pub(crate) use job::{EventBody, Job, Target};
 pub(crate) use record::Outcome;
+pub(crate) use send::Probe;
 pub use send::Sender;
 
-use crate::Outbound;
+use crate::{Outbound, catalog, entity::subscription};
+
+/// Sends a signed `ping` event to `subscription` now, outside the queue, and reports what its
+/// endpoint answered; nothing is recorded.
+pub(crate) async fn ping(outbound: &Outbound, subscription: &subscription::Model) -> Result<Probe, CommandError> {
+    let now = hookbus_core::now();
+    let id = uuid::Uuid::now_v7();
+    let ping = crate::entity::event::Model {
+        id,
+        event_key: id.to_string(),
+        event_name: catalog::PING.to_owned(),
+        resource: None,
+        data: serde_json::json!({"subscriptionId": subscription.id}),
+        changed_attributes: None,
+        simulated: false,
+        notifications: 1,
+        occurred_at: now,
+    };
+    let job = Job {
+        notification_id: id,
+        attempts: 0,
+        event: EventBody::of(&ping)?,
+        target: Target::of(outbound, subscription, now)?,
+    };
+    Ok(outbound.sender.probe(&job, outbound).await)
+}
 
 /// This instance's share of the queue: jobs waiting for a sender, and the senders.
 #[derive(Clone)]

@@ -208,7 +208,7 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
         if summary.gone || summary.expired > 0 {
             // 410 suspends at once; expiries only when the run reaches the limit.
             let threshold = (!summary.gone).then_some(Ord::max(outbound.settings.suspend_after_expired, 1));
-            crate::notifications::suspend(&*txn, subscription_id, threshold, now).await?;
+            crate::state::suspend(&*txn, subscription_id, threshold, now).await?;
         }
     }
     txn.commit().await

@@ -1,18 +1,25 @@
-//! A subscription as a value: built from a create command or from its row plus an update, checked
-//! against its rules in one place, then written back as a row.
+//! Subscriptions: a subscription as a value (a [`Draft`], built from a create command or from its
+//! row plus an update, checked against its rules in one place, then written back as a row), its
+//! view, and the commands and queries about them.
+
+mod commands;
+mod owner_wide;
+mod probe;
+mod queries;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hookbus_core::{CommandError, Owner, Timestamp};
+use hookbus_core::{CommandError, Context, Owner, Timestamp};
+use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
-use sea_orm::{ActiveValue::Set, ConnectionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     Outbound, catalog,
-    entity::subscription,
+    entity::{subscription, subscription_event},
     filter::{CompiledFilters, Filters},
     secret::Secret,
 };
@@ -140,7 +147,7 @@ impl Draft {
     /// The draft of a stored subscription, to apply an update to.
     pub fn from_row(outbound: &Outbound, row: &subscription::Model) -> Result<Self, CommandError> {
         Ok(Self {
-            owner: owner_of(row),
+            owner: crate::owner::owner_of(row),
             name: row.name.clone(),
             webhook_uri: row.webhook_uri.clone(),
             secret: outbound.secrets.open(&row.secret).map_err(CommandError::internal)?,
@@ -183,14 +190,6 @@ fn check_headers(headers: &mut Headers) -> Vec<String> {
     }
     *headers = normalized;
     errors
-}
-
-pub fn owner_of(row: &subscription::Model) -> Option<Owner> {
-    match (&row.partner_id, &row.customer_id) {
-        (Some(partner), _) => Some(Owner::Partner(*partner)),
-        (None, Some(customer)) => Some(Owner::Customer(customer.clone())),
-        (None, None) => None,
-    }
 }
 
 pub fn events_of(row: &subscription::Model) -> Vec<String> {
@@ -296,4 +295,44 @@ impl From<subscription::Model> for SubscriptionView {
             updated_at: row.updated_at,
         }
     }
+}
+
+/// Replaces the index of event names a subscription wants.
+pub(crate) async fn index_events(db: &impl ConnectionTrait, id: Uuid, events: &[String]) -> Result<(), CommandError> {
+    subscription_event::Entity::delete_many()
+        .filter(subscription_event::Column::SubscriptionId.eq(id))
+        .exec(db)
+        .await
+        .or_internal()?;
+    if !events.is_empty() {
+        let rows = events
+            .iter()
+            .map(|name| subscription_event::ActiveModel { subscription_id: Set(id), event_name: Set(name.clone()) });
+        subscription_event::Entity::insert_many(rows).exec(db).await.or_internal()?;
+    }
+    Ok(())
+}
+
+/// Writes a checked draft over `row` (a new one, or a stored one) with its event index.
+pub(crate) async fn save(
+    ctx: &Context,
+    mut draft: Draft,
+    mut row: subscription::ActiveModel,
+    id: Uuid,
+) -> Result<subscription::Model, CommandError> {
+    let outbound = ctx.service::<Outbound>()?;
+    let store = ctx.service::<Store>()?;
+    draft.check(outbound, store.db()).await?;
+    draft.write(outbound, &mut row)?;
+    row.updated_at = Set(hookbus_core::now());
+    let txn = store.begin_write().await.or_internal()?;
+    // A stored row's id is unchanged (update); a new row's is set (insert).
+    let saved = if matches!(row.id, sea_orm::ActiveValue::Unchanged(_)) {
+        row.update(&*txn).await.or_internal()?
+    } else {
+        row.insert(&*txn).await.or_internal()?
+    };
+    index_events(&*txn, id, if draft.subscribe_all { &[] } else { &draft.events }).await?;
+    txn.commit().await.or_internal()?;
+    Ok(saved)
 }

@@ -1,0 +1,154 @@
+//! The commands that change every subscription of one owner at once.
+
+use hookbus_core::{CommandError, Context, Handler, Owner, Permission, Reply, UnknownFields, register_command};
+use hookbus_store::{DbResultExt, Store};
+use schemars::JsonSchema;
+use sea_orm::{EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Draft, SubscriptionView};
+use crate::{
+    Outbound, catalog,
+    entity::subscription,
+    owner::{OwnerFields, find_subscription, owner_condition},
+};
+
+/// The owner's subscriptions, for the owner-wide commands; 404 when there are none.
+async fn owned(ctx: &Context, owner: &Owner, message: &str) -> Result<Vec<subscription::Model>, CommandError> {
+    let rows = subscription::Entity::find()
+        .filter(owner_condition(owner))
+        .order_by_asc(subscription::Column::CreatedAt)
+        .all(ctx.service::<Store>()?.db())
+        .await
+        .or_internal()?;
+    if rows.is_empty() {
+        return Err(CommandError::not_found(message, "No subscription for this owner"));
+    }
+    Ok(rows)
+}
+
+/// Applies `change` to each of the owner's subscriptions, checking each like an update.
+async fn update_each(
+    ctx: &Context,
+    rows: Vec<subscription::Model>,
+    change: impl Fn(&mut Draft),
+) -> Result<Vec<SubscriptionView>, CommandError> {
+    let outbound = ctx.service::<Outbound>()?;
+    let mut views = Vec::new();
+    for row in rows {
+        let mut draft = Draft::from_row(outbound, &row)?;
+        change(&mut draft);
+        let id = row.id;
+        views.push(SubscriptionView::from(super::save(ctx, draft, row.into_active_model(), id).await?));
+    }
+    Ok(views)
+}
+
+/// Changes the URI of every subscription of an owner.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateWebhookUriCommand {
+    /// `partnerId` or `customerId`.
+    #[serde(flatten)]
+    pub owner: OwnerFields,
+    pub webhook_uri: String,
+    /// Fields this command does not have; refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: UnknownFields,
+}
+
+impl Handler for UpdateWebhookUriCommand {
+    const PERMISSION: Permission = Permission::SubscriptionsWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        self.unknown.refuse()?;
+        let owner = self.owner.required(ctx)?;
+        let rows = owned(ctx, &owner, "Update failed").await?;
+        let views = update_each(ctx, rows, |draft| draft.webhook_uri = self.webhook_uri.clone()).await?;
+        Reply::new(views, "Webhook URI updated successfully")
+    }
+}
+register_command!("UpdateWebhookUriCommand" => UpdateWebhookUriCommand);
+
+/// Subscribes every subscription of an owner to every event.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeAllEventsCommand {
+    /// `partnerId` or `customerId`.
+    #[serde(flatten)]
+    pub owner: OwnerFields,
+    /// Fields this command does not have; refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: UnknownFields,
+}
+
+impl Handler for SubscribeAllEventsCommand {
+    const PERMISSION: Permission = Permission::SubscriptionsWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        self.unknown.refuse()?;
+        let owner = self.owner.required(ctx)?;
+        let rows = owned(ctx, &owner, "Update failed").await?;
+        let views = update_each(ctx, rows, |draft| draft.subscribe_all = true).await?;
+        Reply::new(views, "Subscribed to all events")
+    }
+}
+register_command!("SubscribeAllEventsCommand" => SubscribeAllEventsCommand);
+
+/// Removes events from a subscription (by id) or from an owner's; with no events listed, the
+/// subscriptions are deactivated.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnregisterWebhookEventsCommand {
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    /// `partnerId` or `customerId`.
+    #[serde(flatten)]
+    pub owner: OwnerFields,
+    #[serde(default, alias = "webhooks")]
+    pub events: Option<Vec<String>>,
+    /// Fields this command does not have; refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: UnknownFields,
+}
+
+impl Handler for UnregisterWebhookEventsCommand {
+    const PERMISSION: Permission = Permission::SubscriptionsWrite;
+
+    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+        self.unknown.refuse()?;
+        let rows = match self.id {
+            Some(id) => vec![find_subscription(ctx, id, "Unregister failed").await?],
+            None => {
+                let owner = self.owner.required(ctx)?;
+                owned(ctx, &owner, "Unregister failed").await?
+            }
+        };
+        let listed = self.events.clone().filter(|events| !events.is_empty());
+        let every_name = match &listed {
+            Some(_) => catalog::all_names(ctx.service::<Store>()?.db()).await?,
+            None => Vec::new(),
+        };
+        let views = update_each(ctx, rows, |draft| match &listed {
+            Some(listed) => {
+                // "Everything" minus the listed names becomes an explicit list.
+                if draft.subscribe_all {
+                    draft.subscribe_all = false;
+                    draft.events = every_name.clone();
+                }
+                draft.events.retain(|name| !listed.contains(name));
+                if draft.events.is_empty() {
+                    draft.is_active = false;
+                }
+            }
+            None => draft.is_active = false,
+        })
+        .await?;
+        Reply::new(views, "Webhook events unregistered successfully")
+    }
+}
+register_command!("UnregisterWebhookEventsCommand" => UnregisterWebhookEventsCommand);
