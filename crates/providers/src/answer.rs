@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     Route,
-    dispatch::{Item, Outcome},
+    outcome::{Item, Outcome},
 };
 
 pub(crate) fn answer(

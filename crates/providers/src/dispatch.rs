@@ -22,9 +22,10 @@ use uuid::Uuid;
 use crate::{
     Providers, Route,
     answer::answer,
-    claims::{self, Claim, Seen},
+    claims::{self, Claim},
     forward,
     notification::{Notification, decimal_parts, scalar_text},
+    outcome::{Item, Outcome},
     publish::{event_id, publish},
     remita::{PaymentStatus, StatusApi},
     verify::Verified,
@@ -32,30 +33,6 @@ use crate::{
 
 /// Status API calls in flight at once for one request.
 const STATUS_CHECKS_AT_ONCE: usize = 8;
-
-/// What became of one notification.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Published now, under this event id.
-    Accepted { event_id: String },
-    /// Taken before by the request logged as `first` (this one, for a repeat within a request).
-    Duplicate { first: Uuid },
-    /// Being published right now by the request logged as `first`.
-    InProgress { first: Uuid },
-    /// Remita says it is not paid: Remita's status code and message.
-    NotPaid { status: String, message: String },
-    /// Remita says it is paid, for another amount than the notification claims.
-    AmountMismatch { notified: String, paid: String },
-    /// Not processed; the provider should send it again.
-    Failed(CommandError),
-}
-
-/// A notification and what became of it (`None`: not decided yet).
-#[derive(Debug)]
-pub(crate) struct Item {
-    pub notification: Notification,
-    pub outcome: Option<Outcome>,
-}
 
 pub(crate) async fn dispatch(
     services: &Arc<Services>,
@@ -225,15 +202,6 @@ fn finish(entry: &mut FixedRouteEntry, items: &[Item], result: &Result<Reply, Co
         && *first != entry.id()
     {
         entry.mark_duplicate(*first);
-    }
-}
-
-impl From<Seen> for Outcome {
-    fn from(seen: Seen) -> Self {
-        match seen {
-            Seen::Published { first } => Self::Duplicate { first },
-            Seen::InProgress { first } => Self::InProgress { first },
-        }
     }
 }
 

@@ -20,6 +20,7 @@ mod dispatch;
 mod forward;
 mod mono;
 mod notification;
+mod outcome;
 mod publish;
 mod remita;
 mod route;

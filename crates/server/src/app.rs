@@ -22,7 +22,6 @@ use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::{ScriptEngine, ScriptThreads};
 use hookbus_store::Store;
 use hookbus_tokens::TokenAuthority;
-use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 use uuid::Uuid;
 
@@ -33,19 +32,9 @@ use crate::{
     routes,
     routes::inbound::RouteLabel,
     settings::{Settings, SettingsError},
+    state::AppState,
     telemetry::RequestSpan,
 };
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct AppState {
-    pub services: Arc<Services>,
-    pub configs: ConfigCache,
-    pub trusted_proxies: TrustedProxies,
-    pub metrics: Arc<Metrics>,
-    pub db: DatabaseConnection,
-    pub body_limits: BodyLimits,
-}
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]

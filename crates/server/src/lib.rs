@@ -18,6 +18,7 @@ mod metrics;
 mod retention;
 mod routes;
 pub mod settings;
+mod state;
 pub mod telemetry;
 
 pub use app::Application;

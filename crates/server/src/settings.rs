@@ -200,8 +200,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Rules serde cannot express. [`Application::build`](crate::app::Application::build) checks
-    /// again, so that settings changed in code are held to them too.
+    /// Rules serde cannot express. `Application::build` checks again, so that settings changed in
+    /// code are held to them too.
     pub fn check(&self) -> Result<(), SettingsError> {
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {

@@ -8,10 +8,10 @@ use hookbus_tokens::TokenAuthority;
 use serde::Serialize;
 
 use crate::{
-    app::AppState,
     auth::authenticate,
     body::read_limited,
     envelope::{error_response, ok_response},
+    state::AppState,
 };
 
 /// Runs the command in the body for the bearer token's principal.

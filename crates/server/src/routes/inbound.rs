@@ -14,9 +14,9 @@ use hookbus_router::{InboundRequest, admit, not_found};
 use serde_json::Value;
 
 use crate::{
-    app::AppState,
     body::read_limited,
     envelope::{error_response, ok_response},
+    state::AppState,
 };
 
 /// The prefix of the keyed routes, `/api/webhooks/{key}`.

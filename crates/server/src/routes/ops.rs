@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use hookbus_core::{CommandError, Envelope};
 use serde_json::json;
 
-use crate::{app::AppState, envelope::error_response};
+use crate::{envelope::error_response, state::AppState};
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {

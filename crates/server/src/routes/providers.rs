@@ -6,10 +6,10 @@ use hookbus_providers::Route;
 use serde_json::Value;
 
 use crate::{
-    app::AppState,
     body::{digest_body, read_limited},
     envelope::{error_response, ok_response},
     routes::{bus::method_not_allowed, inbound},
+    state::AppState,
 };
 
 /// Adds the three routes.
