@@ -73,7 +73,7 @@ pub mod subscription {
         pub resource: Option<String>,
         /// `{attributes: [...], match: [...]}`.
         pub filters: Json,
-        pub delivery_policy: String,
+        pub delivery_policy: crate::subscription::DeliveryPolicy,
         pub max_attempts: i32,
         pub retry_interval_seconds: i32,
         /// Header name -> list of values.
@@ -128,7 +128,7 @@ pub mod notification {
         pub event_id: Uuid,
         pub subscription_id: Uuid,
         pub event_name: String,
-        pub status: String,
+        pub status: crate::NotificationStatus,
         /// Attempts since it was last queued (a resend starts again from zero).
         pub attempts: i32,
         /// When it is due, while it waits to be sent (`Pending`, `Failed`). For reading only: the

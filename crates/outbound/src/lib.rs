@@ -21,6 +21,7 @@ pub mod secret;
 mod settings;
 pub mod sign;
 mod state;
+mod status;
 mod subscription;
 
 use std::sync::Arc;
@@ -29,23 +30,11 @@ pub use delivery::{Dispatcher, Sender};
 pub use metrics::DeliveryMetrics;
 pub use publish::{NewEvent, Published, publish};
 pub use settings::OutboundSettings;
+pub use status::NotificationStatus;
 
 pub use secret::BadKey;
 
 use crate::{guard::AddressPolicy, secret::SecretBox};
-
-/// Notification states.
-pub mod status {
-    pub const PENDING: &str = "Pending";
-    pub const DELIVERED: &str = "Delivered";
-    /// Failed at least once; waiting for a retry.
-    pub const FAILED: &str = "Failed";
-    /// Attempts exhausted.
-    pub const EXPIRED: &str = "Expired";
-    /// Held while the subscription is suspended.
-    pub const DIVERTED: &str = "Diverted";
-    pub const CANCELLED: &str = "Cancelled";
-}
 
 /// The outbound service every command and worker shares.
 #[derive(Debug, Clone)]

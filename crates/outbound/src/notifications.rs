@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    NotificationStatus,
     entity::{attempt, notification, subscription},
     owner::{find_subscription, owner_condition},
     state::{self, Requeued},
-    status,
 };
 
 /// Queues expired (and diverted) notifications again: one, a subscription's, or all since a time.
@@ -31,7 +31,8 @@ impl Handler for ResendExpiredNotificationsCommand {
 
     async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
         let store = ctx.service::<Store>()?;
-        let mut which = Condition::all().add(notification::Column::Status.is_in([status::EXPIRED, status::DIVERTED]));
+        let mut which = Condition::all()
+            .add(notification::Column::Status.is_in([NotificationStatus::Expired, NotificationStatus::Diverted]));
         if let Some(id) = self.subscription_id {
             find_subscription(ctx, id, "Resend failed").await?;
             which = which.add(notification::Column::SubscriptionId.eq(id));
@@ -94,7 +95,7 @@ struct NotificationView {
     event_id: Uuid,
     subscription_id: Uuid,
     event_name: String,
-    status: String,
+    status: NotificationStatus,
     attempts: i32,
     next_attempt_at: Option<Timestamp>,
     last_attempt_at: Option<Timestamp>,
@@ -189,7 +190,11 @@ impl Handler for GetNotificationListQuery {
             query = query.filter(notification::Column::SubscriptionId.eq(id));
         }
         if let Some(status) = &self.status {
-            query = query.filter(notification::Column::Status.eq(status.as_str()));
+            let status = NotificationStatus::parse(status).ok_or_else(|| {
+                let known: Vec<&str> = NotificationStatus::ALL.iter().map(|s| s.as_str()).collect();
+                CommandError::validation(format!("status: '{status}' is not one of {}", known.join(", ")))
+            })?;
+            query = query.filter(notification::Column::Status.eq(status));
         }
         if let Some(name) = &self.event_name {
             query = query.filter(notification::Column::EventName.eq(name.as_str()));

@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    Outbound, catalog,
+    NotificationStatus, Outbound, catalog,
     delivery::{EventBody, Job, Target},
     entity::{event, notification, subscription, subscription_event},
-    queue, status,
+    queue,
     subscription::filters_of,
 };
 
@@ -111,7 +111,7 @@ pub(crate) async fn publish_to(
             event_id: id,
             subscription_id: sub.id,
             event_name: row.event_name.clone(),
-            status: if sub.suspended { status::DIVERTED } else { status::PENDING }.to_owned(),
+            status: if sub.suspended { NotificationStatus::Diverted } else { NotificationStatus::Pending },
             attempts: 0,
             next_attempt_at: (!sub.suspended).then_some(now),
             last_attempt_at: None,

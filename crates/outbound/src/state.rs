@@ -8,8 +8,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
+    NotificationStatus,
     entity::{notification, subscription},
-    queue, status,
+    queue,
 };
 
 /// How many notifications went back into the queue.
@@ -43,7 +44,7 @@ pub(crate) async fn suspend(
         let waiting = queue::take_waiting(db, subscription_id, now).await?;
         for piece in waiting.chunks(500) {
             notification::Entity::update_many()
-                .col_expr(notification::Column::Status, Expr::value(status::DIVERTED))
+                .col_expr(notification::Column::Status, Expr::value(NotificationStatus::Diverted))
                 .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
                 .col_expr(notification::Column::UpdatedAt, Expr::value(now))
                 .filter(notification::Column::Id.is_in(piece.iter().copied()))
@@ -60,7 +61,7 @@ pub(crate) async fn requeue(db: &impl ConnectionTrait, which: Condition) -> Resu
     // Queued first: `which` reads the status the update changes.
     queue::enqueue_matching(db, which.clone(), now).await?;
     let requeued = notification::Entity::update_many()
-        .col_expr(notification::Column::Status, Expr::value(status::PENDING))
+        .col_expr(notification::Column::Status, Expr::value(NotificationStatus::Pending))
         .col_expr(notification::Column::Attempts, Expr::value(0))
         .col_expr(notification::Column::NextAttemptAt, Expr::value(Some(now)))
         .col_expr(notification::Column::UpdatedAt, Expr::value(now))
@@ -83,6 +84,6 @@ pub(crate) async fn unsuspend(db: &impl ConnectionTrait, subscription_id: Uuid) 
         .await?;
     let diverted = Condition::all()
         .add(notification::Column::SubscriptionId.eq(subscription_id))
-        .add(notification::Column::Status.eq(status::DIVERTED));
+        .add(notification::Column::Status.eq(NotificationStatus::Diverted));
     requeue(db, diverted).await
 }

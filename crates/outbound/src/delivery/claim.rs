@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::{Dispatcher, EventBody, Job, Outcome, Target, record::Writer};
 use crate::{
-    Outbound,
+    NotificationStatus, Outbound,
     entity::{attempt, event, notification, subscription},
-    queue, status,
+    queue,
 };
 
 /// Notifications claimed per round, at most.
@@ -171,7 +171,7 @@ fn dedup(mut ids: Vec<Uuid>) -> Vec<Uuid> {
 
 fn cancelled(row: &notification::Model, why: &str) -> Outcome {
     let outcome = Outcome::of(row.id, row.subscription_id, row.attempts);
-    Outcome { sent: false, ..outcome.finish(status::CANCELLED, Some(why.to_owned())) }
+    Outcome { sent: false, ..outcome.finish(NotificationStatus::Cancelled, Some(why.to_owned())) }
 }
 
 /// Deletes finished notifications older than the retention (delivered, expired, cancelled, and
@@ -196,10 +196,10 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
             .column(notification::Column::Id)
             .filter(notification::Column::CreatedAt.lt(cutoff))
             .filter(notification::Column::Status.is_in([
-                status::DELIVERED,
-                status::EXPIRED,
-                status::CANCELLED,
-                status::DIVERTED,
+                NotificationStatus::Delivered,
+                NotificationStatus::Expired,
+                NotificationStatus::Cancelled,
+                NotificationStatus::Diverted,
             ]))
             .limit(DELETE_CHUNK)
             .into_tuple()

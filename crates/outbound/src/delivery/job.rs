@@ -73,7 +73,7 @@ impl Target {
             headers: headers_of(row),
             hmac_enabled: row.hmac_enabled,
             secure_ssl: row.secure_ssl,
-            policy: DeliveryPolicy::parse(&row.delivery_policy),
+            policy: row.delivery_policy,
             max_attempts: row.max_attempts,
             retry_interval_seconds: row.retry_interval_seconds,
             active: row.is_active,

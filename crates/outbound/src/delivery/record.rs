@@ -30,9 +30,9 @@ use uuid::Uuid;
 
 use super::Job;
 use crate::{
-    Outbound,
+    NotificationStatus, Outbound,
     entity::{attempt, notification, subscription},
-    queue, status,
+    queue,
 };
 
 /// Outcomes written per transaction, at most.
@@ -57,7 +57,7 @@ pub(crate) struct Attempt {
 pub(crate) struct Outcome {
     pub notification_id: Uuid,
     pub subscription_id: Uuid,
-    pub status: &'static str,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub attempt: Option<Attempt>,
     pub next_attempt_at: Option<Timestamp>,
@@ -79,7 +79,7 @@ impl Outcome {
         Self {
             notification_id,
             subscription_id,
-            status: status::PENDING,
+            status: NotificationStatus::Pending,
             attempts,
             attempt: None,
             next_attempt_at: None,
@@ -95,7 +95,7 @@ impl Outcome {
         self
     }
 
-    pub fn finish(mut self, status: &'static str, error: Option<String>) -> Self {
+    pub fn finish(mut self, status: NotificationStatus, error: Option<String>) -> Self {
         self.status = status;
         self.error = error;
         self
@@ -192,7 +192,7 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
         if let Some((at, status, http)) = summary.last {
             update = update
                 .col_expr(subscription::Column::LastDeliveryAt, Expr::value(Some(at)))
-                .col_expr(subscription::Column::LastDeliveryStatus, Expr::value(Some(status)))
+                .col_expr(subscription::Column::LastDeliveryStatus, Expr::value(Some(status.as_str())))
                 .col_expr(subscription::Column::LastHttpStatus, Expr::value(http));
         }
         let streak = if summary.reset {
@@ -303,7 +303,7 @@ fn piece_sizes(len: usize) -> impl Iterator<Item = usize> {
 /// Per subscription: the last attempt, and how the run of expired notifications changes.
 #[derive(Debug, Default)]
 struct Summary {
-    last: Option<(Timestamp, &'static str, Option<i32>)>,
+    last: Option<(Timestamp, NotificationStatus, Option<i32>)>,
     /// Expired since the last delivery in this batch (or in all of it).
     expired: i32,
     /// A delivery in this batch ended the run.
@@ -320,11 +320,11 @@ fn summarize(outcomes: &[Outcome]) -> BTreeMap<Uuid, Summary> {
             summary.last = Some((attempt.attempted_at, outcome.status, attempt.http_status));
         }
         match outcome.status {
-            status::DELIVERED => {
+            NotificationStatus::Delivered => {
                 summary.reset = true;
                 summary.expired = 0;
             }
-            status::EXPIRED => summary.expired += 1,
+            NotificationStatus::Expired => summary.expired += 1,
             _ => {}
         }
         summary.gone |= outcome.suspend;
@@ -336,24 +336,31 @@ fn summarize(outcomes: &[Outcome]) -> BTreeMap<Uuid, Summary> {
 mod tests {
     use super::*;
 
-    fn outcome(notification_id: Uuid, status: &'static str) -> Outcome {
+    fn outcome(notification_id: Uuid, status: NotificationStatus) -> Outcome {
         Outcome::of(notification_id, Uuid::nil(), 1).finish(status, None)
     }
 
     #[test]
     fn a_notification_recorded_twice_in_a_batch_takes_its_last_outcome() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let batch = [outcome(a, status::PENDING), outcome(b, status::DELIVERED), outcome(a, status::EXPIRED)];
-        let kept: Vec<(Uuid, &str)> = latest(&batch).iter().map(|o| (o.notification_id, o.status)).collect();
+        let batch = [
+            outcome(a, NotificationStatus::Pending),
+            outcome(b, NotificationStatus::Delivered),
+            outcome(a, NotificationStatus::Expired),
+        ];
+        let kept: Vec<(Uuid, NotificationStatus)> =
+            latest(&batch).iter().map(|o| (o.notification_id, o.status)).collect();
         // In id order: a was made first.
-        assert_eq!(kept, vec![(a, status::EXPIRED), (b, status::DELIVERED)]);
+        assert_eq!(kept, vec![(a, NotificationStatus::Expired), (b, NotificationStatus::Delivered)]);
     }
 
     #[test]
     fn subscriptions_are_summarized_in_id_order() {
         let ids: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
-        let batch: Vec<Outcome> =
-            ids.iter().map(|id| Outcome::of(Uuid::now_v7(), *id, 1).finish(status::DELIVERED, None)).collect();
+        let batch: Vec<Outcome> = ids
+            .iter()
+            .map(|id| Outcome::of(Uuid::now_v7(), *id, 1).finish(NotificationStatus::Delivered, None))
+            .collect();
         let order: Vec<Uuid> = summarize(&batch).into_keys().collect();
         let mut sorted = ids;
         sorted.sort();

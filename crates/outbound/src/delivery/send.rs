@@ -12,9 +12,9 @@ use reqwest::{
 
 use super::{Job, Outcome, record::Attempt, retry};
 use crate::{
-    Outbound, OutboundSettings,
+    NotificationStatus, Outbound, OutboundSettings,
     guard::{AddressPolicy, GuardedResolver},
-    sign, status,
+    sign,
 };
 
 /// The HTTP clients: one that verifies TLS certificates and one for `secureSsl: false`. Both
@@ -43,17 +43,21 @@ impl Sender {
     }
 
     /// Sends `job` once (unless its subscription no longer takes deliveries) and says what
-    /// happens next.
+    /// happens next; counts it in the metrics by outcome.
     pub(crate) async fn deliver(&self, job: &Job, outbound: &Outbound) -> Outcome {
+        let outcome = self.deliver_once(job, outbound).await;
+        outbound.metrics.outcome(if outcome.suspend { "gone" } else { outcome.status.label() });
+        outcome
+    }
+
+    async fn deliver_once(&self, job: &Job, outbound: &Outbound) -> Outcome {
         let target = &job.target;
         let mut outcome = Outcome::new(job);
         if !target.active {
-            outbound.metrics.outcome("cancelled");
-            return outcome.finish(status::CANCELLED, Some("the subscription is inactive".to_owned()));
+            return outcome.finish(NotificationStatus::Cancelled, Some("the subscription is inactive".to_owned()));
         }
         if target.suspended {
-            outbound.metrics.outcome("diverted");
-            return outcome.finish(status::DIVERTED, Some("the subscription is suspended".to_owned()));
+            return outcome.finish(NotificationStatus::Diverted, Some("the subscription is suspended".to_owned()));
         }
         let started_at = hookbus_core::now();
         let started = Instant::now();
@@ -68,19 +72,17 @@ impl Sender {
                 attempt.http_status = Some(i32::from(code.as_u16()));
                 attempt.excerpt = excerpt;
                 if code.is_success() {
-                    outbound.metrics.outcome("delivered");
                     let delivered_at = hookbus_core::now();
                     outbound.metrics.delivered_after((delivered_at - job.event.occurred_at).as_seconds_f64());
                     outcome.delivered_at = Some(delivered_at);
-                    return outcome.with_attempt(attempt).finish(status::DELIVERED, None);
+                    return outcome.with_attempt(attempt).finish(NotificationStatus::Delivered, None);
                 }
                 attempt.error = Some(format!("the endpoint answered {code}"));
                 if code == StatusCode::GONE {
                     // The receiver says the endpoint is gone for good: stop sending until unsuspended.
-                    outbound.metrics.outcome("gone");
                     outcome.suspend = true;
                     let why = attempt.error.clone();
-                    return outcome.with_attempt(attempt).finish(status::DIVERTED, why);
+                    return outcome.with_attempt(attempt).finish(NotificationStatus::Diverted, why);
                 }
                 let honoured = matches!(code, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
                     .then_some(retry_after)
@@ -118,10 +120,8 @@ impl Sender {
     ) -> Outcome {
         let error = outcome.attempt.as_ref().and_then(|a| a.error.clone());
         if attempts >= job.target.max_attempts {
-            outbound.metrics.outcome("expired");
-            return outcome.finish(status::EXPIRED, error);
+            return outcome.finish(NotificationStatus::Expired, error);
         }
-        outbound.metrics.outcome("failed");
         let wait = retry::delay(
             &outbound.settings,
             job.target.policy,
@@ -130,7 +130,7 @@ impl Sender {
             retry_after,
         );
         outcome.next_attempt_at = Some(hookbus_core::now() + Span::from_std(wait).unwrap_or(Span::hours(1)));
-        outcome.finish(status::FAILED, error)
+        outcome.finish(NotificationStatus::Failed, error)
     }
 
     async fn attempt(&self, job: &Job, outbound: &Outbound, now: Timestamp) -> Result<Answer, String> {

@@ -16,13 +16,13 @@ use uuid::Uuid;
 
 use super::{DeliveryPolicy, Draft, Headers, SubscriptionView};
 use crate::{
-    Outbound,
+    NotificationStatus, Outbound,
     entity::{notification, subscription},
     filter::Filters,
     owner::{OwnerFields, find_subscription},
     queue,
     secret::Secret,
-    state, status,
+    state,
 };
 
 /// What create and rotate answer: the subscription, with the secret in full this once.
@@ -259,14 +259,14 @@ impl Handler for DeleteWebhookSubscriptionCommand {
         let txn = store.begin_write().await.or_internal()?;
         queue::remove_subscription(&*txn, row.id).await.or_internal()?;
         let cancelled = notification::Entity::update_many()
-            .col_expr(notification::Column::Status, Expr::value(status::CANCELLED))
+            .col_expr(notification::Column::Status, Expr::value(NotificationStatus::Cancelled))
             .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))
             .col_expr(notification::Column::UpdatedAt, Expr::value(now))
             .filter(notification::Column::SubscriptionId.eq(row.id))
             .filter(
                 Condition::any()
                     .add(notification::Column::NextAttemptAt.is_not_null())
-                    .add(notification::Column::Status.eq(status::DIVERTED)),
+                    .add(notification::Column::Status.eq(NotificationStatus::Diverted)),
             )
             .exec(&*txn)
             .await

@@ -24,27 +24,20 @@ use crate::{
     secret::Secret,
 };
 
-/// How retries are spaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// How retries are spaced. Stored as its name; a stored value that is neither is an error when
+/// read, never taken for the other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, sea_orm::EnumIter, sea_orm::DeriveActiveEnum,
+)]
 #[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::N(16))")]
 pub enum DeliveryPolicy {
     /// `retryIntervalSeconds` between attempts.
+    #[sea_orm(string_value = "linear")]
     Linear,
     /// `retryIntervalSeconds`, doubled after each attempt up to a cap, with jitter.
+    #[sea_orm(string_value = "exponential")]
     Exponential,
-}
-
-impl DeliveryPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Linear => "linear",
-            Self::Exponential => "exponential",
-        }
-    }
-
-    pub fn parse(text: &str) -> Self {
-        if text == "exponential" { Self::Exponential } else { Self::Linear }
-    }
 }
 
 /// Header name -> values.
@@ -134,7 +127,7 @@ impl Draft {
         row.events = Set(serde_json::json!(self.events));
         row.resource = Set(self.resource.clone());
         row.filters = Set(serde_json::to_value(&self.filters).map_err(CommandError::internal)?);
-        row.delivery_policy = Set(self.delivery_policy.as_str().to_owned());
+        row.delivery_policy = Set(self.delivery_policy);
         row.max_attempts = Set(self.max_attempts);
         row.retry_interval_seconds = Set(self.retry_interval_seconds);
         row.headers = Set(serde_json::to_value(&self.headers).map_err(CommandError::internal)?);
@@ -156,7 +149,7 @@ impl Draft {
             events: events_of(row),
             resource: row.resource.clone(),
             filters: serde_json::from_value(row.filters.clone()).unwrap_or_default(),
-            delivery_policy: DeliveryPolicy::parse(&row.delivery_policy),
+            delivery_policy: row.delivery_policy,
             max_attempts: row.max_attempts,
             retry_interval_seconds: row.retry_interval_seconds,
             headers: headers_of(row),
@@ -232,7 +225,7 @@ pub struct SubscriptionView {
     pub events: Vec<String>,
     pub resource: Option<String>,
     pub filters: Value,
-    pub delivery_policy: String,
+    pub delivery_policy: DeliveryPolicy,
     pub max_attempts: i32,
     pub retry_interval_seconds: i32,
     pub headers: Headers,
