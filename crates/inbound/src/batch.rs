@@ -177,7 +177,7 @@ async fn insert(store: &Store, pool: &SqlitePool, rows: &[LogRow]) -> Result<(),
                 .bind(row.request.as_str())
                 .bind(row.raw_body.as_str())
                 .bind(row.duplicate_of)
-                .bind(&*row.status)
+                .bind(row.status.as_str())
                 .bind(row.http_status)
                 .bind(row.message.as_deref())
                 .bind(row.data.as_deref())

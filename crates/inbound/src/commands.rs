@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::{REDACTED, entity, entity::JsonText, receive, status};
+use crate::{InboundStatus, REDACTED, entity, entity::JsonText, receive};
 
 /// A logged request as the queries return it.
 #[derive(Debug, Serialize)]
@@ -21,7 +21,7 @@ struct InboundEvent {
     id: Uuid,
     config_id: i32,
     key: String,
-    status: String,
+    status: InboundStatus,
     http_status: Option<i32>,
     message: Option<String>,
     data: Option<Box<RawValue>>,
@@ -135,11 +135,11 @@ impl GetInboundEventListQuery {
             filter = filter.add(entity::Column::ConfigKey.eq(key.as_str()));
         }
         if let Some(wanted) = &self.status {
-            let known = [status::PENDING, status::PROCESSING, status::SUCCEEDED, status::FAILED, status::DUPLICATE];
-            let Some(found) = known.iter().find(|s| s.eq_ignore_ascii_case(wanted)) else {
+            let Some(found) = InboundStatus::parse(wanted) else {
+                let known: Vec<&str> = InboundStatus::ALL.iter().map(|s| s.as_str()).collect();
                 return Err(CommandError::validation(format!("status: '{wanted}' is not one of {}", known.join(", "))));
             };
-            filter = filter.add(entity::Column::Status.eq(*found));
+            filter = filter.add(entity::Column::Status.eq(found));
         }
         if let Some(from) = self.from {
             filter = filter.add(entity::Column::ReceivedAt.gte(from));
@@ -230,7 +230,7 @@ impl Handler for ReplayInboundEventCommand {
             ctx.service()?,
         )?;
         replay.replay_of = Set(Some(original.id));
-        replay.status = Set(status::PROCESSING.to_owned());
+        replay.status = Set(InboundStatus::Processing);
         replay.attempts = Set(1);
         replay.idempotency_value = Set(key);
         let inserted = ctx.service::<Store>()?.write(|db| replay.insert(db)).await;

@@ -51,7 +51,7 @@ pub(crate) fn encode(rows: &[LogRow]) -> Vec<u8> {
         out.text(Some(&row.request));
         out.text(Some(&row.raw_body));
         out.uuid(row.duplicate_of);
-        out.text(Some(&row.status));
+        out.text(Some(row.status.as_str()));
         out.int4(row.http_status);
         out.text(row.message.as_deref());
         out.text(row.data.as_deref());
@@ -121,7 +121,7 @@ mod tests {
             request: "{}".to_owned(),
             raw_body: "a\0b".to_owned(),
             duplicate_of: None,
-            status: "Succeeded".into(),
+            status: crate::InboundStatus::Succeeded,
             http_status: Some(200),
             message: None,
             data: None,

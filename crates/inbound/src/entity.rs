@@ -18,7 +18,7 @@ pub struct Model {
     pub idempotency_value: Option<String>,
     pub duplicate_of: Option<Uuid>,
     pub replay_of: Option<Uuid>,
-    pub status: String,
+    pub status: crate::InboundStatus,
     pub http_status: Option<i32>,
     pub message: Option<String>,
     pub data: Option<JsonText>,

@@ -14,7 +14,7 @@ use hookbus_store::DbResultExt;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set, TryIntoModel, Unchanged};
 use uuid::Uuid;
 
-use crate::{HeaderRedaction, LogWriter, entity, receive, row::LogRow, status};
+use crate::{HeaderRedaction, InboundStatus, LogWriter, entity, receive, row::LogRow};
 
 /// One request to a fixed route, on its way into the inbound event log, secret headers redacted.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl FixedRouteEntry {
         let received_at = request.received_at;
         let mut row = receive::row_for(Self::CONFIG_ID, key.to_owned(), request, received_at, redaction)?;
         row.id = Set(id);
-        row.status = Set(status::PROCESSING.to_owned());
+        row.status = Set(InboundStatus::Processing);
         row.attempts = Set(1);
         Ok(Self { id, row, started })
     }
@@ -58,7 +58,7 @@ impl FixedRouteEntry {
 
     /// Marks a finished entry as a repeat of the request logged as `first`.
     pub fn mark_duplicate(&mut self, first: Uuid) {
-        self.row.status = Set(status::DUPLICATE.to_owned());
+        self.row.status = Set(InboundStatus::Duplicate);
         self.row.duplicate_of = Set(Some(first));
     }
 

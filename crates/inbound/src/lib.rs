@@ -14,6 +14,7 @@ mod fixed;
 mod receive;
 mod redact;
 mod row;
+mod status;
 mod stored;
 mod worker;
 
@@ -22,16 +23,5 @@ pub use commands::list_statement;
 pub use fixed::FixedRouteEntry;
 pub use receive::{Inbound, Receipt};
 pub use redact::{DEFAULT_SECRET_HEADER_PARTS, HeaderRedaction, REDACTED};
+pub use status::InboundStatus;
 pub use worker::{AsyncWorker, poll_statement, sweep};
-
-/// How a logged request stands.
-pub mod status {
-    /// Waiting in the async queue (first run or retry).
-    pub const PENDING: &str = "Pending";
-    /// A handler is running it (under a lease, for async ones).
-    pub const PROCESSING: &str = "Processing";
-    pub const SUCCEEDED: &str = "Succeeded";
-    pub const FAILED: &str = "Failed";
-    /// A repeat of an idempotent request, answered with the first result.
-    pub const DUPLICATE: &str = "Duplicate";
-}

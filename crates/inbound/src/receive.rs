@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    HeaderRedaction, LogWriter, entity,
+    HeaderRedaction, InboundStatus, LogWriter, entity,
     entity::JsonText,
     row::{LogRow, outcome_columns, stored_text, take_for_storage},
-    status,
 };
 
 /// What the router answers.
@@ -53,7 +52,7 @@ impl Inbound {
             row.sealed_headers = Set(redaction.seal(&request.headers, services.get::<Sealer>()?));
         }
         row.idempotency_value = Set(idempotency_value.clone());
-        row.status = Set(if queued { status::PENDING } else { status::PROCESSING }.to_owned());
+        row.status = Set(if queued { InboundStatus::Pending } else { InboundStatus::Processing });
         row.attempts = Set(if queued { 0 } else { 1 });
         row.next_attempt_at = Set(queued.then(hookbus_core::now));
         // A second try only after freeing the key of a first request that was abandoned.
@@ -106,7 +105,7 @@ async fn plain(
 
 pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: Result<&Reply, &CommandError>) {
     let (status, http_status, message) = outcome_columns(result);
-    row.status = Set(status.to_owned());
+    row.status = Set(status);
     row.http_status = Set(Some(http_status));
     row.message = Set(Some(stored_text(message.into_owned())));
     match result {
@@ -184,7 +183,7 @@ async fn repeat(
         // The first one failed and freed the key between our insert and this read.
         return Ok(Repeat::Freed);
     };
-    let abandoned = first.status == status::PROCESSING
+    let abandoned = first.status == InboundStatus::Processing
         && first.lease_until.is_none()
         && hookbus_core::now() - first.received_at > ABANDONED_AFTER;
     if abandoned {
@@ -194,13 +193,13 @@ async fn repeat(
     }
     let mut duplicate = new_row(entry, request.clone(), redaction)?;
     duplicate.duplicate_of = Set(Some(first.id));
-    duplicate.status = Set(status::DUPLICATE.to_owned());
+    duplicate.status = Set(InboundStatus::Duplicate);
     duplicate.duration_ms = Set(Some(0));
     duplicate.completed_at = Set(Some(hookbus_core::now()));
-    let receipt = match first.status.as_str() {
+    let receipt = match first.status {
         // The repeat passed none of the handler's own checks (a script's signature check does not
         // run), so it learns only that the key was seen, unless the configuration opts in.
-        status::SUCCEEDED if entry.model.idempotency_returns_result => {
+        InboundStatus::Succeeded if entry.model.idempotency_returns_result => {
             duplicate.http_status = Set(Some(200));
             duplicate.message = Set(first.message.clone());
             duplicate.data = Set(first.data.clone());
@@ -209,14 +208,14 @@ async fn repeat(
                 message: first.message.unwrap_or_default().into(),
             }))
         }
-        status::SUCCEEDED => {
+        InboundStatus::Succeeded => {
             let data = json!({"duplicate": true});
             duplicate.http_status = Set(Some(200));
             duplicate.message = Set(Some(DUPLICATE_ANSWER.to_owned()));
             duplicate.data = Set(Some(JsonText::of(&data)?));
             Receipt::Done(Ok(Reply { data: data.into(), message: DUPLICATE_ANSWER.into() }))
         }
-        status::PENDING if entry.model.respond_async => {
+        InboundStatus::Pending if entry.model.respond_async => {
             duplicate.http_status = Set(Some(202));
             Receipt::Accepted(first.id)
         }
@@ -263,7 +262,7 @@ pub(crate) fn row_for(
         idempotency_value: Set(None),
         duplicate_of: Set(None),
         replay_of: Set(None),
-        status: Set(String::new()),
+        status: Set(InboundStatus::Processing),
         http_status: Set(None),
         message: Set(None),
         data: Set(None),

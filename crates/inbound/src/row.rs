@@ -11,12 +11,12 @@ use hookbus_core::{CommandError, Reply, Timestamp};
 use hookbus_router::InboundRequest;
 use uuid::Uuid;
 
-use crate::{HeaderRedaction, entity, status};
+use crate::{HeaderRedaction, InboundStatus, entity};
 
 /// One row of `inbound_events` that needs no further update: the writer only inserts it.
 ///
 /// Its text takes what the request already allocated (the request's JSON, its body, a literal
-/// status and message) and the writer binds it by reference: a routed request should not copy
+/// message) and the writer binds it by reference: a routed request should not copy
 /// its log row to hand it on.
 #[derive(Debug)]
 pub(crate) struct LogRow {
@@ -27,7 +27,7 @@ pub(crate) struct LogRow {
     pub request: String,
     pub raw_body: String,
     pub duplicate_of: Option<Uuid>,
-    pub status: Cow<'static, str>,
+    pub status: InboundStatus,
     pub http_status: Option<i32>,
     pub message: Option<Cow<'static, str>>,
     /// JSON.
@@ -63,7 +63,7 @@ impl LogRow {
             config_key,
             raw_body,
             duplicate_of: None,
-            status: Cow::Borrowed(status),
+            status,
             http_status: Some(http_status),
             message: Some(message),
             data,
@@ -84,7 +84,7 @@ impl LogRow {
             request: model.request.into_string(),
             raw_body: model.raw_body,
             duplicate_of: model.duplicate_of,
-            status: Cow::Owned(model.status),
+            status: model.status,
             http_status: model.http_status,
             message: model.message.map(Cow::Owned),
             data: model.data.map(|data| data.into_string().into()),
@@ -106,10 +106,10 @@ pub(crate) fn take_for_storage(request: &mut InboundRequest, redaction: &HeaderR
 
 /// The outcome columns every finished row has, whichever way it is stored: status, HTTP status
 /// and message.
-pub(crate) fn outcome_columns(result: Result<&Reply, &CommandError>) -> (&'static str, i32, Cow<'static, str>) {
+pub(crate) fn outcome_columns(result: Result<&Reply, &CommandError>) -> (InboundStatus, i32, Cow<'static, str>) {
     match result {
-        Ok(reply) => (status::SUCCEEDED, 200, reply.message.clone()),
-        Err(error) => (status::FAILED, i32::from(error.status()), Cow::Owned(error.message())),
+        Ok(reply) => (InboundStatus::Succeeded, 200, reply.message.clone()),
+        Err(error) => (InboundStatus::Failed, i32::from(error.status()), Cow::Owned(error.message())),
     }
 }
 

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{HeaderRedaction, entity, receive, status};
+use crate::{HeaderRedaction, InboundStatus, entity, receive};
 
 /// Events claimed per round.
 const BATCH: u64 = 16;
@@ -64,7 +64,7 @@ impl AsyncWorker {
     async fn claim(&self, store: &Store, id: Uuid, now: Timestamp) -> Result<Option<entity::Model>, CommandError> {
         let lease_until = now + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
         let claim = entity::Entity::update_many()
-            .col_expr(entity::Column::Status, Expr::value(status::PROCESSING))
+            .col_expr(entity::Column::Status, Expr::value(InboundStatus::Processing))
             .col_expr(entity::Column::LeaseUntil, Expr::value(Some(lease_until)))
             .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
             .filter(entity::Column::Id.eq(id))
@@ -108,7 +108,7 @@ impl AsyncWorker {
             let next =
                 hookbus_core::now() + Span::from_std(delay.min(Duration::from_secs(3600))).unwrap_or(Span::hours(1));
             let retry = entity::Entity::update_many()
-                .col_expr(entity::Column::Status, Expr::value(status::PENDING))
+                .col_expr(entity::Column::Status, Expr::value(InboundStatus::Pending))
                 .col_expr(entity::Column::NextAttemptAt, Expr::value(Some(next)))
                 .col_expr(entity::Column::CompletedAt, Expr::value(Option::<Timestamp>::None))
                 .filter(entity::Column::Id.eq(event.id));
@@ -137,7 +137,11 @@ pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError
         .select_only()
         .column(entity::Column::Id)
         .filter(entity::Column::ReceivedAt.lt(cutoff))
-        .filter(entity::Column::Status.is_in([status::SUCCEEDED, status::FAILED, status::DUPLICATE]))
+        .filter(entity::Column::Status.is_in([
+            InboundStatus::Succeeded,
+            InboundStatus::Failed,
+            InboundStatus::Duplicate,
+        ]))
         .into_query();
     store.delete_in_chunks(entity::Entity, Expr::col(entity::Column::Id), finished).await.or_internal()
 }
@@ -168,8 +172,10 @@ pub fn poll_statement(backend: DbBackend) -> Statement {
 /// `next_attempt_at` then holds exactly the queue, and the poll never scans the log.
 fn due(now: Timestamp) -> Condition {
     Condition::all().add(entity::Column::NextAttemptAt.is_not_null()).add(entity::Column::NextAttemptAt.lte(now)).add(
-        Condition::any().add(entity::Column::Status.eq(status::PENDING)).add(
-            Condition::all().add(entity::Column::Status.eq(status::PROCESSING)).add(entity::Column::LeaseUntil.lt(now)),
+        Condition::any().add(entity::Column::Status.eq(InboundStatus::Pending)).add(
+            Condition::all()
+                .add(entity::Column::Status.eq(InboundStatus::Processing))
+                .add(entity::Column::LeaseUntil.lt(now)),
         ),
     )
 }

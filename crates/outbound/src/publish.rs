@@ -265,7 +265,7 @@ async fn write_in_one_statement(
                     params.push(n.event_id),
                     params.push(n.subscription_id),
                     params.push(n.event_name.clone()),
-                    params.push(n.status.clone()),
+                    params.push(n.status),
                     params.push(n.attempts),
                     params.push(n.next_attempt_at),
                     params.push(n.created_at),

@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    ProcessEngine,
+    ProcessEngine, ProcessStatus,
     definition::{self, StepInput},
     entity::{definition as definitions, instance as instances},
-    status,
 };
 
 #[derive(Debug, Serialize)]
@@ -52,7 +51,7 @@ impl From<definitions::Model> for DefinitionView {
 struct InstanceView {
     instance_id: Uuid,
     definition_id: i32,
-    status: String,
+    status: ProcessStatus,
     execution_mode: String,
     variables: Value,
     current_step: i32,
@@ -199,7 +198,7 @@ impl Handler for DeleteProcessDefinitionCommand {
             .ok_or_else(|| CommandError::not_found("Deletion failed", "Process definition not found"))?;
         let running = instances::Entity::find()
             .filter(instances::Column::DefinitionId.eq(found.id))
-            .filter(instances::Column::Status.eq(status::RUNNING))
+            .filter(instances::Column::Status.eq(ProcessStatus::Running))
             .count(&*txn)
             .await
             .or_internal()?;
@@ -270,7 +269,7 @@ impl Handler for StartProcessInstanceCommand {
         let instance = instances::ActiveModel {
             id: Set(Uuid::now_v7()),
             definition_id: Set(definition.id),
-            status: Set(status::RUNNING.to_owned()),
+            status: Set(ProcessStatus::Running),
             execution_mode: Set(mode.to_owned()),
             variables: Set(variables),
             current_step: Set(0),
@@ -290,7 +289,7 @@ impl Handler for StartProcessInstanceCommand {
         let run = engine.spawn_run(Arc::clone(ctx.services()), instance.id);
         if self.execution_mode == ExecutionMode::Unsupervised {
             return Reply::new(
-                json!({"instanceId": instance.id, "status": status::RUNNING}),
+                json!({"instanceId": instance.id, "status": ProcessStatus::Running}),
                 "Process instance started",
             );
         }
@@ -344,12 +343,12 @@ impl Handler for GetProcessInstanceListQuery {
             filter = filter.add(instances::Column::DefinitionId.eq(id));
         }
         if let Some(wanted) = &self.status {
-            let wanted = wanted.to_ascii_uppercase();
-            let known = [status::RUNNING, status::COMPLETED, status::ERROR, status::CANCELLED];
-            if !known.contains(&wanted.as_str()) {
+            let Some(found) = ProcessStatus::parse(wanted) else {
+                let known: Vec<&str> = ProcessStatus::ALL.iter().map(|s| s.as_str()).collect();
+                let wanted = wanted.to_ascii_uppercase();
                 return Err(CommandError::validation(format!("status: '{wanted}' is not one of {}", known.join(", "))));
-            }
-            filter = filter.add(instances::Column::Status.eq(wanted));
+            };
+            filter = filter.add(instances::Column::Status.eq(found));
         }
         let query = instances::Entity::find()
             .filter(filter)
@@ -375,12 +374,12 @@ impl Handler for CancelProcessInstanceCommand {
         let found = find_instance(ctx, self.id, "Cancellation failed").await?;
         let now = hookbus_core::now();
         let changed = instances::Entity::update_many()
-            .col_expr(instances::Column::Status, Expr::value(status::CANCELLED))
+            .col_expr(instances::Column::Status, Expr::value(ProcessStatus::Cancelled))
             .col_expr(instances::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
             .col_expr(instances::Column::UpdatedAt, Expr::value(now))
             .col_expr(instances::Column::CompletedAt, Expr::value(Some(now)))
             .filter(instances::Column::Id.eq(found.id))
-            .filter(instances::Column::Status.eq(status::RUNNING))
+            .filter(instances::Column::Status.eq(ProcessStatus::Running))
             .exec(ctx.service::<Store>()?.db())
             .await
             .or_internal()?;
@@ -391,7 +390,7 @@ impl Handler for CancelProcessInstanceCommand {
             ));
         }
         Reply::new(
-            json!({"instanceId": found.id, "status": status::CANCELLED, "cancelledAt": now}),
+            json!({"instanceId": found.id, "status": ProcessStatus::Cancelled, "cancelledAt": now}),
             "Process instance cancelled",
         )
     }

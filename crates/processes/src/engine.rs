@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
+    ProcessStatus,
     commands::{CorruptAuthority, unrecorded_authority},
     definition::{self, Mapped, Step},
     entity::{definition as definitions, instance as instances},
-    status,
 };
 
 /// The engine's settings; one per application, in the services.
@@ -63,7 +63,7 @@ impl ProcessEngine {
         let orphans: Vec<Uuid> = instances::Entity::find()
             .select_only()
             .column(instances::Column::Id)
-            .filter(instances::Column::Status.eq(status::RUNNING))
+            .filter(instances::Column::Status.eq(ProcessStatus::Running))
             .filter(instances::Column::LeaseUntil.lt(now))
             .limit(32)
             .into_tuple()
@@ -75,7 +75,7 @@ impl ProcessEngine {
             let taken = instances::Entity::update_many()
                 .col_expr(instances::Column::LeaseUntil, Expr::value(Some(self.lease_until())))
                 .filter(instances::Column::Id.eq(id))
-                .filter(instances::Column::Status.eq(status::RUNNING))
+                .filter(instances::Column::Status.eq(ProcessStatus::Running))
                 .filter(instances::Column::LeaseUntil.lt(now))
                 .exec(store.db())
                 .await
@@ -98,7 +98,7 @@ impl ProcessEngine {
         };
         let steps = match steps {
             Ok(steps) => steps,
-            Err(problem) => return self.finish(store, &first, status::ERROR, Some(problem), None).await,
+            Err(problem) => return self.finish(store, &first, ProcessStatus::Error, Some(problem), None).await,
         };
         let run_as = match &first.run_as {
             Some(text) => {
@@ -111,13 +111,13 @@ impl ProcessEngine {
         while let Some(instance) = next.take() {
             let index = usize::try_from(instance.current_step).unwrap_or(usize::MAX);
             let Some(step) = steps.get(index) else {
-                return self.finish(store, &instance, status::COMPLETED, None, None).await;
+                return self.finish(store, &instance, ProcessStatus::Completed, None, None).await;
             };
             // Renew the lease for this step; a cancelled instance stops here.
             let renewed = instances::Entity::update_many()
                 .col_expr(instances::Column::LeaseUntil, Expr::value(Some(self.lease_until())))
                 .filter(instances::Column::Id.eq(id))
-                .filter(instances::Column::Status.eq(status::RUNNING))
+                .filter(instances::Column::Status.eq(ProcessStatus::Running))
                 .exec(store.db())
                 .await
                 .or_internal()?;
@@ -148,7 +148,7 @@ impl ProcessEngine {
                         .col_expr(instances::Column::CurrentStep, Expr::value(instance.current_step + 1))
                         .col_expr(instances::Column::UpdatedAt, Expr::value(hookbus_core::now()))
                         .filter(instances::Column::Id.eq(id))
-                        .filter(instances::Column::Status.eq(status::RUNNING))
+                        .filter(instances::Column::Status.eq(ProcessStatus::Running))
                         .filter(instances::Column::CurrentStep.eq(instance.current_step))
                         .exec(store.db())
                         .await
@@ -162,7 +162,7 @@ impl ProcessEngine {
                     entry["error"] = error.summary();
                     log.push(entry);
                     let message = format!("step {} ({}) failed: {}", index, step.name(), error.message());
-                    return self.finish(store, &instance, status::ERROR, Some(message), Some(log)).await;
+                    return self.finish(store, &instance, ProcessStatus::Error, Some(message), Some(log)).await;
                 }
             }
         }
@@ -178,7 +178,7 @@ impl ProcessEngine {
                 let _ = instances::Entity::update_many()
                     .col_expr(instances::Column::LeaseUntil, Expr::value(Some(engine.lease_until())))
                     .filter(instances::Column::Id.eq(id))
-                    .filter(instances::Column::Status.eq(status::RUNNING))
+                    .filter(instances::Column::Status.eq(ProcessStatus::Running))
                     .exec(store.db())
                     .await;
             }
@@ -188,14 +188,14 @@ impl ProcessEngine {
     /// The instance, if it is still running.
     async fn running(&self, store: &Store, id: Uuid) -> Result<Option<instances::Model>, CommandError> {
         let instance = instances::Entity::find_by_id(id).one(store.db()).await.or_internal()?;
-        Ok(instance.filter(|instance| instance.status == status::RUNNING))
+        Ok(instance.filter(|instance| instance.status == ProcessStatus::Running))
     }
 
     async fn finish(
         &self,
         store: &Store,
         instance: &instances::Model,
-        final_status: &str,
+        final_status: ProcessStatus,
         error: Option<String>,
         log: Option<Vec<Value>>,
     ) -> Result<(), CommandError> {
@@ -210,7 +210,7 @@ impl ProcessEngine {
         }
         update
             .filter(instances::Column::Id.eq(instance.id))
-            .filter(instances::Column::Status.eq(status::RUNNING))
+            .filter(instances::Column::Status.eq(ProcessStatus::Running))
             .exec(store.db())
             .await
             .or_internal()?;

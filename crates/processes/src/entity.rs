@@ -32,7 +32,7 @@ pub mod instance {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub definition_id: i32,
-        pub status: String,
+        pub status: crate::ProcessStatus,
         pub execution_mode: String,
         /// The runtime context plus each finished step's output under its name.
         pub variables: Json,

@@ -7,13 +7,7 @@ mod commands;
 mod definition;
 mod engine;
 mod entity;
+mod status;
 
 pub use engine::ProcessEngine;
-
-/// Instance states.
-pub mod status {
-    pub const RUNNING: &str = "RUNNING";
-    pub const COMPLETED: &str = "COMPLETED";
-    pub const ERROR: &str = "ERROR";
-    pub const CANCELLED: &str = "CANCELLED";
-}
+pub use status::ProcessStatus;

@@ -51,7 +51,7 @@ fn respond(result: Result<Answer, CommandError>) -> HttpResponse {
     match result {
         Ok(Answer::Ok(envelope)) => ok_response(envelope),
         Ok(Answer::Accepted(event_id)) => HttpResponse::Accepted().json(Envelope::ok(
-            serde_json::json!({"eventId": event_id, "status": hookbus_inbound::status::PENDING}),
+            serde_json::json!({"eventId": event_id, "status": hookbus_inbound::InboundStatus::Pending}),
             "Accepted",
         )),
         Err(error) => error_response(&error),

@@ -15,6 +15,7 @@ mod providers;
 mod receiver;
 mod router;
 mod security;
+mod states;
 mod support;
 mod tls_receiver;
 mod tokens;
