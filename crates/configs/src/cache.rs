@@ -26,6 +26,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement, TransactionTrait, Value as DbValue,
 };
 
+use hookbus_script::ScriptEngine;
+
 use crate::{ConfigEntry, entity};
 
 /// A configuration as cached.
@@ -53,20 +55,19 @@ impl State {
     fn apply(&mut self, change: &Change) {
         match change {
             Change::Upsert(entry) => {
-                let model = &entry.model;
-                if let Some(old) = self.by_id.get(&model.id) {
-                    let (key, path) = (old.model.key.clone(), old.model.path.clone());
+                if let Some(old) = self.by_id.get(&entry.id) {
+                    let (key, path) = (old.key.clone(), old.path.clone());
                     self.by_key.remove(&key);
                     self.by_path.remove(&path);
                 }
-                self.by_key.insert(model.key.clone(), model.id);
-                self.by_path.insert(model.path.clone(), model.id);
-                self.by_id.insert(model.id, Arc::clone(entry));
+                self.by_key.insert(entry.key.clone(), entry.id);
+                self.by_path.insert(entry.path.clone(), entry.id);
+                self.by_id.insert(entry.id, Arc::clone(entry));
             }
             Change::Remove(id) => {
                 if let Some(old) = self.by_id.remove(id) {
-                    self.by_key.remove(&old.model.key);
-                    self.by_path.remove(&old.model.path);
+                    self.by_key.remove(&old.key);
+                    self.by_path.remove(&old.path);
                 }
             }
         }
@@ -89,12 +90,14 @@ impl State {
 pub struct ConfigCache {
     state: Arc<RwLock<State>>,
     db: DatabaseConnection,
+    /// Compiles the scripts of the configurations as they enter the cache.
+    scripts: ScriptEngine,
 }
 
 impl ConfigCache {
-    /// Loads every configuration.
-    pub async fn load(db: DatabaseConnection) -> Result<Self, CommandError> {
-        let cache = Self { state: Arc::default(), db };
+    /// Loads every configuration, compiling their scripts with `scripts`.
+    pub async fn load(db: DatabaseConnection, scripts: ScriptEngine) -> Result<Self, CommandError> {
+        let cache = Self { state: Arc::default(), db, scripts };
         cache.reload().await?;
         Ok(cache)
     }
@@ -162,7 +165,12 @@ impl ConfigCache {
         let pending = std::mem::take(&mut state.pending);
         let mut fresh = State { generation, ..State::default() };
         for row in rows {
-            match ConfigEntry::try_from(row) {
+            // A version already cached is kept as it is: its script compiled, its view built.
+            if let Some(kept) = state.by_id.get(&row.id).filter(|kept| kept.version == row.version) {
+                fresh.apply(&Change::Upsert(Arc::clone(kept)));
+                continue;
+            }
+            match ConfigEntry::new(row, &self.scripts) {
                 Ok(entry) => fresh.apply(&Change::Upsert(Arc::new(entry))),
                 // Serving the rest beats serving nothing; the bad one answers 404 until fixed.
                 Err(e) => {

@@ -19,7 +19,7 @@ use crate::{
     ConfigEntry, ConfigFields, WebHookConfig, WebhookKey,
     cache::{Change, ConfigCache, bump_generation},
     entity,
-    input::{ConfigSpec, Execution, Problems},
+    input::{ConfigSpec, ExecutionSpec, Problems},
 };
 
 const KEY_TAKEN: &str = "A webhook configuration with this key already exists";
@@ -67,7 +67,7 @@ impl Handler for CreateWebHookConfigCommand {
         };
         apply(&mut row, spec, Delegation::of(&ctx.principal), now);
         let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
-        commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
+        commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
 }
@@ -112,7 +112,7 @@ impl Handler for UpdateWebHookConfigCommand {
         row.version = Set(version + 1);
         apply(&mut row, spec, Delegation::of(&ctx.principal), hookbus_core::now());
         let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
-        commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
+        commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
         Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
 }
@@ -216,8 +216,8 @@ async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<
 }
 
 /// The cache entry of a row just saved.
-fn entry(saved: &entity::Model) -> Result<Arc<ConfigEntry>, CommandError> {
-    ConfigEntry::try_from(saved.clone()).map(Arc::new).map_err(CommandError::internal)
+fn entry(ctx: &Context, saved: &entity::Model) -> Result<Arc<ConfigEntry>, CommandError> {
+    ConfigEntry::new(saved.clone(), ctx.service::<ScriptEngine>()?).map(Arc::new).map_err(CommandError::internal)
 }
 
 /// Whoever saves a configuration must be allowed to run every command it names: it runs them
@@ -230,7 +230,7 @@ fn authorize(ctx: &Context, spec: &ConfigSpec) -> Result<(), CommandError> {
 /// A type-3 configuration must name an existing process definition. Read by table name: the
 /// process engine's crate depends on this one, not the other way round.
 async fn ensure_process_exists(ctx: &Context, spec: &ConfigSpec) -> Result<(), CommandError> {
-    let Execution::StartProcess(id) = spec.execution else { return Ok(()) };
+    let ExecutionSpec::StartProcess(id) = spec.execution else { return Ok(()) };
     let db = ctx.service::<Store>()?.db();
     let query = Query::select()
         .expr(Expr::col(Asterisk).count())
@@ -284,7 +284,7 @@ async fn set_enabled(
     row.version = Set(version + 1);
     row.updated_at = Set(hookbus_core::now());
     let saved = row.update(&*txn).await.or_internal()?;
-    commit(ctx, txn, Change::Upsert(entry(&saved)?)).await?;
+    commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
     Ok(saved)
 }
 
@@ -307,10 +307,10 @@ fn apply(row: &mut entity::ActiveModel, spec: ConfigSpec, run_as: Delegation, no
     row.action = Set(action.as_str().to_owned());
     row.execution_type = Set(execution.execution_type().code());
     let (command_name, command_chain, execution_code, process_definition_id) = match execution {
-        Execution::NativeCommand(name) => (Some(name), None, None, None),
-        Execution::CommandChain(steps) => (None, Some(serde_json::json!(steps)), None, None),
-        Execution::Code(code) => (None, None, Some(code), None),
-        Execution::StartProcess(id) => (None, None, None, Some(id)),
+        ExecutionSpec::NativeCommand(name) => (Some(name), None, None, None),
+        ExecutionSpec::CommandChain(steps) => (None, Some(serde_json::json!(steps)), None, None),
+        ExecutionSpec::Code(code) => (None, None, Some(code), None),
+        ExecutionSpec::StartProcess(id) => (None, None, None, Some(id)),
     };
     row.command_name = Set(command_name);
     row.command_chain = Set(command_chain);

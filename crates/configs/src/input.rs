@@ -69,14 +69,14 @@ pub struct ChainStepInput {
 
 /// What a configuration runs, with exactly the field its type needs.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Execution {
+pub enum ExecutionSpec {
     NativeCommand(String),
     CommandChain(Vec<ChainStepInput>),
     Code(String),
     StartProcess(i32),
 }
 
-impl Execution {
+impl ExecutionSpec {
     /// Every command it runs, with where it is named: what its saver must be allowed to run. A
     /// script's are the names it passes to `command()` as literals, and the commands behind
     /// `publish()` and `start_process()` when its source names them; a name computed at run time
@@ -113,7 +113,7 @@ pub struct ConfigSpec {
     pub is_enabled: bool,
     pub path: HookPath,
     pub action: HttpMethod,
-    pub execution: Execution,
+    pub execution: ExecutionSpec,
     pub allowable_ips: IpAllowList,
     pub idempotency_key: Option<IdempotencyKey>,
     pub respond_async: bool,
@@ -203,17 +203,17 @@ impl ConfigFields {
             match kind {
                 ExecutionType::NativeCommand => match command_name {
                     None => missing(&mut problems, kind),
-                    Some(name) => problems.check(routable_command(&name)).map(|()| Execution::NativeCommand(name)),
+                    Some(name) => problems.check(routable_command(&name)).map(|()| ExecutionSpec::NativeCommand(name)),
                 },
                 ExecutionType::CommandChain => match command_chain {
                     None => missing(&mut problems, kind),
-                    Some(steps) => validate_chain(&steps, &mut problems).then_some(Execution::CommandChain(steps)),
+                    Some(steps) => validate_chain(&steps, &mut problems).then_some(ExecutionSpec::CommandChain(steps)),
                 },
                 ExecutionType::Code => match execution_code {
                     None => missing(&mut problems, kind),
                     Some(code) if code.trim().is_empty() => missing(&mut problems, kind),
                     Some(code) => match scripts.compile(&code) {
-                        Ok(_) => Some(Execution::Code(code)),
+                        Ok(_) => Some(ExecutionSpec::Code(code)),
                         Err(e) => {
                             problems.push(format!(
                                 "executionCode: syntax error at line {}, column {}: {}",
@@ -226,7 +226,7 @@ impl ConfigFields {
                 ExecutionType::StartProcess => match process_definition_id {
                     None => missing(&mut problems, kind),
                     Some(id) => match i32::try_from(id) {
-                        Ok(id) if id > 0 => Some(Execution::StartProcess(id)),
+                        Ok(id) if id > 0 => Some(ExecutionSpec::StartProcess(id)),
                         _ => {
                             problems.push("processDefinitionId must be a positive integer");
                             None
@@ -266,7 +266,7 @@ impl ConfigFields {
     }
 }
 
-fn missing(problems: &mut Problems, kind: ExecutionType) -> Option<Execution> {
+fn missing(problems: &mut Problems, kind: ExecutionType) -> Option<ExecutionSpec> {
     problems.push(format!("{} is required for executionType {}", kind.field(), kind.code()));
     None
 }

@@ -8,7 +8,7 @@
 
 mod cache;
 mod commands;
-pub mod entity;
+mod entity;
 mod entry;
 mod input;
 mod model;
@@ -16,7 +16,7 @@ mod queries;
 mod view;
 
 pub use cache::{CachedConfig, ConfigCache};
-pub use entry::{ChainStep, ConfigEntry, CorruptConfig, IdempotencyRule, StepInput};
+pub use entry::{ChainStep, ConfigEntry, CorruptConfig, Execution, IdempotencyRule, StepInput};
 pub use input::{ChainStepInput, ConfigFields};
 pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};
 pub use view::WebHookConfig;

@@ -211,7 +211,7 @@ impl Handler for ReplayInboundEventCommand {
             .service::<ConfigCache>()?
             .by_id(original.config_id)
             .ok_or_else(|| CommandError::not_found("Replay failed", "The configuration no longer exists"))?;
-        if !entry.model.is_enabled {
+        if !entry.is_enabled {
             return Err(CommandError::conflict("Replay failed", "The configuration is inactive"));
         }
         let request = receive::request_of(&original)?;
@@ -222,13 +222,8 @@ impl Handler for ReplayInboundEventCommand {
             .as_ref()
             .and_then(|rule| receive::idempotency_value(rule, &request))
             .filter(|value| value != REDACTED);
-        let mut replay = receive::row_for(
-            entry.model.id,
-            entry.model.key.clone(),
-            request.clone(),
-            hookbus_core::now(),
-            ctx.service()?,
-        )?;
+        let mut replay =
+            receive::row_for(entry.id, entry.key.clone(), request.clone(), hookbus_core::now(), ctx.service()?)?;
         replay.replay_of = Set(Some(original.id));
         replay.status = Set(InboundStatus::Processing);
         replay.attempts = Set(1);

@@ -40,7 +40,7 @@ impl Inbound {
     ) -> Result<Receipt, CommandError> {
         let store = services.get::<Store>()?;
         let idempotency_value = entry.idempotency.as_ref().and_then(|rule| idempotency_value(rule, &request));
-        let queued = entry.model.respond_async;
+        let queued = entry.respond_async;
         if !queued && idempotency_value.is_none() {
             return plain(services, entry, request).await;
         }
@@ -92,8 +92,8 @@ async fn plain(
     let duration_ms = elapsed_ms(started);
     // The request is ours now: it moves into its row without another copy.
     let row = LogRow::finished(
-        entry.model.id,
-        entry.model.key.clone(),
+        entry.id,
+        entry.key.clone(),
         request,
         &result,
         duration_ms,
@@ -174,7 +174,7 @@ async fn repeat(
     redaction: &HeaderRedaction,
 ) -> Result<Repeat, CommandError> {
     let first = entity::Entity::find()
-        .filter(entity::Column::ConfigId.eq(entry.model.id))
+        .filter(entity::Column::ConfigId.eq(entry.id))
         .filter(entity::Column::IdempotencyValue.eq(value))
         .one(store.db())
         .await
@@ -199,7 +199,7 @@ async fn repeat(
     let receipt = match first.status {
         // The repeat passed none of the handler's own checks (a script's signature check does not
         // run), so it learns only that the key was seen, unless the configuration opts in.
-        InboundStatus::Succeeded if entry.model.idempotency_returns_result => {
+        InboundStatus::Succeeded if entry.idempotency_returns_result => {
             duplicate.http_status = Set(Some(200));
             duplicate.message = Set(first.message.clone());
             duplicate.data = Set(first.data.clone());
@@ -215,7 +215,7 @@ async fn repeat(
             duplicate.data = Set(Some(JsonText::of(&data)?));
             Receipt::Done(Ok(Reply { data: data.into(), message: DUPLICATE_ANSWER.into() }))
         }
-        InboundStatus::Pending if entry.model.respond_async => {
+        InboundStatus::Pending if entry.respond_async => {
             duplicate.http_status = Set(Some(202));
             Receipt::Accepted(first.id)
         }
@@ -240,7 +240,7 @@ pub(crate) fn new_row(
     redaction: &HeaderRedaction,
 ) -> Result<entity::ActiveModel, CommandError> {
     let received_at = request.received_at;
-    row_for(entry.model.id, entry.model.key.clone(), request, received_at, redaction)
+    row_for(entry.id, entry.key.clone(), request, received_at, redaction)
 }
 
 /// As [`new_row`], for a request logged under `config_id` and `key` (a fixed route has no

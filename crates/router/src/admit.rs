@@ -11,10 +11,10 @@ pub fn not_found() -> CommandError {
 /// Whether a request may run `entry`: enabled (else 404), the configured method (else 405 naming
 /// it), and a client IP on the allow-list (else 403).
 pub fn admit(entry: &ConfigEntry, method: &str, client: IpAddr) -> Result<(), CommandError> {
-    if !entry.model.is_enabled {
+    if !entry.is_enabled {
         return Err(CommandError::not_found(
             "Webhook configuration is inactive",
-            format!("Configuration '{}' is disabled", entry.model.key),
+            format!("Configuration '{}' is disabled", entry.key),
         ));
     }
     if !method.eq_ignore_ascii_case(entry.action.as_str()) {

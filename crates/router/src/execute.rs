@@ -1,11 +1,11 @@
 use std::{sync::Arc, time::Instant};
 
-use hookbus_configs::{ChainStep, ConfigEntry, ExecutionType, StepInput};
+use hookbus_configs::{ChainStep, ConfigEntry, Execution, StepInput};
 use hookbus_core::{
     CommandError, Context, Delegation, Permission, PermissionSet, Principal, Reply, Services, parse_named_command,
     run_command,
 };
-use hookbus_script::{HostError, HostFailure, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
+use hookbus_script::{CompiledScript, HostError, HostFailure, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
 use serde_json::{Map, Value, json};
 
 use crate::InboundRequest;
@@ -39,16 +39,13 @@ impl Router {
     ) -> Result<Reply, CommandError> {
         let ctx = Context::new(self.principal(&entry.run_as, "router"), Arc::clone(services));
         // `ctx` moves into a script's host; the other types borrow it.
-        match entry.execution_type {
-            ExecutionType::NativeCommand => {
-                let name = entry.model.command_name.as_deref().unwrap_or_default();
-                run_named(name, &request.body, &ctx).await
-            }
-            ExecutionType::CommandChain => run_chain(&entry.chain, request, &ctx).await,
-            ExecutionType::Code => run_script(entry, request, ctx).await,
+        match &entry.execution {
+            Execution::NativeCommand(name) => run_named(name, &request.body, &ctx).await,
+            Execution::CommandChain(steps) => run_chain(steps, request, &ctx).await,
+            Execution::Code(script) => run_script(script, &entry.key, request, ctx).await,
             // Through the bus, like any command: the router needs no process engine of its own.
-            ExecutionType::StartProcess => {
-                let fields = json!({"id": entry.model.process_definition_id, "runtimeContext": request.body});
+            Execution::StartProcess(id) => {
+                let fields = json!({"id": id, "runtimeContext": request.body});
                 run_named("StartProcessInstanceCommand", &fields, &ctx).await
             }
         }
@@ -116,13 +113,14 @@ fn resolve(input: &StepInput, context: &Value) -> Value {
 
 /// Runs a type-2 script on a script thread, so that a slow script cannot stall the request
 /// threads; its `command()` calls come back to the bus through [`BusHost`].
-async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context) -> Result<Reply, CommandError> {
+async fn run_script(
+    script: &Arc<CompiledScript>,
+    key: &str,
+    request: &InboundRequest,
+    ctx: Context,
+) -> Result<Reply, CommandError> {
     let engine_services = Arc::clone(ctx.services());
-    let script = entry.compiled_script(ctx.service::<ScriptEngine>()?).map_err(|e| CommandError::Rejected {
-        status: 500,
-        message: "Script failed".into(),
-        errors: vec![e.to_string()],
-    })?;
+    let script = Arc::clone(script);
     // Only what the script names: building and converting the others cost more than running a
     // short script.
     let mut inputs = Vec::with_capacity(6);
@@ -140,7 +138,7 @@ async fn run_script(entry: &ConfigEntry, request: &InboundRequest, ctx: Context)
     input("ip", &|| Ok(Value::String(request.ip.to_string())))?;
     let threads = ctx.service::<ScriptThreads>()?.clone();
     let host = Arc::new(BusHost::new(ctx));
-    let label = entry.model.key.clone();
+    let label = key.to_owned();
     let outcome = threads
         .run(move || {
             let engine = engine_services.get::<ScriptEngine>()?;

@@ -11,7 +11,10 @@ mod run;
 mod select;
 mod threads;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::Deserialize;
 
@@ -79,10 +82,10 @@ pub struct CompileError {
     pub column: usize,
 }
 
-/// The shared, sandboxed engine.
-#[derive(Debug)]
+/// The shared, sandboxed engine. Cloning shares it.
+#[derive(Debug, Clone)]
 pub struct ScriptEngine {
-    engine: rhai::Engine,
+    engine: Arc<rhai::Engine>,
     limits: ScriptLimits,
 }
 
@@ -113,7 +116,7 @@ impl ScriptEngine {
         engine.on_print(|text| tracing::info!(target: "hookbus::script", "{text}"));
         engine.on_debug(|text, _, _| tracing::debug!(target: "hookbus::script", "{text}"));
         helpers::register(&mut engine);
-        Self { engine, limits }
+        Self { engine: Arc::new(engine), limits }
     }
 
     pub fn limits(&self) -> &ScriptLimits {

@@ -166,7 +166,8 @@ impl Application {
             tracing::warn!("{warning}");
         }
 
-        let configs = ConfigCache::load(db.clone()).await.map_err(StartupError::Cache)?;
+        let scripts = ScriptEngine::new(settings.script.clone());
+        let configs = ConfigCache::load(db.clone(), scripts.clone()).await.map_err(StartupError::Cache)?;
         let mut background = vec![configs.spawn_refresher(Duration::from_millis(settings.router.config_refresh_ms))];
 
         let bootstrap = Some(settings.auth.bootstrap_token.as_str()).filter(|t| !t.is_empty());
@@ -175,7 +176,7 @@ impl Application {
         let store = Store::new(db.clone());
         services.insert(store.clone());
         services.insert(TokenAuthority::new(db.clone(), bootstrap));
-        services.insert(ScriptEngine::new(settings.script.clone()));
+        services.insert(scripts);
         services.insert(ScriptThreads::start(settings.script.threads).map_err(StartupError::ScriptThreads)?);
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));

@@ -70,10 +70,10 @@ async fn route(
 
     let body = read_limited(request, payload, state.body_limits).await?;
     let (parsed, body_from_raw) = parse_body(request.headers(), &body)?;
-    let inbound = InboundRequest { body_from_raw, ..inbound_request(request, &entry.model.key, client, parsed, &body) };
+    let inbound = InboundRequest { body_from_raw, ..inbound_request(request, &entry.key, client, parsed, &body) };
     match Inbound::receive(&state.services, &entry, inbound).await? {
         Receipt::Done(result) => {
-            state.metrics.record_execution(entry.execution_type.code(), result.is_ok());
+            state.metrics.record_execution(entry.execution.execution_type().code(), result.is_ok());
             result.map(|reply| Answer::Ok(reply.into()))
         }
         Receipt::Accepted(event_id) => Ok(Answer::Accepted(event_id)),
