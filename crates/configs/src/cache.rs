@@ -20,8 +20,6 @@ use std::{
     time::Duration,
 };
 
-use hookbus_core::CommandError;
-use hookbus_store::DbResultExt;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement, TransactionTrait, Value as DbValue,
 };
@@ -96,7 +94,7 @@ pub struct ConfigCache {
 
 impl ConfigCache {
     /// Loads every configuration, compiling their scripts with `scripts`.
-    pub async fn load(db: DatabaseConnection, scripts: ScriptEngine) -> Result<Self, CommandError> {
+    pub async fn load(db: DatabaseConnection, scripts: ScriptEngine) -> Result<Self, CacheError> {
         let cache = Self { state: Arc::default(), db, scripts };
         cache.reload().await?;
         Ok(cache)
@@ -110,14 +108,15 @@ impl ConfigCache {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                // Errors were logged with an id; the next tick tries again.
-                let _ = cache.refresh().await;
+                if let Err(error) = cache.refresh().await {
+                    tracing::warn!(error = %hookbus_core::error_chain(&error), "configuration refresh failed; the next one tries again");
+                }
             }
         })
     }
 
     /// Reloads if the database's generation moved past the cache's.
-    pub async fn refresh(&self) -> Result<(), CommandError> {
+    pub async fn refresh(&self) -> Result<(), CacheError> {
         let current = read_generation(&self.db).await?;
         if current > self.generation() { self.reload().await } else { Ok(()) }
     }
@@ -151,12 +150,12 @@ impl ConfigCache {
         state.advance();
     }
 
-    async fn reload(&self) -> Result<(), CommandError> {
+    async fn reload(&self) -> Result<(), CacheError> {
         // One read transaction, so that the rows and the generation describe the same moment.
-        let txn = self.db.begin().await.or_internal()?;
+        let txn = self.db.begin().await?;
         let generation = read_generation(&txn).await?;
-        let rows = entity::Entity::find().order_by_asc(entity::Column::Id).all(&txn).await.or_internal()?;
-        txn.commit().await.or_internal()?;
+        let rows = entity::Entity::find().order_by_asc(entity::Column::Id).all(&txn).await?;
+        txn.commit().await?;
 
         let mut state = self.write();
         if generation <= state.generation {
@@ -173,9 +172,7 @@ impl ConfigCache {
             match ConfigEntry::new(row, &self.scripts) {
                 Ok(entry) => fresh.apply(&Change::Upsert(Arc::new(entry))),
                 // Serving the rest beats serving nothing; the bad one answers 404 until fixed.
-                Err(e) => {
-                    CommandError::internal(e);
-                }
+                Err(error) => tracing::error!(error = %error, "a stored configuration cannot be served"),
             }
         }
         for (g, change) in pending.into_iter().filter(|(g, _)| *g > generation) {
@@ -196,19 +193,17 @@ impl ConfigCache {
     }
 }
 
-async fn read_generation(db: &impl ConnectionTrait) -> Result<i64, CommandError> {
+async fn read_generation(db: &impl ConnectionTrait) -> Result<i64, CacheError> {
     let backend = db.get_database_backend();
     let row = db
         .query_one_raw(Statement::from_string(backend, "SELECT generation FROM webhook_config_generation WHERE id = 1"))
-        .await
-        .or_internal()?;
-    row.and_then(|row| row.try_get::<i64>("", "generation").ok())
-        .ok_or_else(|| CommandError::internal(MissingGeneration))
+        .await?;
+    row.and_then(|row| row.try_get::<i64>("", "generation").ok()).ok_or(CacheError::MissingGeneration)
 }
 
 /// Bumps the generation inside a write transaction and returns the new value. The row lock this
 /// takes orders configuration writes, so generations follow commit order.
-pub(crate) async fn bump_generation(txn: &impl ConnectionTrait) -> Result<i64, CommandError> {
+pub(crate) async fn bump_generation(txn: &impl ConnectionTrait) -> Result<i64, CacheError> {
     let backend = txn.get_database_backend();
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
@@ -216,12 +211,15 @@ pub(crate) async fn bump_generation(txn: &impl ConnectionTrait) -> Result<i64, C
             "UPDATE webhook_config_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation",
             Vec::<DbValue>::new(),
         ))
-        .await
-        .or_internal()?;
-    row.and_then(|row| row.try_get::<i64>("", "generation").ok())
-        .ok_or_else(|| CommandError::internal(MissingGeneration))
+        .await?;
+    row.and_then(|row| row.try_get::<i64>("", "generation").ok()).ok_or(CacheError::MissingGeneration)
 }
 
+/// Why the cache could not be read or kept in step.
 #[derive(Debug, thiserror::Error)]
-#[error("the webhook_config_generation row is missing; run the migrations")]
-struct MissingGeneration;
+pub enum CacheError {
+    #[error("the database failed")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("the webhook_config_generation row is missing; run the migrations")]
+    MissingGeneration,
+}

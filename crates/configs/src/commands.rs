@@ -209,7 +209,7 @@ register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
 /// Bumps the generation, commits, and applies the change to this instance's cache at once, so that
 /// the instance reads its own writes.
 async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<(), CommandError> {
-    let generation = bump_generation(&*txn).await?;
+    let generation = bump_generation(&*txn).await.map_err(CommandError::internal)?;
     txn.commit().await.or_internal()?;
     ctx.service::<ConfigCache>()?.record(generation, change);
     Ok(())

@@ -15,7 +15,7 @@ mod model;
 mod queries;
 mod view;
 
-pub use cache::{CachedConfig, ConfigCache};
+pub use cache::{CacheError, CachedConfig, ConfigCache};
 pub use entry::{ChainStep, ConfigEntry, CorruptConfig, Execution, IdempotencyRule, StepInput};
 pub use input::{ChainStepInput, ConfigFields};
 pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};

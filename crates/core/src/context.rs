@@ -49,12 +49,18 @@ impl Services {
         self.map.insert(TypeId::of::<T>(), Arc::new(service));
     }
 
-    /// The service of type `T`. A missing one is a wiring bug, reported as an internal error.
+    /// The service of type `T`, for a handler. A missing one is a wiring bug, reported as an
+    /// internal error.
     pub fn get<T: Send + Sync + 'static>(&self) -> Result<&T, CommandError> {
+        self.require().map_err(CommandError::internal)
+    }
+
+    /// The service of type `T`, for background work that keeps its own errors.
+    pub fn require<T: Send + Sync + 'static>(&self) -> Result<&T, MissingService> {
         self.map
             .get(&TypeId::of::<T>())
             .and_then(|service| service.downcast_ref::<T>())
-            .ok_or_else(|| CommandError::internal(MissingService(type_name::<T>())))
+            .ok_or(MissingService(type_name::<T>()))
     }
 }
 
@@ -64,9 +70,10 @@ impl fmt::Debug for Services {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// A service that was not put into [`Services`] at start-up: a wiring bug.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("service {0} was not registered at start-up")]
-struct MissingService(&'static str);
+pub struct MissingService(&'static str);
 
 /// Everything a command handler can see: the caller and the services.
 #[derive(Debug, Clone)]

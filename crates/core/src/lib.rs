@@ -19,7 +19,7 @@ mod permission;
 mod registry;
 
 pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply, ReplyData, SharedJson};
-pub use context::{Context, Owner, Principal, Services, Subject};
+pub use context::{Context, MissingService, Owner, Principal, Services, Subject};
 pub use delegation::{Delegation, DelegationView, authorize_commands};
 pub use dispatch::{parse_command, parse_command_value, parse_named_command, run_command};
 pub use envelope::Envelope;

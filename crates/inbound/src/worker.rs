@@ -5,11 +5,11 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
 use hookbus_configs::ConfigCache;
-use hookbus_core::{CommandError, Services, Timestamp};
+use hookbus_core::{CommandError, MissingService, Services, Timestamp, error_chain};
 use hookbus_seal::Sealer;
-use hookbus_store::{DbResultExt, Store};
+use hookbus_store::Store;
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    ColumnTrait, Condition, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
     Statement,
     sea_query::{Expr, ExprTrait},
 };
@@ -38,17 +38,18 @@ impl AsyncWorker {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                // Errors were logged with an id; the next round tries again.
-                let _ = self.round(&services).await;
+                if let Err(error) = self.round(&services).await {
+                    tracing::warn!(error = %error_chain(&error), "async queue poll failed; the next one tries again");
+                }
             }
         })
     }
 
     /// Claims and runs what is due. Returns how many ran.
-    pub async fn round(&self, services: &Arc<Services>) -> Result<usize, CommandError> {
-        let store = services.get::<Store>()?;
+    pub async fn round(&self, services: &Arc<Services>) -> Result<usize, WorkerError> {
+        let store = services.require::<Store>()?;
         let now = hookbus_core::now();
-        let candidates: Vec<Uuid> = due_ids(now).into_tuple().all(store.db()).await.or_internal()?;
+        let candidates: Vec<Uuid> = due_ids(now).into_tuple().all(store.db()).await?;
         let mut ran = 0;
         for id in candidates {
             if let Some(event) = self.claim(store, id, now).await? {
@@ -61,7 +62,7 @@ impl AsyncWorker {
 
     /// Takes `id` if it is still due: one conditional update, so of several workers exactly one
     /// wins.
-    async fn claim(&self, store: &Store, id: Uuid, now: Timestamp) -> Result<Option<entity::Model>, CommandError> {
+    async fn claim(&self, store: &Store, id: Uuid, now: Timestamp) -> Result<Option<entity::Model>, DbErr> {
         let lease_until = now + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
         let claim = entity::Entity::update_many()
             .col_expr(entity::Column::Status, Expr::value(InboundStatus::Processing))
@@ -69,16 +70,16 @@ impl AsyncWorker {
             .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
             .filter(entity::Column::Id.eq(id))
             .filter(due(now));
-        let claimed = store.write(|db| claim.exec(db)).await.or_internal()?;
+        let claimed = store.write(|db| claim.exec(db)).await?;
         if claimed.rows_affected == 0 {
             return Ok(None);
         }
-        entity::Entity::find_by_id(id).one(store.db()).await.or_internal()
+        entity::Entity::find_by_id(id).one(store.db()).await
     }
 
-    async fn run(&self, services: &Arc<Services>, store: &Store, event: entity::Model) -> Result<(), CommandError> {
+    async fn run(&self, services: &Arc<Services>, store: &Store, event: entity::Model) -> Result<(), WorkerError> {
         let started = std::time::Instant::now();
-        let entry = services.get::<ConfigCache>()?.by_id(event.config_id);
+        let entry = services.require::<ConfigCache>()?.by_id(event.config_id);
         let request = receive::request_of(&event).and_then(|mut request| {
             // The secret headers as they came, for this run only.
             if let Some(sealed) = &event.sealed_headers {
@@ -92,15 +93,15 @@ impl AsyncWorker {
             (None, _) => {
                 let gone = Err(CommandError::not_found("Configuration not found", "The configuration was deleted"));
                 receive::record(store, event.id, &gone, started).await?;
-                return forget_secrets(store, &event).await;
+                return Ok(forget_secrets(store, &event).await?);
             }
             (_, Err(bad)) => {
                 receive::record(store, event.id, &Err(bad), started).await?;
-                return forget_secrets(store, &event).await;
+                return Ok(forget_secrets(store, &event).await?);
             }
         };
         if result.is_ok() || event.attempts >= self.max_attempts {
-            return forget_secrets(store, &event).await;
+            return Ok(forget_secrets(store, &event).await?);
         }
         {
             // Back in the queue; the failure is kept on the event meanwhile.
@@ -112,27 +113,38 @@ impl AsyncWorker {
                 .col_expr(entity::Column::NextAttemptAt, Expr::value(Some(next)))
                 .col_expr(entity::Column::CompletedAt, Expr::value(Option::<Timestamp>::None))
                 .filter(entity::Column::Id.eq(event.id));
-            store.write(|db| retry.exec(db)).await.or_internal()?;
+            store.write(|db| retry.exec(db)).await?;
         }
         Ok(())
     }
 }
 
+/// What stops a round of the worker; a request's own failure is recorded on it instead.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the database failed")]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Wiring(#[from] MissingService),
+    #[error("a request's outcome was not recorded")]
+    Record(#[from] CommandError),
+}
+
 /// Drops a queued request's sealed secret headers after its last run.
-async fn forget_secrets(store: &Store, event: &entity::Model) -> Result<(), CommandError> {
+async fn forget_secrets(store: &Store, event: &entity::Model) -> Result<(), DbErr> {
     if event.sealed_headers.is_none() {
         return Ok(());
     }
     let forget = entity::Entity::update_many()
         .col_expr(entity::Column::SealedHeaders, Expr::value(Option::<String>::None))
         .filter(entity::Column::Id.eq(event.id));
-    store.write(|db| forget.exec(db)).await.or_internal()?;
+    store.write(|db| forget.exec(db)).await?;
     Ok(())
 }
 
 /// Deletes the finished events received before `cutoff` (queued and running ones stay, however
 /// old), in chunks (see [`Store::delete_in_chunks`]). Returns how many went.
-pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError> {
+pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, DbErr> {
     let finished = entity::Entity::find()
         .select_only()
         .column(entity::Column::Id)
@@ -143,7 +155,7 @@ pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError
             InboundStatus::Duplicate,
         ]))
         .into_query();
-    store.delete_in_chunks(entity::Entity, Expr::col(entity::Column::Id), finished).await.or_internal()
+    store.delete_in_chunks(entity::Entity, Expr::col(entity::Column::Id), finished).await
 }
 
 /// The ids of up to [`BATCH`] due events, the longest due first.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     NotificationStatus, Outbound, catalog,
-    delivery::{EventBody, Job, Target},
+    delivery::{EngineError, EventBody, Job, Target},
     entity::{event, notification, subscription, subscription_event},
     queue,
     subscription::filters_of,
@@ -166,7 +166,7 @@ fn hand_over(
     reserved: usize,
 ) {
     let now = hookbus_core::now();
-    let jobs: Result<Vec<Job>, CommandError> = EventBody::of(row).and_then(|body| {
+    let jobs: Result<Vec<Job>, EngineError> = EventBody::of(row).and_then(|body| {
         subscriptions
             .iter()
             .zip(notifications)

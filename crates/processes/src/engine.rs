@@ -4,11 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
-use hookbus_core::{CommandError, Context, Delegation, Services, Timestamp};
+use hookbus_core::{CommandError, Context, Delegation, MissingService, Services, Timestamp, error_chain};
 use hookbus_router::{BusHost, Router, run_named, script_error};
 use hookbus_script::{ScriptEngine, select};
-use hookbus_store::{DbResultExt, Store};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use hookbus_store::Store;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -39,8 +39,10 @@ impl ProcessEngine {
     pub(crate) fn spawn_run(&self, services: Arc<Services>, id: Uuid) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
-            // Failures are recorded on the instance or logged with an id.
-            let _ = engine.run(&services, id).await;
+            // A step's failure is recorded on the instance; the engine's own is logged.
+            if let Err(error) = engine.run(&services, id).await {
+                tracing::warn!(instance = %id, error = %error_chain(&error), "process instance stopped");
+            }
         })
     }
 
@@ -52,13 +54,15 @@ impl ProcessEngine {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let _ = engine.resume_orphans(&services).await;
+                if let Err(error) = engine.resume_orphans(&services).await {
+                    tracing::warn!(error = %error_chain(&error), "looking for process instances to resume failed");
+                }
             }
         })
     }
 
-    async fn resume_orphans(&self, services: &Arc<Services>) -> Result<(), CommandError> {
-        let store = services.get::<Store>()?;
+    async fn resume_orphans(&self, services: &Arc<Services>) -> Result<(), EngineError> {
+        let store = services.require::<Store>()?;
         let now = hookbus_core::now();
         let orphans: Vec<Uuid> = instances::Entity::find()
             .select_only()
@@ -68,8 +72,7 @@ impl ProcessEngine {
             .limit(32)
             .into_tuple()
             .all(store.db())
-            .await
-            .or_internal()?;
+            .await?;
         for id in orphans {
             // One conditional update: of several instances looking, one takes it.
             let taken = instances::Entity::update_many()
@@ -78,8 +81,7 @@ impl ProcessEngine {
                 .filter(instances::Column::Status.eq(ProcessStatus::Running))
                 .filter(instances::Column::LeaseUntil.lt(now))
                 .exec(store.db())
-                .await
-                .or_internal()?;
+                .await?;
             if taken.rows_affected == 1 {
                 self.spawn_run(Arc::clone(services), id);
             }
@@ -88,22 +90,20 @@ impl ProcessEngine {
     }
 
     /// Runs the instance's remaining steps, saving after each.
-    async fn run(&self, services: &Arc<Services>, id: Uuid) -> Result<(), CommandError> {
-        let store = services.get::<Store>()?;
+    async fn run(&self, services: &Arc<Services>, id: Uuid) -> Result<(), EngineError> {
+        let store = services.require::<Store>()?;
         let Some(first) = self.running(store, id).await? else { return Ok(()) };
         // Read once: definitions never change, and cannot be deleted while an instance runs.
-        let steps = match definitions::Entity::find_by_id(first.definition_id).one(store.db()).await.or_internal()? {
+        let steps = match definitions::Entity::find_by_id(first.definition_id).one(store.db()).await? {
             Some(found) => definition::parse(&found.steps),
             None => Err("the process definition no longer exists".to_owned()),
         };
         let steps = match steps {
             Ok(steps) => steps,
-            Err(problem) => return self.finish(store, &first, ProcessStatus::Error, Some(problem), None).await,
+            Err(problem) => return Ok(self.finish(store, &first, ProcessStatus::Error, Some(problem), None).await?),
         };
         let run_as = match &first.run_as {
-            Some(text) => {
-                Delegation::from_stored(text).map_err(|problem| CommandError::internal(CorruptAuthority(problem)))?
-            }
+            Some(text) => Delegation::from_stored(text).map_err(CorruptAuthority)?,
             None => unrecorded_authority(),
         };
         let mut next = Some(first);
@@ -111,7 +111,7 @@ impl ProcessEngine {
         while let Some(instance) = next.take() {
             let index = usize::try_from(instance.current_step).unwrap_or(usize::MAX);
             let Some(step) = steps.get(index) else {
-                return self.finish(store, &instance, ProcessStatus::Completed, None, None).await;
+                return Ok(self.finish(store, &instance, ProcessStatus::Completed, None, None).await?);
             };
             // Renew the lease for this step; a cancelled instance stops here.
             let renewed = instances::Entity::update_many()
@@ -119,8 +119,7 @@ impl ProcessEngine {
                 .filter(instances::Column::Id.eq(id))
                 .filter(instances::Column::Status.eq(ProcessStatus::Running))
                 .exec(store.db())
-                .await
-                .or_internal()?;
+                .await?;
             if renewed.rows_affected == 0 {
                 return Ok(());
             }
@@ -151,8 +150,7 @@ impl ProcessEngine {
                         .filter(instances::Column::Status.eq(ProcessStatus::Running))
                         .filter(instances::Column::CurrentStep.eq(instance.current_step))
                         .exec(store.db())
-                        .await
-                        .or_internal()?;
+                        .await?;
                     if saved.rows_affected == 0 {
                         return Ok(());
                     }
@@ -162,7 +160,7 @@ impl ProcessEngine {
                     entry["error"] = error.summary();
                     log.push(entry);
                     let message = format!("step {} ({}) failed: {}", index, step.name(), error.message());
-                    return self.finish(store, &instance, ProcessStatus::Error, Some(message), Some(log)).await;
+                    return Ok(self.finish(store, &instance, ProcessStatus::Error, Some(message), Some(log)).await?);
                 }
             }
         }
@@ -186,8 +184,8 @@ impl ProcessEngine {
     }
 
     /// The instance, if it is still running.
-    async fn running(&self, store: &Store, id: Uuid) -> Result<Option<instances::Model>, CommandError> {
-        let instance = instances::Entity::find_by_id(id).one(store.db()).await.or_internal()?;
+    async fn running(&self, store: &Store, id: Uuid) -> Result<Option<instances::Model>, DbErr> {
+        let instance = instances::Entity::find_by_id(id).one(store.db()).await?;
         Ok(instance.filter(|instance| instance.status == ProcessStatus::Running))
     }
 
@@ -198,7 +196,7 @@ impl ProcessEngine {
         final_status: ProcessStatus,
         error: Option<String>,
         log: Option<Vec<Value>>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<(), DbErr> {
         let mut update = instances::Entity::update_many()
             .col_expr(instances::Column::Status, Expr::value(final_status))
             .col_expr(instances::Column::Error, Expr::value(error))
@@ -212,10 +210,20 @@ impl ProcessEngine {
             .filter(instances::Column::Id.eq(instance.id))
             .filter(instances::Column::Status.eq(ProcessStatus::Running))
             .exec(store.db())
-            .await
-            .or_internal()?;
+            .await?;
         Ok(())
     }
+}
+
+/// What stops the engine running an instance; a step's own failure is recorded on the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the database failed")]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Wiring(#[from] MissingService),
+    #[error(transparent)]
+    Authority(#[from] CorruptAuthority),
 }
 
 /// Runs one step with the instance's authority.

@@ -15,8 +15,8 @@ use chrono::Duration;
 use hookbus_core::{CommandError, Timestamp};
 use hookbus_store::{DbResultExt, Store};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    TryInsertResult, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, TryInsertResult, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -137,7 +137,7 @@ pub(crate) async fn claim<C: ConnectionTrait>(
 /// their requests then too), in chunks (see [`Store::delete_in_chunks`]); a claim still being
 /// published stays. A provider sending one of them again after that is taken as new, and
 /// publishing it again is idempotent while its outbound event is kept. Returns how many went.
-pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError> {
+pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, DbErr> {
     let settled = Condition::any()
         .add(entity::Column::State.eq(PUBLISHED))
         .add(entity::Column::ClaimedAt.lt(hookbus_core::now() - ABANDONED_AFTER));
@@ -149,7 +149,7 @@ pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, CommandError
         .filter(settled)
         .into_query();
     let key = Expr::tuple([Expr::col(entity::Column::Provider), Expr::col(entity::Column::DedupeKey)]);
-    store.delete_in_chunks(entity::Entity, key, old).await.or_internal()
+    store.delete_in_chunks(entity::Entity, key, old).await
 }
 
 /// Marks `key`, claimed by the request logged as `event`, published under `event_id`.

@@ -29,4 +29,4 @@ mod verify;
 
 pub use claims::sweep;
 pub use route::{Admitted, BodyDigest, Providers, Route, admit, receive, refuse};
-pub use settings::{MonoSettings, ProviderSettings, RemitaSettings, Secret};
+pub use settings::{BadSetting, MonoSettings, ProviderSettings, RemitaSettings, Secret};

@@ -16,7 +16,7 @@ use crate::{
     notification::Notification,
     publish,
     remita::{self, StatusApi},
-    settings::ProviderSettings,
+    settings::{BadSetting, ProviderSettings},
     verify::{SharedSecret, Verified, Verifier},
 };
 
@@ -82,7 +82,7 @@ pub struct Providers {
 
 impl Providers {
     /// From settings that passed [`ProviderSettings::check`]; the message names the key.
-    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
+    pub fn new(settings: &ProviderSettings) -> Result<Self, BadSetting> {
         settings.check()?;
         let ProviderSettings { max_items, mono, remita } = settings;
         let key = |text: &str| Some(text.to_owned()).filter(|key| !key.is_empty());
@@ -140,8 +140,9 @@ impl Providers {
 
 /// Who may call the Remita routes: the configured list; with none, anyone if `allow_any_ip` says
 /// so (warned about, since Remita signs nothing), else nobody.
-fn remita_allow_list(remita: &crate::RemitaSettings) -> Result<Option<IpAllowList>, String> {
-    let list = IpAllowList::parse(&remita.allowable_ips).map_err(|problems| problems.join("; "))?;
+fn remita_allow_list(remita: &crate::RemitaSettings) -> Result<Option<IpAllowList>, BadSetting> {
+    let list = IpAllowList::parse(&remita.allowable_ips)
+        .map_err(|problems| BadSetting::new("providers.remita.allowable_ips", problems.join("; ")))?;
     if !list.is_empty() {
         return Ok(Some(list));
     }

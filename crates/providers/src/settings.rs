@@ -45,11 +45,25 @@ pub struct RemitaSettings {
     pub collection_forward_to_key: String,
 }
 
+/// A `[providers]` setting that stops start-up, naming its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct BadSetting {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl BadSetting {
+    pub(crate) fn new(key: &'static str, problem: impl Into<String>) -> Self {
+        Self { key, problem: problem.into() }
+    }
+}
+
 impl ProviderSettings {
-    /// Rules serde cannot express; the message names the key.
-    pub fn check(&self) -> Result<(), String> {
+    /// Rules serde cannot express.
+    pub fn check(&self) -> Result<(), BadSetting> {
         if self.max_items == 0 {
-            return Err("providers.max_items must be at least 1".into());
+            return Err(BadSetting::new("providers.max_items", "must be at least 1"));
         }
         let forwards = [
             ("providers.mono.forward_to_key", &self.mono.forward_to_key),
@@ -58,30 +72,37 @@ impl ProviderSettings {
         ];
         for (name, key) in forwards {
             if !key.is_empty() {
-                WebhookKey::parse(key).map_err(|problem| format!("{name}: {problem}"))?;
+                WebhookKey::parse(key).map_err(|problem| BadSetting::new(name, problem))?;
             }
         }
         let remita = &self.remita;
         let allow_list = IpAllowList::parse(&remita.allowable_ips)
-            .map_err(|problems| format!("providers.remita.allowable_ips: {}", problems.join("; ")))?;
+            .map_err(|problems| BadSetting::new("providers.remita.allowable_ips", problems.join("; ")))?;
         if remita.allow_any_ip && !allow_list.is_empty() {
-            return Err(
-                "providers.remita.allow_any_ip must be false while providers.remita.allowable_ips lists callers".into(),
-            );
+            return Err(BadSetting::new(
+                "providers.remita.allow_any_ip",
+                "must be false while providers.remita.allowable_ips lists callers",
+            ));
         }
         if remita.merchant_id.is_empty() != remita.api_key.is_empty() {
-            return Err("providers.remita.merchant_id and providers.remita.api_key must be set together".into());
+            return Err(BadSetting::new(
+                "providers.remita.merchant_id",
+                "and providers.remita.api_key must be set together",
+            ));
         }
         // It becomes a segment of the status API's URL.
         if !remita.merchant_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err("providers.remita.merchant_id may contain only letters and digits".into());
+            return Err(BadSetting::new("providers.remita.merchant_id", "may contain only letters and digits"));
         }
         let scheme_ok = remita.base_url.starts_with("https://") || remita.base_url.starts_with("http://");
         if !scheme_ok || reqwest::Url::parse(&remita.base_url).is_err() {
-            return Err(format!("providers.remita.base_url: '{}' is not an http(s) URL", remita.base_url));
+            return Err(BadSetting::new(
+                "providers.remita.base_url",
+                format!("'{}' is not an http(s) URL", remita.base_url),
+            ));
         }
         if remita.status_timeout_ms == 0 {
-            return Err("providers.remita.status_timeout_ms must be at least 1".into());
+            return Err(BadSetting::new("providers.remita.status_timeout_ms", "must be at least 1"));
         }
         Ok(())
     }

@@ -9,12 +9,13 @@ pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses addresses and CIDR ranges, naming the first bad entry.
-    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, BadProxy> {
         entries
             .iter()
             .map(|entry| hookbus_core::net::parse_ip_range(entry.as_ref()))
             .collect::<Result<_, _>>()
             .map(Self)
+            .map_err(BadProxy)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -74,3 +75,8 @@ mod tests {
         assert_eq!(mapped.client_ip(ip("10.0.0.5"), Some("198.51.100.7")), ip("198.51.100.7"));
     }
 }
+
+/// An entry of `server.trusted_proxies` that is not an address or a range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadProxy(String);

@@ -11,6 +11,6 @@ mod execute;
 mod request;
 
 pub use admit::{admit, not_found};
-pub use client_ip::TrustedProxies;
+pub use client_ip::{BadProxy, TrustedProxies};
 pub use execute::{BusHost, Router, json_kind, run_named, script_error};
 pub use request::InboundRequest;

@@ -46,15 +46,15 @@ pub enum StartupError {
     #[error("cannot apply the migrations")]
     Migrate(#[source] sea_orm::DbErr),
     #[error("cannot load the router configurations")]
-    Cache(#[source] hookbus_core::CommandError),
+    Cache(#[source] hookbus_configs::CacheError),
     #[error("outbound.encryption_key_file: cannot read or create the key file")]
     EncryptionKey(#[source] std::io::Error),
     #[error("outbound.encryption_key: {0}")]
     Outbound(hookbus_outbound::BadKey),
-    #[error("{0}")]
-    Providers(String),
-    #[error("server.trusted_proxies: {0}")]
-    TrustedProxies(String),
+    #[error(transparent)]
+    Providers(#[from] hookbus_providers::BadSetting),
+    #[error("server.trusted_proxies")]
+    TrustedProxies(#[source] hookbus_router::BadProxy),
     #[error("cannot start the script threads")]
     ScriptThreads(#[source] std::io::Error),
     #[error("cannot listen on {addr}")]

@@ -20,15 +20,15 @@ pub fn spawn(store: Store, retention: Duration, every: Duration) -> JoinHandle<(
             let Some(cutoff) = hookbus_core::retention_cutoff(retention) else {
                 continue;
             };
-            // Failures were logged with an id; the next sweep tries again.
+            // One instance sweeps at a time; the next sweep tries again after a failure.
             let swept = store
                 .exclusively(Singleton::InboundRetention, || async {
-                    let _ = hookbus_inbound::sweep(&store, cutoff).await;
-                    let _ = hookbus_providers::sweep(&store, cutoff).await;
+                    hookbus_inbound::sweep(&store, cutoff).await?;
+                    hookbus_providers::sweep(&store, cutoff).await
                 })
                 .await;
-            if let Err(error) = swept {
-                tracing::warn!(error = %hookbus_core::error_chain(&error), "inbound retention sweep not run");
+            if let Err(error) | Ok(Some(Err(error))) = swept {
+                tracing::warn!(error = %hookbus_core::error_chain(&error), "inbound retention sweep failed");
             }
         }
     })

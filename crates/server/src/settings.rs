@@ -275,7 +275,7 @@ impl Settings {
         {
             return Err(SettingsError(format!("outbound.encryption_key: {}", hookbus_outbound::BadKey)));
         }
-        self.providers.check().map_err(SettingsError)?;
+        self.providers.check().map_err(|bad| SettingsError(bad.to_string()))?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(SettingsError(format!("log.level: '{}' is not a valid filter", self.log.level)));
         }

@@ -4,15 +4,15 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
-use hookbus_core::CommandError;
-use hookbus_store::{DELETE_CHUNK, DbResultExt, Singleton, Store};
+use hookbus_core::error_chain;
+use hookbus_store::{DELETE_CHUNK, Singleton, Store};
 use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
-use super::{Dispatcher, EventBody, Job, Outcome, Target, record::Writer};
+use super::{Dispatcher, EngineError, EventBody, Job, Outcome, Target, record::Writer};
 use crate::{
     NotificationStatus, Outbound,
     entity::{attempt, event, notification, subscription},
@@ -41,20 +41,29 @@ impl Poller {
             loop {
                 ticker.tick().await;
                 // A full round may follow at once: the backlog is larger than one claim.
-                while let Ok(CLAIM) = self.round().await {}
+                loop {
+                    match self.round().await {
+                        Ok(CLAIM) => {}
+                        Ok(_) => break,
+                        Err(error) => {
+                            tracing::warn!(error = %error_chain(&error), "delivery poll failed; the next one tries again");
+                            break;
+                        }
+                    }
+                }
                 if last_depth.elapsed() >= DEPTH_EVERY {
-                    if let Ok(depth) = depth(&self.store).await {
-                        self.outbound.metrics.queue_depth(depth);
+                    match depth(&self.store).await {
+                        Ok(depth) => self.outbound.metrics.queue_depth(depth),
+                        Err(error) => tracing::warn!(error = %error_chain(&error), "queue depth not read"),
                     }
                     last_depth = tokio::time::Instant::now();
                 }
                 if last_sweep.elapsed() >= Duration::from_secs(self.outbound.settings.retention_sweep_secs.max(1)) {
-                    // One instance sweeps at a time. Errors were logged with an id; the next sweep
-                    // tries again.
+                    // One instance sweeps at a time; the next sweep tries again after a failure.
                     let days = self.outbound.settings.retention_days;
                     let swept = self.store.exclusively(Singleton::OutboundRetention, || sweep(&self.store, days)).await;
-                    if let Err(error) = swept {
-                        tracing::warn!(error = %hookbus_core::error_chain(&error), "delivery retention sweep not run");
+                    if let Err(error) | Ok(Some(Err(error))) = swept {
+                        tracing::warn!(error = %error_chain(&error), "delivery retention sweep failed");
                     }
                     last_sweep = tokio::time::Instant::now();
                 }
@@ -63,7 +72,7 @@ impl Poller {
     }
 
     /// Claims what is due, up to the room left in memory. Returns how many were claimed.
-    async fn round(&self) -> Result<usize, CommandError> {
+    async fn round(&self) -> Result<usize, EngineError> {
         let room = self.dispatcher.room().min(CLAIM);
         if room == 0 || !self.dispatcher.reserve(room) {
             return Ok(0);
@@ -98,26 +107,25 @@ impl Poller {
     }
 
     /// Leases up to `limit` due notifications to this instance; the notifications.
-    async fn claim(&self, limit: usize) -> Result<Vec<notification::Model>, CommandError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<notification::Model>, EngineError> {
         let now = hookbus_core::now();
         let lease_until = now + Span::seconds(i64::try_from(self.outbound.settings.lease_secs).unwrap_or(60));
-        let txn = self.store.begin_write().await.or_internal()?;
-        let ids = queue::claim(&*txn, limit, now, lease_until).await.or_internal()?;
-        txn.commit().await.or_internal()?;
+        let txn = self.store.begin_write().await?;
+        let ids = queue::claim(&*txn, limit, now, lease_until).await?;
+        txn.commit().await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut claimed = notification::Entity::find()
             .filter(notification::Column::Id.is_in(ids.iter().copied()))
             .all(self.store.db())
-            .await
-            .or_internal()?;
+            .await?;
         // A queue entry whose notification is gone (deleted with its history) is dropped.
         if claimed.len() < ids.len() {
             let found: std::collections::HashSet<Uuid> = claimed.iter().map(|n| n.id).collect();
             let gone: Vec<(Uuid, queue::Next)> =
                 ids.iter().filter(|id| !found.contains(id)).map(|id| (*id, queue::Next::Done)).collect();
-            queue::settle(self.store.db(), &gone).await.or_internal()?;
+            queue::settle(self.store.db(), &gone).await?;
         }
         claimed.sort_unstable_by_key(|n| n.next_attempt_at);
         Ok(claimed)
@@ -125,24 +133,19 @@ impl Poller {
 
     /// Builds the jobs of claimed notifications. Those whose event or subscription is gone are
     /// returned as cancelled outcomes instead.
-    async fn jobs(&self, claimed: Vec<notification::Model>) -> Result<(Vec<Job>, Vec<Outcome>), CommandError> {
+    async fn jobs(&self, claimed: Vec<notification::Model>) -> Result<(Vec<Job>, Vec<Outcome>), EngineError> {
         let db = self.store.db();
         let now = hookbus_core::now();
         let event_ids: Vec<Uuid> = claimed.iter().map(|n| n.event_id).collect();
         let subscription_ids: Vec<Uuid> = claimed.iter().map(|n| n.subscription_id).collect();
         // Each event's body and each subscription's target is built once and shared by its jobs.
         let mut bodies: HashMap<Uuid, Arc<EventBody>> = HashMap::new();
-        for event in
-            event::Entity::find().filter(event::Column::Id.is_in(dedup(event_ids))).all(db).await.or_internal()?
-        {
+        for event in event::Entity::find().filter(event::Column::Id.is_in(dedup(event_ids))).all(db).await? {
             bodies.insert(event.id, EventBody::of(&event)?);
         }
         let mut targets: HashMap<Uuid, Arc<Target>> = HashMap::new();
-        for subscription in subscription::Entity::find()
-            .filter(subscription::Column::Id.is_in(dedup(subscription_ids)))
-            .all(db)
-            .await
-            .or_internal()?
+        for subscription in
+            subscription::Entity::find().filter(subscription::Column::Id.is_in(dedup(subscription_ids))).all(db).await?
         {
             targets.insert(subscription.id, Target::of(&self.outbound, &subscription, now)?);
         }
@@ -182,7 +185,7 @@ fn cancelled(row: &notification::Model, why: &str) -> Outcome {
 /// In chunks, as the inbound sweep (see [`Store::delete_in_chunks`]): each chunk of notifications
 /// goes with its attempts in one short write transaction, so that a sweep of a long history never
 /// holds the writer (or one PostgreSQL transaction) over all of it.
-pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, CommandError> {
+pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, DbErr> {
     // A retention longer than any date can go back keeps everything.
     let Some(cutoff) = hookbus_core::retention_cutoff(Duration::from_secs(retention_days.saturating_mul(86_400)))
     else {
@@ -190,7 +193,7 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
     };
     let mut deleted = 0;
     loop {
-        let txn = store.begin_write().await.or_internal()?;
+        let txn = store.begin_write().await?;
         let ids: Vec<Uuid> = notification::Entity::find()
             .select_only()
             .column(notification::Column::Id)
@@ -204,23 +207,20 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
             .limit(DELETE_CHUNK)
             .into_tuple()
             .all(&*txn)
-            .await
-            .or_internal()?;
+            .await?;
         if ids.is_empty() {
             break;
         }
         attempt::Entity::delete_many()
             .filter(attempt::Column::NotificationId.is_in(ids.iter().copied()))
             .exec(&*txn)
-            .await
-            .or_internal()?;
+            .await?;
         let chunk = notification::Entity::delete_many()
             .filter(notification::Column::Id.is_in(ids))
             .exec(&*txn)
-            .await
-            .or_internal()?
+            .await?
             .rows_affected;
-        txn.commit().await.or_internal()?;
+        txn.commit().await?;
         deleted += chunk;
         if chunk < DELETE_CHUNK {
             break;
@@ -243,11 +243,11 @@ pub(crate) async fn sweep(store: &Store, retention_days: u64) -> Result<u64, Com
         .filter(event::Column::OccurredAt.lt(cutoff))
         .filter(Expr::not_exists(referenced))
         .into_query();
-    store.delete_in_chunks(event::Entity, Expr::col(event::Column::Id), unreferenced).await.or_internal()?;
+    store.delete_in_chunks(event::Entity, Expr::col(event::Column::Id), unreferenced).await?;
     Ok(deleted)
 }
 
 /// Notifications waiting to be sent.
-async fn depth(store: &Store) -> Result<u64, CommandError> {
-    queue::depth(store.db()).await.or_internal()
+async fn depth(store: &Store) -> Result<u64, DbErr> {
+    queue::depth(store.db()).await
 }

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use hookbus_core::{CommandError, Timestamp};
+use hookbus_core::Timestamp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::EngineError;
 use crate::{
     Outbound,
     entity::{event, subscription},
@@ -22,7 +23,7 @@ pub(crate) struct EventBody {
 }
 
 impl EventBody {
-    pub fn of(row: &event::Model) -> Result<Arc<Self>, CommandError> {
+    pub fn of(row: &event::Model) -> Result<Arc<Self>, EngineError> {
         let mut body = json!({
             "eventId": crate::publish::public_event_id(&row.event_key),
             "eventName": row.event_name,
@@ -36,7 +37,7 @@ impl EventBody {
         if row.simulated {
             body["simulated"] = Value::Bool(true);
         }
-        let body = serde_json::to_vec(&body).map_err(CommandError::internal)?;
+        let body = serde_json::to_vec(&body)?;
         Ok(Arc::new(Self { occurred_at: row.occurred_at, body }))
     }
 }
@@ -59,12 +60,12 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub fn of(outbound: &Outbound, row: &subscription::Model, now: Timestamp) -> Result<Arc<Self>, CommandError> {
-        let mut secrets = vec![outbound.secrets.open(&row.secret).map_err(CommandError::internal)?];
+    pub fn of(outbound: &Outbound, row: &subscription::Model, now: Timestamp) -> Result<Arc<Self>, EngineError> {
+        let mut secrets = vec![outbound.secrets.open(&row.secret)?];
         if let (Some(previous), Some(until)) = (&row.previous_secret, row.previous_secret_until)
             && until > now
         {
-            secrets.push(outbound.secrets.open(previous).map_err(CommandError::internal)?);
+            secrets.push(outbound.secrets.open(previous)?);
         }
         Ok(Arc::new(Self {
             id: row.id,

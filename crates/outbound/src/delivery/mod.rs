@@ -2,6 +2,7 @@
 //! rest of the queue, a bounded pool of senders, and a writer that records outcomes in batches.
 
 mod claim;
+mod error;
 mod job;
 mod record;
 mod retry;
@@ -19,6 +20,7 @@ use hookbus_core::CommandError;
 use hookbus_store::Store;
 use tokio::sync::{Semaphore, mpsc};
 
+pub(crate) use error::EngineError;
 pub(crate) use job::{EventBody, Job, Target};
 pub(crate) use record::Outcome;
 pub(crate) use send::Probe;

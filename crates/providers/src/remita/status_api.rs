@@ -16,7 +16,7 @@ use sha2::{Digest, Sha512};
 
 use crate::{
     notification::scalar_text,
-    settings::{RemitaSettings, Secret},
+    settings::{BadSetting, RemitaSettings, Secret},
 };
 
 /// Remita's status codes that mean the payment went through.
@@ -43,14 +43,14 @@ pub(crate) enum PaymentStatus {
 
 impl StatusApi {
     /// The client for checked settings, or `None` when no credentials are configured.
-    pub(crate) fn new(settings: &RemitaSettings) -> Result<Option<Self>, String> {
+    pub(crate) fn new(settings: &RemitaSettings) -> Result<Option<Self>, BadSetting> {
         if settings.merchant_id.is_empty() || settings.api_key.is_empty() {
             return Ok(None);
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.status_timeout_ms))
             .build()
-            .map_err(|e| format!("providers.remita: cannot build the status API client: {e}"))?;
+            .map_err(|e| BadSetting::new("providers.remita", format!("cannot build the status API client: {e}")))?;
         Ok(Some(Self {
             client,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
