@@ -9,7 +9,10 @@
 //! batch filling and the batch being written), never a handler's effects.
 
 use std::{
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -21,7 +24,7 @@ use sqlx::{
     postgres::{PgPool, PgPoolCopyExt},
     sqlite::SqlitePool,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::{
     copy::{COLUMN_COUNT, COLUMNS},
@@ -48,6 +51,16 @@ const POSTGRES_WRITES_IN_FLIGHT: usize = 2;
 #[derive(Debug, Clone)]
 pub struct LogWriter {
     rows: mpsc::Sender<LogRow>,
+    progress: Arc<Progress>,
+}
+
+/// How far the writer got: rows handed to it and rows it finished with (stored, or given up on
+/// and logged), and a wake-up for whoever waits for the two to meet.
+#[derive(Debug, Default)]
+struct Progress {
+    sent: AtomicU64,
+    done: AtomicU64,
+    changed: Notify,
 }
 
 impl LogWriter {
@@ -61,6 +74,8 @@ impl LogWriter {
             Sink::Sqlite(..) => 1,
         };
         let permits = Arc::new(Semaphore::new(in_flight));
+        let progress = Arc::new(Progress::default());
+        let done = Arc::clone(&progress);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             // The turn first, then the rows: taken before the wait for a turn, a batch held only
@@ -81,18 +96,39 @@ impl LogWriter {
                 }
                 let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 let sink = Arc::clone(&sink);
+                let done = Arc::clone(&done);
                 tokio::spawn(async move {
+                    let count = rows.len() as u64;
                     sink.store(rows).await;
                     drop(permit);
+                    done.done.fetch_add(count, Ordering::SeqCst);
+                    done.changed.notify_waiters();
                 });
             }
         });
-        Self { rows }
+        Self { rows, progress }
     }
 
     pub(crate) async fn write(&self, row: LogRow) {
+        self.progress.sent.fetch_add(1, Ordering::SeqCst);
         // Fails only when the writer task is gone (the runtime is stopping).
-        let _ = self.rows.send(row).await;
+        if self.rows.send(row).await.is_err() {
+            self.progress.done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits until every row handed to the writer so far, and since, is written: the log is
+    /// complete for now.
+    pub async fn idle(&self) {
+        loop {
+            let changed = self.progress.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.progress.done.load(Ordering::SeqCst) >= self.progress.sent.load(Ordering::SeqCst) {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 

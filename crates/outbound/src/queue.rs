@@ -201,6 +201,19 @@ pub(crate) async fn remove_subscription(db: &impl ConnectionTrait, subscription_
     Ok(removed.rows_affected)
 }
 
+/// Whether anything in the queue is due now or being sent.
+pub(crate) async fn busy(db: &impl ConnectionTrait, now: Timestamp) -> Result<bool, DbErr> {
+    let waiting = queue_entry::Entity::find()
+        .filter(
+            Condition::any()
+                .add(queue_entry::Column::NextAttemptAt.lte(now))
+                .add(queue_entry::Column::LeaseUntil.gt(now)),
+        )
+        .one(db)
+        .await?;
+    Ok(waiting.is_some())
+}
+
 /// How many notifications wait to be sent. On PostgreSQL the statistics' count of live rows: an
 /// estimate that reads no row (counting would walk the rows deleted since the last vacuum too).
 pub(crate) async fn depth(db: &impl ConnectionTrait) -> Result<u64, DbErr> {

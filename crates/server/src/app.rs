@@ -143,6 +143,27 @@ pub struct Application {
     /// Drained (attempts under way finish) before the background tasks stop.
     outbound: Outbound,
     shutdown_timeout: Duration,
+    quiescence: Quiescence,
+}
+
+/// Waits for an application to have nothing left to do for now: its inbound log written, and its
+/// deliveries settled (nothing in memory, in flight or due). Tests wait on it instead of
+/// sleeping.
+#[derive(Debug, Clone)]
+pub struct Quiescence {
+    log: LogWriter,
+    deliveries: hookbus_outbound::Dispatcher,
+    store: Store,
+}
+
+impl Quiescence {
+    pub async fn settled(&self) {
+        self.log.idle().await;
+        if let Err(error) = self.deliveries.settled(&self.store).await {
+            tracing::warn!(error = %hookbus_core::error_chain(&error), "cannot tell whether deliveries settled");
+        }
+        self.log.idle().await;
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -180,7 +201,8 @@ impl Application {
         services.insert(ScriptThreads::start(settings.script.threads).map_err(StartupError::ScriptThreads)?);
         services.insert(configs.clone());
         services.insert(Router::new(settings.router.permissions()));
-        services.insert(LogWriter::spawn(store.clone(), 10_000));
+        let log = LogWriter::spawn(store.clone(), 10_000);
+        services.insert(log.clone());
         services.insert(HeaderRedaction::new(&settings.inbound.redact_headers).map_err(|problem| {
             StartupError::Settings(SettingsError::new(format!("inbound.redact_headers: {problem}")))
         })?);
@@ -208,6 +230,7 @@ impl Application {
             Duration::from_secs(inbound.retention_days.saturating_mul(86_400)),
             Duration::from_secs(inbound.retention_sweep_secs.max(1)),
         ));
+        let quiescence = Quiescence { log, deliveries: outbound.dispatcher.clone(), store: store.clone() };
         background.extend(outbound.spawn(store));
         let worker = AsyncWorker {
             poll: Duration::from_millis(inbound.async_poll_ms),
@@ -286,7 +309,13 @@ impl Application {
             background,
             outbound,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            quiescence,
         })
+    }
+
+    /// What tells when this application has nothing left to do for now.
+    pub fn quiescence(&self) -> Quiescence {
+        self.quiescence.clone()
     }
 
     /// The address actually bound (useful with port 0).

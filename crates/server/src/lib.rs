@@ -21,5 +21,5 @@ pub mod settings;
 mod state;
 pub mod telemetry;
 
-pub use app::Application;
+pub use app::{Application, Quiescence};
 pub use settings::Settings;

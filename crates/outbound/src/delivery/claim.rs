@@ -51,6 +51,7 @@ impl Poller {
                         }
                     }
                 }
+                self.dispatcher.progressed();
                 if last_depth.elapsed() >= DEPTH_EVERY {
                     match depth(&self.store).await {
                         Ok(depth) => self.outbound.metrics.queue_depth(depth),

@@ -18,7 +18,7 @@ use std::{
 
 use hookbus_core::CommandError;
 use hookbus_store::Store;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 pub(crate) use error::EngineError;
 pub(crate) use job::{EventBody, Job, Target};
@@ -65,6 +65,8 @@ pub struct Dispatcher {
     in_flight: Arc<AtomicUsize>,
     /// Set when the instance stops: senders start nothing new.
     closing: Arc<std::sync::atomic::AtomicBool>,
+    /// Woken when work finishes here: a batch of outcomes written, a poll done.
+    activity: Arc<Notify>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -86,6 +88,7 @@ impl Dispatcher {
             capacity: capacity.max(1),
             in_flight: Arc::default(),
             closing: Arc::default(),
+            activity: Arc::default(),
         }
     }
 
@@ -94,10 +97,46 @@ impl Dispatcher {
     /// lease and are taken over when it runs out.
     pub async fn drain(&self, limit: std::time::Duration) {
         self.closing.store(true, Ordering::SeqCst);
-        let started = tokio::time::Instant::now();
-        while self.in_flight.load(Ordering::SeqCst) > 0 && started.elapsed() < limit {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let finished = async {
+            loop {
+                let activity = self.activity.notified();
+                tokio::pin!(activity);
+                activity.as_mut().enable();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                activity.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, finished).await;
+    }
+
+    /// Waits until this instance has nothing to do for now: no notification in memory or in
+    /// flight, no outcome unwritten, and in the queue nothing due and nothing being sent (by any
+    /// instance). Retries due later do not count. Woken by the engine's own progress, not by a
+    /// timer.
+    pub async fn settled(&self, store: &Store) -> Result<(), sea_orm::DbErr> {
+        loop {
+            let activity = self.activity.notified();
+            tokio::pin!(activity);
+            activity.as_mut().enable();
+            let idle = self.backlog.load(Ordering::SeqCst) == 0 && self.in_flight.load(Ordering::SeqCst) == 0;
+            if idle && !crate::queue::busy(store.db(), hookbus_core::now()).await? {
+                return Ok(());
+            }
+            activity.await;
         }
+    }
+
+    /// Tells whoever waits for this instance to settle that work finished.
+    pub(crate) fn progressed(&self) {
+        self.activity.notify_waiters();
+    }
+
+    /// `attempts` attempts are over and their outcomes written.
+    pub(crate) fn finished(&self, attempts: usize) {
+        self.in_flight.fetch_sub(attempts, Ordering::SeqCst);
+        self.progressed();
     }
 
     /// Reserves room for `count` jobs. Without room, the notifications are left in the queue for
@@ -136,7 +175,7 @@ impl Dispatcher {
         let Some(mut receiver) = self.receiver.lock().ok().and_then(|mut slot| slot.take()) else {
             return Vec::new();
         };
-        let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone(), Arc::clone(&self.in_flight));
+        let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone(), self.clone());
         let sender = outbound.sender.clone();
         let permits = Arc::new(Semaphore::new(outbound.settings.concurrency.max(1)));
         let backlog = Arc::clone(&self.backlog);

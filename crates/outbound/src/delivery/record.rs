@@ -11,10 +11,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::Duration,
 };
 
@@ -28,7 +24,7 @@ use sea_orm::{
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::Job;
+use super::{Dispatcher, Job};
 use crate::{
     NotificationStatus, Outbound,
     entity::{attempt, notification, subscription},
@@ -109,9 +105,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer. `in_flight` counts attempts whose outcome is not written yet; each
-    /// written batch takes its outcomes off (outcomes of the poller's orphans were never on it).
-    pub fn spawn(store: Store, outbound: Outbound, in_flight: Arc<AtomicUsize>) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer. Each written batch tells `dispatcher` how many attempts it finished
+    /// (outcomes of the poller's orphans were never counted as attempts).
+    pub fn spawn(store: Store, outbound: Outbound, dispatcher: Dispatcher) -> (Self, tokio::task::JoinHandle<()>) {
         let (outcomes, mut receiver) = mpsc::unbounded_channel::<Outcome>();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -121,7 +117,7 @@ impl Writer {
             while receiver.recv_many(&mut batch, BATCH).await > 0 {
                 write_until_done(&store, &outbound, &batch, patience).await;
                 let attempted = batch.iter().filter(|outcome| outcome.sent).count();
-                in_flight.fetch_sub(attempted, Ordering::SeqCst);
+                dispatcher.finished(attempted);
                 batch.clear();
             }
         });

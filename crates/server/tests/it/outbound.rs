@@ -229,7 +229,7 @@ async fn publishing_with_an_event_id_is_idempotent() {
     assert_eq!(again["notifications"], first["notifications"]);
     assert_eq!(again["duplicate"], true);
     receiver.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(receiver.count(), 1);
     assert_eq!(app.count_rows("events").await, 1);
 }
@@ -485,7 +485,7 @@ async fn attribute_resource_and_match_filters_choose_who_receives_an_event() {
     for (receiver, expected) in [(&contacts, 2), (&fees, 2), (&big, 1), (&loans_only, 2)] {
         assert_eq!(receiver.wait_for(expected, WAIT).await.len(), expected, "{}", receiver.url);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.settled().await;
     assert_eq!([contacts.count(), fees.count(), big.count(), loans_only.count()], [2, 2, 1, 2]);
 }
 
@@ -575,7 +575,7 @@ async fn simulated_events_go_to_one_owner_with_the_sample_payload() {
     let got = mine.wait_for(1, WAIT).await;
     assert_eq!(got[0].body["simulated"], true);
     assert_eq!(got[0].body["data"]["firstName"], "Ada");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.settled().await;
     assert_eq!(theirs.count(), 0);
 }
 
@@ -884,8 +884,9 @@ async fn two_instances_deliver_every_notification_once() {
     assert_eq!(published.len(), 2_000);
     let complete = within(Duration::from_secs(60), || async { receiver.count() >= 2_000 }).await;
     assert!(complete.is_some(), "only {} deliveries", receiver.count());
-    // Let any duplicate show up before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Any duplicate would have arrived once both instances have settled.
+    first.settled().await;
+    second.settled().await;
     let got = receiver.received();
     let ids: std::collections::BTreeSet<&str> = got.iter().filter_map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), 2_000, "distinct notifications delivered");
@@ -1109,7 +1110,7 @@ async fn concurrent_publishers_of_one_event_id_store_it_once() {
     }
     assert_eq!(answers.iter().filter(|a| a.data()["duplicate"] == false).count(), 1);
     receiver.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(receiver.count(), 1);
     assert_eq!(app.count_rows("events").await, 1);
     assert_eq!(app.count_rows("notifications").await, 1);

@@ -47,19 +47,14 @@ fn route(key: &str, execution: Value) -> Value {
     with(with(native_config(key), json!({"commandName": null})), execution)
 }
 
-/// The inbound log's entries under `key`, newest first, once there are `count` of them (the log is
-/// written in batches, a moment after each answer).
+/// The inbound log's entries under `key`, newest first, which must be `count` once the server has
+/// settled (the log is written in batches, a moment after each answer).
 async fn logged(app: &TestApp, key: &str, count: usize) -> Vec<Value> {
+    app.settled().await;
     let query = json!({"$type": "GetInboundEventListQuery", "key": key, "pageSize": 100});
-    let started = Instant::now();
-    loop {
-        let items = app.admin(query.clone()).await.data()["items"].as_array().cloned().unwrap_or_default();
-        if items.len() >= count || started.elapsed() > WAIT {
-            assert_eq!(items.len(), count, "entries under {key}: {items:#?}");
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let items = app.admin(query).await.data()["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), count, "entries under {key}: {items:#?}");
+    items
 }
 
 /// The subscriptions' owners in a list answer.
@@ -265,7 +260,7 @@ async fn an_owner_bound_publisher_reaches_only_its_own_subscriptions_and_ids() {
     assert_eq!((platform["duplicate"].clone(), platform["notifications"].clone()), (json!(false), json!(2)));
     theirs.wait_for(1, WAIT).await;
     mine.wait_for(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!((mine.count(), theirs.count()), (2, 1), "the partner's event reached only the partner");
 
     // A script's publish() in a route the partner saved reaches the partner's subscriptions only.
@@ -279,7 +274,7 @@ async fn an_owner_bound_publisher_reaches_only_its_own_subscriptions_and_ids() {
     let reply = app.call("POST", "/api/webhooks/partner-publisher", Some(json!({})), &[]).await;
     assert_eq!(reply.assert_ok("Script executed successfully")["notifications"], json!(1));
     mine.wait_for(3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!((mine.count(), theirs.count()), (3, 1), "the route's event reached only its saver's owner");
 
     // Provider event ids are reserved, for every publisher.
@@ -349,6 +344,7 @@ async fn unverified_bodies_are_never_stored() {
         .expect("answer");
     assert_eq!(wrong.status(), 401);
 
+    mono.settled().await;
     let items = logged(&app, "mono/callback", 6).await;
     use sha2::{Digest, Sha256};
     let digest = hex_of(&Sha256::digest(&megabyte));

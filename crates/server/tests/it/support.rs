@@ -6,7 +6,7 @@ use std::{
 };
 
 use actix_web::dev::ServerHandle;
-use hookbus_server::{Application, Settings};
+use hookbus_server::{Application, Quiescence, Settings};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -174,8 +174,9 @@ impl TestAppBuilder {
         let app = Application::build(settings).await.expect("the application starts");
         let address = format!("http://{}", app.local_addr());
         let handle = app.handle();
+        let quiescence = app.quiescence();
         let running = Some(tokio::spawn(app.run_until_stopped()));
-        TestApp { address, client: reqwest::Client::new(), handle, database, running }
+        TestApp { address, client: reqwest::Client::new(), handle, database, running, quiescence }
     }
 }
 
@@ -194,6 +195,7 @@ pub struct TestApp {
     handle: ServerHandle,
     pub database: std::sync::Arc<TestDatabase>,
     running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    quiescence: Quiescence,
 }
 
 /// A response: its status, headers and JSON body (`Null` when the body is not JSON).
@@ -286,6 +288,13 @@ impl TestApp {
             request = request.bearer_auth(token);
         }
         into_reply(request.send().await.expect("the server answers")).await
+    }
+
+    /// Waits until the server has nothing left to do for now: its inbound log written and its
+    /// deliveries settled (nothing in memory, in flight or due). What it has not done by then it
+    /// will not do unprompted, short of a retry due later.
+    pub async fn settled(&self) {
+        self.quiescence.settled().await;
     }
 
     /// Issues a token with these permissions through the bus; returns `(id, token)`.
