@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use hookbus_core::{
-    CommandError, Context, Delegation, Handler, Permission, Reply, Timestamp, authorize_commands, register_command,
+    Answered, CommandError, Context, Delegation, Handler, Permission, Timestamp, authorize_commands, register_command,
 };
 use hookbus_script::ScriptEngine;
 use hookbus_store::{DbResultExt, Store, WriteTransaction};
@@ -41,8 +41,9 @@ pub struct CreateWebHookConfigCommand {
 
 impl Handler for CreateWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = WebHookConfig;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let Self { key, fields, unknown } = self;
         let mut problems = unknown_fields(unknown, |_| None);
         let key = problems.check(WebhookKey::parse(key.as_deref().unwrap_or_default()));
@@ -68,7 +69,7 @@ impl Handler for CreateWebHookConfigCommand {
         apply(&mut row, spec, Delegation::of(&ctx.principal), now);
         let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
         commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
-        Reply::new(WebHookConfig::from(saved), "Webhook configuration created successfully")
+        Answered::ok(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
 }
 register_command!("CreateWebHookConfigCommand" => CreateWebHookConfigCommand);
@@ -87,8 +88,9 @@ pub struct UpdateWebHookConfigCommand {
 
 impl Handler for UpdateWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = WebHookConfig;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let Self { id, fields, unknown } = self;
         let problems =
             unknown_fields(unknown, |name| (name == "key").then(|| "key: Key cannot be changed after creation".into()));
@@ -113,7 +115,7 @@ impl Handler for UpdateWebHookConfigCommand {
         apply(&mut row, spec, Delegation::of(&ctx.principal), hookbus_core::now());
         let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
         commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
-        Reply::new(WebHookConfig::from(saved), "Webhook configuration updated successfully")
+        Answered::ok(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
 }
 register_command!("UpdateWebHookConfigCommand" => UpdateWebHookConfigCommand);
@@ -125,9 +127,9 @@ pub struct ActivateWebHookConfigCommand {
     pub id: i32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Activated {
+pub struct Activated {
     id: i32,
     key: String,
     is_enabled: bool,
@@ -136,11 +138,12 @@ struct Activated {
 
 impl Handler for ActivateWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = Activated;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let saved = set_enabled(ctx, self.id, true, "Activation failed", "Configuration is already active").await?;
         let data = Activated { id: saved.id, key: saved.key, is_enabled: true, activated_at: saved.updated_at };
-        Reply::new(data, "Webhook configuration activated successfully")
+        Answered::ok(data, "Webhook configuration activated successfully")
     }
 }
 register_command!("ActivateWebHookConfigCommand" => ActivateWebHookConfigCommand);
@@ -152,9 +155,9 @@ pub struct DeactivateWebHookConfigCommand {
     pub id: i32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Deactivated {
+pub struct Deactivated {
     id: i32,
     key: String,
     is_enabled: bool,
@@ -163,12 +166,13 @@ struct Deactivated {
 
 impl Handler for DeactivateWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = Deactivated;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let saved =
             set_enabled(ctx, self.id, false, "Deactivation failed", "Configuration is already inactive").await?;
         let data = Deactivated { id: saved.id, key: saved.key, is_enabled: false, deactivated_at: saved.updated_at };
-        Reply::new(data, "Webhook configuration deactivated successfully")
+        Answered::ok(data, "Webhook configuration deactivated successfully")
     }
 }
 register_command!("DeactivateWebHookConfigCommand" => DeactivateWebHookConfigCommand);
@@ -180,9 +184,9 @@ pub struct DeleteWebHookConfigCommand {
     pub id: i32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Deleted {
+pub struct Deleted {
     id: i32,
     key: String,
     deleted_at: Timestamp,
@@ -190,8 +194,9 @@ struct Deleted {
 
 impl Handler for DeleteWebHookConfigCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = Deleted;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         let existing = entity::Entity::find_by_id(self.id)
             .one(&*txn)
@@ -201,7 +206,7 @@ impl Handler for DeleteWebHookConfigCommand {
         entity::Entity::delete_by_id(existing.id).exec(&*txn).await.or_internal()?;
         commit(ctx, txn, Change::Remove(existing.id)).await?;
         let data = Deleted { id: existing.id, key: existing.key, deleted_at: hookbus_core::now() };
-        Reply::new(data, "Webhook configuration deleted successfully")
+        Answered::ok(data, "Webhook configuration deleted successfully")
     }
 }
 register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);

@@ -1,13 +1,13 @@
 //! The queries over configurations.
 
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, ReplyData, register_command};
+use hookbus_core::{Answered, CommandError, Context, Handler, Page, PageRequest, Permission, register_command};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ExecutionType, WebHookConfig, cache::ConfigCache, entity};
 
@@ -30,8 +30,9 @@ pub struct GetWebHookConfigListQuery {
 
 impl Handler for GetWebHookConfigListQuery {
     const PERMISSION: Permission = Permission::WebhooksRead;
+    type Answer = Page<WebHookConfig>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let mut filter = Condition::all();
         if let Some(text) = self.search_text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
@@ -51,7 +52,7 @@ impl Handler for GetWebHookConfigListQuery {
         }
         let query = entity::Entity::find().filter(filter).order_by_asc(entity::Column::Id);
         let page = fetch_page(query, page, ctx.service::<Store>()?.db(), WebHookConfig::from).await?;
-        Reply::new(page, "Webhook configurations retrieved successfully")
+        Answered::ok(page, "Webhook configurations retrieved successfully")
     }
 }
 register_command!("GetWebHookConfigListQuery" => GetWebHookConfigListQuery);
@@ -65,12 +66,13 @@ pub struct GetWebHookConfigByIdQuery {
 
 impl Handler for GetWebHookConfigByIdQuery {
     const PERMISSION: Permission = Permission::WebhooksRead;
+    type Answer = WebHookConfig;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         const FOUND: &str = "Webhook configuration retrieved successfully";
         if let Some(entry) = ctx.service::<ConfigCache>()?.by_id(self.id) {
             let view = entry.view().map_err(CommandError::internal)?;
-            return Ok(Reply { data: ReplyData::Shared(view), message: FOUND.into() });
+            return Ok(Answered::shared(view, FOUND));
         }
         let row =
             entity::Entity::find_by_id(self.id).one(ctx.service::<Store>()?.db()).await.or_internal()?.ok_or_else(
@@ -81,7 +83,7 @@ impl Handler for GetWebHookConfigByIdQuery {
                     )
                 },
             )?;
-        Reply::new(WebHookConfig::from(row), FOUND)
+        Answered::ok(WebHookConfig::from(row), FOUND)
     }
 }
 register_command!("GetWebHookConfigByIdQuery" => GetWebHookConfigByIdQuery);
@@ -96,14 +98,15 @@ pub struct LookupWebHookByKeyCommand {
 
 impl Handler for LookupWebHookByKeyCommand {
     const PERMISSION: Permission = Permission::WebhooksRead;
+    type Answer = Lookup;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let db = ctx.service::<Store>()?.db();
         match self.key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             None => {
                 let rows = entity::Entity::find().order_by_asc(entity::Column::Id).all(db).await.or_internal()?;
                 let all: Vec<WebHookConfig> = rows.into_iter().map(WebHookConfig::from).collect();
-                Reply::new(all, "Webhook configuration found")
+                Answered::ok(Lookup::All(all), "Webhook configuration found")
             }
             Some(key) => {
                 let row = entity::Entity::find()
@@ -117,10 +120,19 @@ impl Handler for LookupWebHookByKeyCommand {
                             "No webhook configuration found with the specified key",
                         )
                     })?;
-                Reply::new(WebHookConfig::from(row), "Webhook configuration found")
+                Answered::ok(Lookup::One(Box::new(WebHookConfig::from(row))), "Webhook configuration found")
             }
         }
     }
+}
+
+/// What a lookup answers: the configuration of the key, or every configuration when no key was
+/// given.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Lookup {
+    One(Box<WebHookConfig>),
+    All(Vec<WebHookConfig>),
 }
 register_command!("LookupWebHookByKeyCommand" => LookupWebHookByKeyCommand);
 

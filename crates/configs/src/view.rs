@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::entity;
 
 /// A configuration as the commands return it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebHookConfig {
     pub id: i32,

@@ -1,5 +1,6 @@
 use std::{borrow::Cow, fmt, future::Future, pin::Pin, sync::Arc};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 
@@ -27,13 +28,58 @@ pub trait Command: Send + Sync + fmt::Debug {
     fn execute<'a>(&'a self, ctx: &'a Context) -> CommandFuture<'a>;
 }
 
-/// What a command author writes: the permission the command needs, and its handler.
+/// What a command author writes: the permission the command needs, what it answers, and its
+/// handler.
 pub trait Handler: Send + Sync + 'static {
     /// The permission this command requires. There is no default on purpose: a command cannot be
     /// added without saying who may run it.
     const PERMISSION: Permission;
 
-    fn handle(&self, ctx: &Context) -> impl Future<Output = Result<Reply, CommandError>> + Send;
+    /// What a success answers as the envelope's `data`. Its JSON Schema is the command's answer
+    /// in the catalog, `docs/commands.md` and the API document.
+    type Answer: Serialize + JsonSchema;
+
+    fn handle(&self, ctx: &Context) -> impl Future<Output = Result<Answered<Self::Answer>, CommandError>> + Send;
+}
+
+/// A handler's success: its data, of the handler's declared answer type, and its message.
+#[derive(Debug)]
+pub struct Answered<T> {
+    data: AnsweredData<T>,
+    message: Cow<'static, str>,
+}
+
+#[derive(Debug)]
+enum AnsweredData<T> {
+    Typed(T),
+    /// A `T` built and serialized once, shared by every answer that carries it (a cached view).
+    Shared(Arc<SharedJson>),
+}
+
+impl<T: Serialize> Answered<T> {
+    pub fn new(data: T, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { data: AnsweredData::Typed(data), message: message.into() }
+    }
+
+    /// As [`new`](Self::new), already wrapped for a handler's tail.
+    pub fn ok(data: T, message: impl Into<Cow<'static, str>>) -> Result<Self, CommandError> {
+        Ok(Self::new(data, message))
+    }
+
+    /// `shared` holds a `T`, built once and kept (see [`ReplyData::Shared`]).
+    pub fn shared(shared: Arc<SharedJson>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { data: AnsweredData::Shared(shared), message: message.into() }
+    }
+
+    /// The reply the bus sends: the data serialized. A value that cannot be serialized is an
+    /// internal error.
+    pub fn into_reply(self) -> Result<Reply, CommandError> {
+        let data = match self.data {
+            AnsweredData::Typed(data) => ReplyData::Value(serde_json::to_value(data).map_err(CommandError::internal)?),
+            AnsweredData::Shared(shared) => ReplyData::Shared(shared),
+        };
+        Ok(Reply { data, message: self.message })
+    }
 }
 
 /// A successful result: the envelope's `data` and `message`.
@@ -135,7 +181,7 @@ macro_rules! register_command {
                 <$ty as $crate::Handler>::PERMISSION
             }
             fn execute<'a>(&'a self, ctx: &'a $crate::Context) -> $crate::CommandFuture<'a> {
-                ::std::boxed::Box::pin($crate::Handler::handle(self, ctx))
+                ::std::boxed::Box::pin(async move { $crate::Handler::handle(self, ctx).await?.into_reply() })
             }
         }
 
@@ -144,6 +190,7 @@ macro_rules! register_command {
                 $name,
                 <$ty as $crate::Handler>::PERMISSION,
                 || $crate::__private::schemars::schema_for!($ty),
+                $crate::__private::answer_schema::<<$ty as $crate::Handler>::Answer>,
             )
         }
     };

@@ -18,7 +18,7 @@ mod paging;
 mod permission;
 mod registry;
 
-pub use command::{BoxedCommand, Command, CommandFuture, Handler, Reply, ReplyData, SharedJson};
+pub use command::{Answered, BoxedCommand, Command, CommandFuture, Handler, Reply, ReplyData, SharedJson};
 pub use context::{Context, MissingService, Owner, Principal, Services, Subject};
 pub use delegation::{Delegation, DelegationView, authorize_commands};
 pub use dispatch::{parse_command, parse_command_value, parse_named_command, run_command};
@@ -33,6 +33,12 @@ pub use registry::{CommandInfo, catalog, lookup};
 pub mod __private {
     pub use inventory;
     pub use schemars;
+
+    /// The schema of what `T` serializes to: an `Option` member the answer always carries is
+    /// required (present, maybe `null`); one it skips when empty is not.
+    pub fn answer_schema<T: schemars::JsonSchema>() -> schemars::Schema {
+        schemars::generate::SchemaSettings::default().for_serialize().into_generator().into_root_schema_for::<T>()
+    }
 }
 
 /// Timestamps on the wire: RFC 3339, UTC, with `Z`.

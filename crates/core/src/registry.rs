@@ -10,17 +10,29 @@ pub struct CommandInfo {
     pub name: &'static str,
     pub permission: Permission,
     schema: fn() -> Schema,
+    answer: fn() -> Schema,
 }
 
 impl CommandInfo {
     #[doc(hidden)]
-    pub const fn new(name: &'static str, permission: Permission, schema: fn() -> Schema) -> Self {
-        Self { name, permission, schema }
+    pub const fn new(
+        name: &'static str,
+        permission: Permission,
+        schema: fn() -> Schema,
+        answer: fn() -> Schema,
+    ) -> Self {
+        Self { name, permission, schema, answer }
     }
 
     /// The JSON Schema of the command's fields, generated from its Rust type.
     pub fn schema(&self) -> Schema {
         (self.schema)()
+    }
+
+    /// The JSON Schema of what a success answers as `data`, generated from the handler's
+    /// declared answer type.
+    pub fn answer(&self) -> Schema {
+        (self.answer)()
     }
 }
 

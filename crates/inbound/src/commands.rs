@@ -1,7 +1,9 @@
 //! `GetInboundEventListQuery`, `GetInboundEventByIdQuery`, `ReplayInboundEventCommand`.
 
 use hookbus_configs::ConfigCache;
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{
+    Answered, CommandError, Context, Handler, Page, PageRequest, Permission, Timestamp, register_command,
+};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{
@@ -15,16 +17,20 @@ use uuid::Uuid;
 use crate::{InboundStatus, REDACTED, entity, entity::JsonText, receive};
 
 /// A logged request as the queries return it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct InboundEvent {
+pub struct InboundEvent {
     id: Uuid,
     config_id: i32,
     key: String,
     status: InboundStatus,
     http_status: Option<i32>,
     message: Option<String>,
+    /// What the execution answered.
+    #[schemars(with = "Option<serde_json::Value>")]
     data: Option<Box<RawValue>>,
+    /// Why the execution failed.
+    #[schemars(with = "Option<serde_json::Value>")]
     errors: Option<Box<RawValue>>,
     attempts: i32,
     duration_ms: Option<i64>,
@@ -34,6 +40,7 @@ struct InboundEvent {
     completed_at: Option<Timestamp>,
     next_attempt_at: Option<Timestamp>,
     /// The request, secret headers redacted.
+    #[schemars(with = "serde_json::Value")]
     request: Box<RawValue>,
 }
 
@@ -119,11 +126,12 @@ pub struct GetInboundEventListQuery {
 
 impl Handler for GetInboundEventListQuery {
     const PERMISSION: Permission = Permission::InboundRead;
+    type Answer = Page<InboundEvent>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let page = fetch_page(self.select()?, page, ctx.service::<Store>()?.db(), InboundEvent::from).await?;
-        Reply::new(page, "Inbound events retrieved successfully")
+        Answered::ok(page, "Inbound events retrieved successfully")
     }
 }
 
@@ -180,10 +188,11 @@ pub struct GetInboundEventByIdQuery {
 
 impl Handler for GetInboundEventByIdQuery {
     const PERMISSION: Permission = Permission::InboundRead;
+    type Answer = InboundEvent;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let event = find(ctx, self.id, "Inbound event not found").await?;
-        Reply::new(InboundEvent::from(event), "Inbound event retrieved successfully")
+        Answered::ok(InboundEvent::from(event), "Inbound event retrieved successfully")
     }
 }
 register_command!("GetInboundEventByIdQuery" => GetInboundEventByIdQuery);
@@ -201,8 +210,9 @@ pub struct ReplayInboundEventCommand {
 
 impl Handler for ReplayInboundEventCommand {
     const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = InboundEvent;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         // A replay may run a script, which would wait for a script thread while the calling
         // script holds one.
         ctx.refuse_in_script("ReplayInboundEventCommand")?;
@@ -245,7 +255,7 @@ impl Handler for ReplayInboundEventCommand {
         let event = find(ctx, id, "Replay failed").await?;
         let message =
             if result.is_ok() { "Inbound event replayed" } else { "Inbound event replayed; the handler failed" };
-        Reply::new(InboundEvent::from(event), message)
+        Answered::ok(InboundEvent::from(event), message)
     }
 }
 register_command!("ReplayInboundEventCommand" => ReplayInboundEventCommand);

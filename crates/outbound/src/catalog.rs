@@ -2,10 +2,10 @@
 //! platform's own and the fixed provider routes'; more are registered at run
 //! time with `RegisterEventTypeCommand`.
 
-use hookbus_core::{CommandError, Context, Handler, Permission, Reply, register_command};
+use hookbus_core::{Answered, CommandError, Context, Handler, Permission, register_command};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
-use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -61,7 +61,7 @@ const PROVIDERS: [(&str, &str); 16] = [
 pub const PING: &str = "ping";
 
 /// One entry of the catalog.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventType {
     pub name: String,
@@ -151,8 +151,9 @@ pub struct RegisterEventTypeCommand {
 
 impl Handler for RegisterEventTypeCommand {
     const PERMISSION: Permission = Permission::EventsPublish;
+    type Answer = EventType;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let name = self.name.trim();
         let mut errors = Vec::new();
         if name.is_empty() || name.len() > 200 {
@@ -170,18 +171,17 @@ impl Handler for RegisterEventTypeCommand {
         if find(db, name).await?.is_some() {
             return Err(CommandError::conflict("Registration failed", format!("Event type '{name}' already exists")));
         }
-        let row = event_type::ActiveModel {
-            name: Set(name.to_owned()),
-            description: Set(self.description.trim().to_owned()),
-            sample_payload: Set(self.sample_payload.clone()),
-            created_at: Set(hookbus_core::now()),
+        let row = event_type::Model {
+            name: name.to_owned(),
+            description: self.description.trim().to_owned(),
+            sample_payload: self.sample_payload.clone(),
+            created_at: hookbus_core::now(),
         };
-        event_type::Entity::insert(row)
+        event_type::Entity::insert(row.clone().into_active_model())
             .exec(db)
             .await
             .conflict_on_unique("Registration failed", &format!("Event type '{name}' already exists"))?;
-        let registered = find(db, name).await?;
-        Reply::new(registered, "Event type registered successfully")
+        Answered::ok(EventType::from(row), "Event type registered successfully")
     }
 }
 register_command!("RegisterEventTypeCommand" => RegisterEventTypeCommand);
@@ -193,14 +193,15 @@ pub struct GetEventCatalogQuery {}
 
 impl Handler for GetEventCatalogQuery {
     const PERMISSION: Permission = Permission::SubscriptionsRead;
+    type Answer = Vec<EventType>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let db = ctx.service::<Store>()?.db();
         let mut types: Vec<EventType> =
             PLATFORM.iter().chain(PROVIDERS.iter()).filter_map(|(name, _)| built_in(name)).collect();
         let custom = event_type::Entity::find().order_by_asc(event_type::Column::Name).all(db).await.or_internal()?;
         types.extend(custom.into_iter().map(EventType::from));
-        Reply::new(types, "Event catalog retrieved successfully")
+        Answered::ok(types, "Event catalog retrieved successfully")
     }
 }
 register_command!("GetEventCatalogQuery" => GetEventCatalogQuery);

@@ -1,6 +1,8 @@
 //! Notifications as commands see them: resending, and the queries with every attempt.
 
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{
+    Answered, CommandError, Context, Handler, Page, PageRequest, Permission, Timestamp, register_command,
+};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
@@ -28,8 +30,9 @@ pub struct ResendExpiredNotificationsCommand {
 
 impl Handler for ResendExpiredNotificationsCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = Requeued;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let store = ctx.service::<Store>()?;
         let mut which = Condition::all()
             .add(notification::Column::Status.is_in([NotificationStatus::Expired, NotificationStatus::Diverted]));
@@ -59,7 +62,7 @@ impl Handler for ResendExpiredNotificationsCommand {
         let txn = store.begin_write().await.or_internal()?;
         let requeued = state::requeue(&*txn, which).await.or_internal()?;
         txn.commit().await.or_internal()?;
-        Reply::new(Requeued { requeued }, "Expired notifications queued again")
+        Answered::ok(Requeued { requeued }, "Expired notifications queued again")
     }
 }
 register_command!("ResendExpiredNotificationsCommand" => ResendExpiredNotificationsCommand);
@@ -88,9 +91,10 @@ fn visible(ctx: &Context) -> sea_orm::Select<notification::Entity> {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A notification: one event for one subscription, and how its delivery stands.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct NotificationView {
+pub struct NotificationView {
     id: Uuid,
     event_id: Uuid,
     subscription_id: Uuid,
@@ -103,13 +107,15 @@ struct NotificationView {
     last_error: Option<String>,
     created_at: Timestamp,
     delivered_at: Option<Timestamp>,
+    /// Every attempt, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt_log: Option<Vec<AttemptView>>,
 }
 
-#[derive(Debug, Serialize)]
+/// One delivery attempt.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct AttemptView {
+pub struct AttemptView {
     attempt: i32,
     attempted_at: Timestamp,
     duration_ms: i64,
@@ -180,8 +186,9 @@ pub struct GetNotificationListQuery {
 
 impl Handler for GetNotificationListQuery {
     const PERMISSION: Permission = Permission::SubscriptionsRead;
+    type Answer = Page<NotificationView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let db = ctx.service::<Store>()?.db();
         let mut query =
@@ -203,7 +210,7 @@ impl Handler for GetNotificationListQuery {
         for item in &mut page.items {
             item.attempt_log = Some(attempts_of(db, item.id).await?);
         }
-        Reply::new(page, "Notifications retrieved successfully")
+        Answered::ok(page, "Notifications retrieved successfully")
     }
 }
 register_command!("GetNotificationListQuery" => GetNotificationListQuery);
@@ -217,8 +224,9 @@ pub struct GetNotificationByIdQuery {
 
 impl Handler for GetNotificationByIdQuery {
     const PERMISSION: Permission = Permission::SubscriptionsRead;
+    type Answer = NotificationView;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let db = ctx.service::<Store>()?.db();
         let row = visible(ctx)
             .filter(notification::Column::Id.eq(self.id))
@@ -228,7 +236,7 @@ impl Handler for GetNotificationByIdQuery {
             .ok_or_else(|| CommandError::not_found("Notification not found", "Notification not found"))?;
         let mut view = NotificationView::from(row);
         view.attempt_log = Some(attempts_of(db, view.id).await?);
-        Reply::new(view, "Notification retrieved successfully")
+        Answered::ok(view, "Notification retrieved successfully")
     }
 }
 register_command!("GetNotificationByIdQuery" => GetNotificationByIdQuery);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Duration as Span;
-use hookbus_core::{CommandError, Context, Handler, Owner, Permission, Reply, Services, register_command};
+use hookbus_core::{Answered, CommandError, Context, Handler, Owner, Permission, Services, register_command};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
 use sea_orm::{
@@ -36,7 +36,7 @@ pub struct NewEvent {
 }
 
 /// What publishing did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Published {
     /// The publisher's `eventId`, or the generated id.
@@ -448,10 +448,11 @@ pub struct PublishEventCommand {
 
 impl Handler for PublishEventCommand {
     const PERMISSION: Permission = Permission::EventsPublish;
+    type Answer = Published;
 
     /// A publisher bound to an owner reaches only that owner's subscriptions, and its `eventId`s
     /// are its own: they can neither pre-empt nor reveal another publisher's.
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         check_event_id(self.event_id.as_deref())?;
         let owner = ctx.principal.owner.as_ref();
         let event = NewEvent {
@@ -465,7 +466,7 @@ impl Handler for PublishEventCommand {
         let mut published = publish_to(ctx.services(), event, audience, false).await?;
         published.event_id = public_event_id(&published.event_id).to_owned();
         let message = if published.duplicate { "Event already published" } else { "Event published successfully" };
-        Reply::new(published, message)
+        Answered::ok(published, message)
     }
 }
 register_command!("PublishEventCommand" => PublishEventCommand);

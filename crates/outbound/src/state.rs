@@ -3,6 +3,7 @@
 //! a state change and what it does to the queue are written together, in one place.
 
 use hookbus_core::Timestamp;
+use schemars::JsonSchema;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::Serialize;
 use uuid::Uuid;
@@ -14,9 +15,9 @@ use crate::{
 };
 
 /// How many notifications went back into the queue.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Requeued {
+pub struct Requeued {
     pub requeued: u64,
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use hookbus_core::{
-    CommandError, Context, Delegation, DelegationView, Handler, PageRequest, Permission, Reply, Timestamp,
+    Answered, CommandError, Context, Delegation, DelegationView, Handler, Page, PageRequest, Permission, Timestamp,
     authorize_commands, register_command,
 };
 use hookbus_script::ScriptEngine;
@@ -23,12 +23,14 @@ use crate::{
     entity::{definition as definitions, instance as instances},
 };
 
-#[derive(Debug, Serialize)]
+/// A process definition as the commands answer it.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct DefinitionView {
+pub struct DefinitionView {
     id: i32,
     name: String,
     description: Option<String>,
+    /// The steps, as saved.
     steps: Value,
     /// The authority its steps run with: its saver's permissions (within
     /// `router.internal_permissions`) and owner. Absent for a definition saved before authority
@@ -46,9 +48,10 @@ impl From<definitions::Model> for DefinitionView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A process instance: where it stands, its variables and its step log.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct InstanceView {
+pub struct InstanceView {
     instance_id: Uuid,
     definition_id: i32,
     status: ProcessStatus,
@@ -63,6 +66,37 @@ struct InstanceView {
     created_at: Timestamp,
     updated_at: Timestamp,
     completed_at: Option<Timestamp>,
+}
+
+/// What deleting a definition answers.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionDeleted {
+    id: i32,
+    name: String,
+    deleted_at: Timestamp,
+}
+
+/// What starting an instance answers: an unsupervised start answers at once; a supervised one
+/// answers the instance as it stands when it finished or the wait ran out.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Started {
+    #[serde(rename_all = "camelCase")]
+    Running {
+        instance_id: Uuid,
+        status: ProcessStatus,
+    },
+    Finished(Box<InstanceView>),
+}
+
+/// What cancelling an instance answers.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancelled {
+    instance_id: Uuid,
+    status: ProcessStatus,
+    cancelled_at: Timestamp,
 }
 
 impl From<instances::Model> for InstanceView {
@@ -112,8 +146,9 @@ pub struct CreateProcessDefinitionCommand {
 
 impl Handler for CreateProcessDefinitionCommand {
     const PERMISSION: Permission = Permission::ProcessesWrite;
+    type Answer = DefinitionView;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let mut problems = definition::validate(&self.steps, ctx.service::<ScriptEngine>()?);
         if self.name.trim().is_empty() {
             problems.insert(0, "name: Name is required".into());
@@ -135,7 +170,7 @@ impl Handler for CreateProcessDefinitionCommand {
         .insert(ctx.service::<Store>()?.db())
         .await
         .or_internal()?;
-        Reply::new(DefinitionView::from(saved), "Process definition created successfully")
+        Answered::ok(DefinitionView::from(saved), "Process definition created successfully")
     }
 }
 register_command!("CreateProcessDefinitionCommand" => CreateProcessDefinitionCommand);
@@ -152,12 +187,13 @@ pub struct GetProcessDefinitionListQuery {
 
 impl Handler for GetProcessDefinitionListQuery {
     const PERMISSION: Permission = Permission::ProcessesRead;
+    type Answer = Page<DefinitionView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let query = definitions::Entity::find().order_by_asc(definitions::Column::Id);
         let page = fetch_page(query, page, ctx.service::<Store>()?.db(), DefinitionView::from).await?;
-        Reply::new(page, "Process definitions retrieved successfully")
+        Answered::ok(page, "Process definitions retrieved successfully")
     }
 }
 register_command!("GetProcessDefinitionListQuery" => GetProcessDefinitionListQuery);
@@ -171,10 +207,11 @@ pub struct GetProcessDefinitionByIdQuery {
 
 impl Handler for GetProcessDefinitionByIdQuery {
     const PERMISSION: Permission = Permission::ProcessesRead;
+    type Answer = DefinitionView;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let found = find_definition(ctx, self.id, "Process definition not found").await?;
-        Reply::new(DefinitionView::from(found), "Process definition retrieved successfully")
+        Answered::ok(DefinitionView::from(found), "Process definition retrieved successfully")
     }
 }
 register_command!("GetProcessDefinitionByIdQuery" => GetProcessDefinitionByIdQuery);
@@ -188,8 +225,9 @@ pub struct DeleteProcessDefinitionCommand {
 
 impl Handler for DeleteProcessDefinitionCommand {
     const PERMISSION: Permission = Permission::ProcessesWrite;
+    type Answer = DefinitionDeleted;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         let found = definitions::Entity::find_by_id(self.id)
             .one(&*txn)
@@ -207,10 +245,8 @@ impl Handler for DeleteProcessDefinitionCommand {
         }
         definitions::Entity::delete_by_id(found.id).exec(&*txn).await.or_internal()?;
         txn.commit().await.or_internal()?;
-        Reply::new(
-            json!({"id": found.id, "name": found.name, "deletedAt": hookbus_core::now()}),
-            "Process definition deleted successfully",
-        )
+        let deleted = DefinitionDeleted { id: found.id, name: found.name, deleted_at: hookbus_core::now() };
+        Answered::ok(deleted, "Process definition deleted successfully")
     }
 }
 register_command!("DeleteProcessDefinitionCommand" => DeleteProcessDefinitionCommand);
@@ -240,8 +276,9 @@ pub struct StartProcessInstanceCommand {
 
 impl Handler for StartProcessInstanceCommand {
     const PERMISSION: Permission = Permission::ProcessesWrite;
+    type Answer = Started;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let variables = match &self.runtime_context {
             None | Some(Value::Null) => json!({}),
             Some(Value::Object(map)) => Value::Object(map.clone()),
@@ -288,15 +325,13 @@ impl Handler for StartProcessInstanceCommand {
         .or_internal()?;
         let run = engine.spawn_run(Arc::clone(ctx.services()), instance.id);
         if self.execution_mode == ExecutionMode::Unsupervised {
-            return Reply::new(
-                json!({"instanceId": instance.id, "status": ProcessStatus::Running}),
-                "Process instance started",
-            );
+            let started = Started::Running { instance_id: instance.id, status: ProcessStatus::Running };
+            return Answered::ok(started, "Process instance started");
         }
         // Past the limit the instance keeps running; the answer is its state then.
         let _ = tokio::time::timeout(engine.supervised_wait, run).await;
         let state = find_instance(ctx, instance.id, "Start failed").await?;
-        Reply::new(InstanceView::from(state), "Process instance finished")
+        Answered::ok(Started::Finished(Box::new(InstanceView::from(state))), "Process instance finished")
     }
 }
 register_command!("StartProcessInstanceCommand" => StartProcessInstanceCommand);
@@ -310,10 +345,11 @@ pub struct GetProcessInstanceByIdQuery {
 
 impl Handler for GetProcessInstanceByIdQuery {
     const PERMISSION: Permission = Permission::ProcessesRead;
+    type Answer = InstanceView;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let found = find_instance(ctx, self.id, "Process instance not found").await?;
-        Reply::new(InstanceView::from(found), "Process instance retrieved successfully")
+        Answered::ok(InstanceView::from(found), "Process instance retrieved successfully")
     }
 }
 register_command!("GetProcessInstanceByIdQuery" => GetProcessInstanceByIdQuery);
@@ -335,8 +371,9 @@ pub struct GetProcessInstanceListQuery {
 
 impl Handler for GetProcessInstanceListQuery {
     const PERMISSION: Permission = Permission::ProcessesRead;
+    type Answer = Page<InstanceView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let mut filter = Condition::all();
         if let Some(id) = self.definition_id {
@@ -355,7 +392,7 @@ impl Handler for GetProcessInstanceListQuery {
             .order_by_desc(instances::Column::CreatedAt)
             .order_by_desc(instances::Column::Id);
         let page = fetch_page(query, page, ctx.service::<Store>()?.db(), InstanceView::from).await?;
-        Reply::new(page, "Process instances retrieved successfully")
+        Answered::ok(page, "Process instances retrieved successfully")
     }
 }
 register_command!("GetProcessInstanceListQuery" => GetProcessInstanceListQuery);
@@ -369,8 +406,9 @@ pub struct CancelProcessInstanceCommand {
 
 impl Handler for CancelProcessInstanceCommand {
     const PERMISSION: Permission = Permission::ProcessesWrite;
+    type Answer = Cancelled;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let found = find_instance(ctx, self.id, "Cancellation failed").await?;
         let now = hookbus_core::now();
         let changed = instances::Entity::update_many()
@@ -389,10 +427,8 @@ impl Handler for CancelProcessInstanceCommand {
                 format!("Process instance is not running (it is {})", found.status),
             ));
         }
-        Reply::new(
-            json!({"instanceId": found.id, "status": ProcessStatus::Cancelled, "cancelledAt": now}),
-            "Process instance cancelled",
-        )
+        let cancelled = Cancelled { instance_id: found.id, status: ProcessStatus::Cancelled, cancelled_at: now };
+        Answered::ok(cancelled, "Process instance cancelled")
     }
 }
 register_command!("CancelProcessInstanceCommand" => CancelProcessInstanceCommand);

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `token create`, `cmd`.
+//! The command line: `serve` (the default), `migrate`, `token create`, `cmd`, `reference`.
 
 use std::process::ExitCode;
 
@@ -38,6 +38,8 @@ enum Command {
         #[arg(long, env = "HOOKBUS_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Print the command reference (markdown): every command's fields, permission and answer.
+    Reference,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +76,10 @@ pub async fn run() -> ExitCode {
     if let Some(Command::Cmd { json, url, token }) = cli.command {
         return post_command(&url, token.as_deref(), json).await;
     }
+    if let Some(Command::Reference) = cli.command {
+        print!("{}", crate::reference::commands_markdown());
+        return ExitCode::SUCCESS;
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(e) => {
@@ -88,7 +94,7 @@ pub async fn run() -> ExitCode {
         Command::Token { action: TokenAction::Create { name, permissions, partner_id, customer_id, expires_at } } => {
             create_token(&settings, NewToken::parse(name, &permissions, partner_id, customer_id, expires_at)).await
         }
-        Command::Cmd { .. } => Ok(()),
+        Command::Cmd { .. } | Command::Reference => Ok(()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,13 +1,15 @@
 //! `CreateApiTokenCommand`, `RevokeApiTokenCommand`, `GetApiTokenListQuery`.
 
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, Timestamp, register_command};
+use hookbus_core::{
+    Answered, CommandError, Context, Handler, Page, PageRequest, Permission, Timestamp, register_command,
+};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{NewToken, TokenAuthority, TokenView, authority::TOKENS_PERMISSION, entity, issue_token};
+use crate::{IssuedToken, NewToken, TokenAuthority, TokenView, authority::TOKENS_PERMISSION, entity, issue_token};
 
 /// Issues a token. The answer is the only time the token value is shown.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -25,12 +27,13 @@ pub struct CreateApiTokenCommand {
 
 impl Handler for CreateApiTokenCommand {
     const PERMISSION: Permission = TOKENS_PERMISSION;
+    type Answer = IssuedToken;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let Self { name, permissions, partner_id, customer_id, expires_at } = self;
         let new = NewToken::parse(name.clone(), permissions, *partner_id, customer_id.clone(), *expires_at)?;
         let issued = issue_token(ctx.service::<Store>()?.db(), new).await?;
-        Reply::new(issued, "API token created successfully")
+        Answered::ok(issued, "API token created successfully")
     }
 }
 register_command!("CreateApiTokenCommand" => CreateApiTokenCommand);
@@ -42,9 +45,10 @@ pub struct RevokeApiTokenCommand {
     pub id: Uuid,
 }
 
-#[derive(Debug, Serialize)]
+/// What revoking a token answers.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Revoked {
+pub struct Revoked {
     id: Uuid,
     name: String,
     revoked_at: Timestamp,
@@ -52,8 +56,9 @@ struct Revoked {
 
 impl Handler for RevokeApiTokenCommand {
     const PERMISSION: Permission = TOKENS_PERMISSION;
+    type Answer = Revoked;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let db = ctx.service::<Store>()?.db();
         let token = entity::Entity::find_by_id(self.id)
             .one(db)
@@ -73,7 +78,7 @@ impl Handler for RevokeApiTokenCommand {
             return Err(CommandError::conflict("Revocation failed", "Token is already revoked"));
         }
         ctx.service::<TokenAuthority>()?.forget(&token.token_hash);
-        Reply::new(Revoked { id: token.id, name: token.name, revoked_at }, "API token revoked successfully")
+        Answered::ok(Revoked { id: token.id, name: token.name, revoked_at }, "API token revoked successfully")
     }
 }
 register_command!("RevokeApiTokenCommand" => RevokeApiTokenCommand);
@@ -90,12 +95,13 @@ pub struct GetApiTokenListQuery {
 
 impl Handler for GetApiTokenListQuery {
     const PERMISSION: Permission = TOKENS_PERMISSION;
+    type Answer = Page<TokenView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let query = entity::Entity::find().order_by_desc(entity::Column::CreatedAt).order_by_desc(entity::Column::Id);
         let page = fetch_page(query, page, ctx.service::<Store>()?.db(), TokenView::from).await?;
-        Reply::new(page, "API tokens retrieved successfully")
+        Answered::ok(page, "API tokens retrieved successfully")
     }
 }
 register_command!("GetApiTokenListQuery" => GetApiTokenListQuery);

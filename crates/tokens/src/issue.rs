@@ -1,6 +1,7 @@
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookbus_core::{CommandError, Owner, Permission, PermissionSet, Timestamp};
 use rand::RngCore;
+use schemars::JsonSchema;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -63,7 +64,7 @@ impl NewToken {
 }
 
 /// A token as listed: everything but the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenView {
     pub id: Uuid,
@@ -77,11 +78,12 @@ pub struct TokenView {
 }
 
 /// A token just issued: the only value that ever carries the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedToken {
     #[serde(flatten)]
     pub view: TokenView,
+    /// The bearer token. Shown here once; only its hash is stored.
     pub token: String,
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use chrono::Duration as Span;
-use hookbus_core::{CommandError, Context, Handler, Permission, Reply, Timestamp, UnknownFields, register_command};
+use hookbus_core::{Answered, CommandError, Context, Handler, Permission, Timestamp, UnknownFields, register_command};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
 use sea_orm::{
@@ -11,7 +11,6 @@ use sea_orm::{
     sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{DeliveryPolicy, Draft, Headers, SubscriptionView};
@@ -25,11 +24,30 @@ use crate::{
     state,
 };
 
-/// What create and rotate answer: the subscription, with the secret in full this once.
-#[derive(Debug, Serialize)]
-struct WithSecret {
+/// What create answers: the subscription, with the secret in full this once.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WithSecret {
     #[serde(flatten)]
     subscription: SubscriptionView,
+}
+
+/// What rotate answers: the subscription with the new secret in full, and until when the previous
+/// secret still signs beside it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotated {
+    #[serde(flatten)]
+    subscription: WithSecret,
+    previous_secret_valid_until: Timestamp,
+}
+
+/// What delete answers.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionDeleted {
+    id: Uuid,
+    /// Waiting notifications that will not be delivered.
+    cancelled_notifications: u64,
 }
 
 fn with_secret(row: subscription::Model, secret: &Secret) -> WithSecret {
@@ -83,8 +101,9 @@ pub struct CreateWebhookSubscriptionCommand {
 
 impl Handler for CreateWebhookSubscriptionCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = WithSecret;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let outbound = ctx.service::<Outbound>()?;
         let owner = self.owner.required(ctx)?;
@@ -130,7 +149,7 @@ impl Handler for CreateWebhookSubscriptionCommand {
             ..Default::default()
         };
         let saved = super::save(ctx, draft, row, id).await?;
-        Reply::new(with_secret(saved, &secret), "Webhook subscription created successfully")
+        Answered::ok(with_secret(saved, &secret), "Webhook subscription created successfully")
     }
 }
 register_command!("CreateWebhookSubscriptionCommand" => CreateWebhookSubscriptionCommand);
@@ -198,8 +217,9 @@ pub struct UpdateWebhookSubscriptionCommand {
 
 impl Handler for UpdateWebhookSubscriptionCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = SubscriptionView;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let outbound = ctx.service::<Outbound>()?;
         let row = find_subscription(ctx, self.id, "Update failed").await?;
         let mut draft = Draft::from_row(outbound, &row)?;
@@ -237,7 +257,7 @@ impl Handler for UpdateWebhookSubscriptionCommand {
         }
         let id = row.id;
         let saved = super::save(ctx, draft, row.into_active_model(), id).await?;
-        Reply::new(SubscriptionView::from(saved), "Webhook subscription updated successfully")
+        Answered::ok(SubscriptionView::from(saved), "Webhook subscription updated successfully")
     }
 }
 register_command!("UpdateWebhookSubscriptionCommand" => UpdateWebhookSubscriptionCommand);
@@ -251,8 +271,9 @@ pub struct DeleteWebhookSubscriptionCommand {
 
 impl Handler for DeleteWebhookSubscriptionCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = SubscriptionDeleted;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let row = find_subscription(ctx, self.id, "Delete failed").await?;
         let store = ctx.service::<Store>()?;
         let now = hookbus_core::now();
@@ -274,10 +295,8 @@ impl Handler for DeleteWebhookSubscriptionCommand {
         super::index_events(&*txn, row.id, &[]).await?;
         subscription::Entity::delete_by_id(row.id).exec(&*txn).await.or_internal()?;
         txn.commit().await.or_internal()?;
-        Reply::new(
-            json!({"id": row.id, "cancelledNotifications": cancelled.rows_affected}),
-            "Webhook subscription deleted successfully",
-        )
+        let deleted = SubscriptionDeleted { id: row.id, cancelled_notifications: cancelled.rows_affected };
+        Answered::ok(deleted, "Webhook subscription deleted successfully")
     }
 }
 register_command!("DeleteWebhookSubscriptionCommand" => DeleteWebhookSubscriptionCommand);
@@ -295,8 +314,9 @@ pub struct RotateWebhookSecretCommand {
 
 impl Handler for RotateWebhookSecretCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = Rotated;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let outbound = ctx.service::<Outbound>()?;
         let store = ctx.service::<Store>()?;
         let row = find_subscription(ctx, self.id, "Rotation failed").await?;
@@ -315,9 +335,11 @@ impl Handler for RotateWebhookSecretCommand {
         let txn = store.begin_write().await.or_internal()?;
         let saved = active.update(&*txn).await.or_internal()?;
         txn.commit().await.or_internal()?;
-        let mut answer = serde_json::to_value(with_secret(saved, &secret)).map_err(CommandError::internal)?;
-        answer["previousSecretValidUntil"] = json!(now + overlap);
-        Reply::new(answer, "Signing secret rotated; the previous secret signs beside it until previousSecretValidUntil")
+        let answer = Rotated { subscription: with_secret(saved, &secret), previous_secret_valid_until: now + overlap };
+        Answered::ok(
+            answer,
+            "Signing secret rotated; the previous secret signs beside it until previousSecretValidUntil",
+        )
     }
 }
 register_command!("RotateWebhookSecretCommand" => RotateWebhookSecretCommand);
@@ -331,8 +353,9 @@ pub struct UnsuspendWebhookSubscriptionCommand {
 
 impl Handler for UnsuspendWebhookSubscriptionCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = state::Requeued;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let store = ctx.service::<Store>()?;
         let sub = find_subscription(ctx, self.id, "Unsuspend failed").await?;
         if !sub.suspended {
@@ -341,7 +364,7 @@ impl Handler for UnsuspendWebhookSubscriptionCommand {
         let txn = store.begin_write().await.or_internal()?;
         let requeued = state::unsuspend(&*txn, sub.id).await.or_internal()?;
         txn.commit().await.or_internal()?;
-        Reply::new(state::Requeued { requeued }, "Subscription unsuspended; diverted notifications are being sent")
+        Answered::ok(state::Requeued { requeued }, "Subscription unsuspended; diverted notifications are being sent")
     }
 }
 register_command!("UnsuspendWebhookSubscriptionCommand" => UnsuspendWebhookSubscriptionCommand);

@@ -209,7 +209,7 @@ fn is_sensitive(name: &str) -> bool {
 }
 
 /// A subscription as reads show it: the secret masked, the last delivery attached.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionView {
     pub id: Uuid,
@@ -239,7 +239,8 @@ pub struct SubscriptionView {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+/// The most recent attempt to deliver to a subscription.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastDelivery {
     pub at: Timestamp,

@@ -1,6 +1,6 @@
 //! The commands that change every subscription of one owner at once.
 
-use hookbus_core::{CommandError, Context, Handler, Owner, Permission, Reply, UnknownFields, register_command};
+use hookbus_core::{Answered, CommandError, Context, Handler, Owner, Permission, UnknownFields, register_command};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
 use sea_orm::{EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
@@ -61,13 +61,14 @@ pub struct UpdateWebhookUriCommand {
 
 impl Handler for UpdateWebhookUriCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = Vec<SubscriptionView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let owner = self.owner.required(ctx)?;
         let rows = owned(ctx, &owner, "Update failed").await?;
         let views = update_each(ctx, rows, |draft| draft.webhook_uri = self.webhook_uri.clone()).await?;
-        Reply::new(views, "Webhook URI updated successfully")
+        Answered::ok(views, "Webhook URI updated successfully")
     }
 }
 register_command!("UpdateWebhookUriCommand" => UpdateWebhookUriCommand);
@@ -87,13 +88,14 @@ pub struct SubscribeAllEventsCommand {
 
 impl Handler for SubscribeAllEventsCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = Vec<SubscriptionView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let owner = self.owner.required(ctx)?;
         let rows = owned(ctx, &owner, "Update failed").await?;
         let views = update_each(ctx, rows, |draft| draft.subscribe_all = true).await?;
-        Reply::new(views, "Subscribed to all events")
+        Answered::ok(views, "Subscribed to all events")
     }
 }
 register_command!("SubscribeAllEventsCommand" => SubscribeAllEventsCommand);
@@ -118,8 +120,9 @@ pub struct UnregisterWebhookEventsCommand {
 
 impl Handler for UnregisterWebhookEventsCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = Vec<SubscriptionView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let rows = match self.id {
             Some(id) => vec![find_subscription(ctx, id, "Unregister failed").await?],
@@ -148,7 +151,7 @@ impl Handler for UnregisterWebhookEventsCommand {
             None => draft.is_active = false,
         })
         .await?;
-        Reply::new(views, "Webhook events unregistered successfully")
+        Answered::ok(views, "Webhook events unregistered successfully")
     }
 }
 register_command!("UnregisterWebhookEventsCommand" => UnregisterWebhookEventsCommand);

@@ -1,14 +1,14 @@
 //! Trying a subscription's endpoint: a signed `ping` now, or an event's sample payload through the
 //! normal pipeline. Both go through the delivery engine's own entry points.
 
-use hookbus_core::{CommandError, Context, Handler, Permission, Reply, UnknownFields, register_command};
+use hookbus_core::{Answered, CommandError, Context, Handler, Permission, UnknownFields, register_command};
 use hookbus_store::Store;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    Outbound, catalog, delivery,
+    Outbound, Published, catalog, delivery,
     owner::{OwnerFields, find_subscription},
     publish::{Audience, NewEvent, publish_to},
 };
@@ -20,9 +20,10 @@ pub struct PingWebhookSubscriptionCommand {
     pub id: Uuid,
 }
 
-#[derive(Debug, Serialize)]
+/// What the endpoint answered to a ping.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct PingResult {
+pub struct PingResult {
     success: bool,
     status_code: Option<u16>,
     latency_ms: i64,
@@ -32,8 +33,9 @@ struct PingResult {
 
 impl Handler for PingWebhookSubscriptionCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = PingResult;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let outbound = ctx.service::<Outbound>()?;
         let row = find_subscription(ctx, self.id, "Ping failed").await?;
         let probe = delivery::ping(outbound, &row).await?;
@@ -45,7 +47,7 @@ impl Handler for PingWebhookSubscriptionCommand {
             response_excerpt: probe.excerpt,
         };
         let message = if result.success { "Ping delivered" } else { "Ping failed" };
-        Reply::new(result, message)
+        Answered::ok(result, message)
     }
 }
 register_command!("PingWebhookSubscriptionCommand" => PingWebhookSubscriptionCommand);
@@ -67,8 +69,9 @@ pub struct GenerateSimulatedWebhookCommand {
 
 impl Handler for GenerateSimulatedWebhookCommand {
     const PERMISSION: Permission = Permission::SubscriptionsWrite;
+    type Answer = Published;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let owner = self.owner.required(ctx)?;
         let db = ctx.service::<Store>()?.db();
@@ -80,7 +83,7 @@ impl Handler for GenerateSimulatedWebhookCommand {
         })?;
         let event = NewEvent { event_name: kind.name, data: kind.sample_payload, ..NewEvent::default() };
         let published = publish_to(ctx.services(), event, Audience::Owner(owner), true).await?;
-        Reply::new(published, "Simulated webhook queued")
+        Answered::ok(published, "Simulated webhook queued")
     }
 }
 register_command!("GenerateSimulatedWebhookCommand" => GenerateSimulatedWebhookCommand);

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use hookbus_core::{CommandError, Context, Handler, PageRequest, Permission, Reply, UnknownFields, register_command};
+use hookbus_core::{
+    Answered, CommandError, Context, Handler, Page, PageRequest, Permission, UnknownFields, register_command,
+};
 use hookbus_store::{DbResultExt, Store, fetch_page};
 use schemars::JsonSchema;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
@@ -31,8 +33,9 @@ pub struct GetRegisteredWebhooksQuery {
 
 impl Handler for GetRegisteredWebhooksQuery {
     const PERMISSION: Permission = Permission::SubscriptionsRead;
+    type Answer = BTreeSet<String>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let owner = self.owner.required(ctx)?;
         let db = ctx.service::<Store>()?.db();
@@ -50,7 +53,7 @@ impl Handler for GetRegisteredWebhooksQuery {
                 names.extend(crate::subscription::events_of(row));
             }
         }
-        Reply::new(names, "Registered webhooks retrieved successfully")
+        Answered::ok(names, "Registered webhooks retrieved successfully")
     }
 }
 register_command!("GetRegisteredWebhooksQuery" => GetRegisteredWebhooksQuery);
@@ -64,10 +67,11 @@ pub struct GetWebhookSubscriptionQuery {
 
 impl Handler for GetWebhookSubscriptionQuery {
     const PERMISSION: Permission = Permission::SubscriptionsRead;
+    type Answer = SubscriptionView;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let row = find_subscription(ctx, self.id, NOT_FOUND).await?;
-        Reply::new(SubscriptionView::from(row), "Webhook subscription retrieved successfully")
+        Answered::ok(SubscriptionView::from(row), "Webhook subscription retrieved successfully")
     }
 }
 register_command!("GetWebhookSubscriptionQuery" => GetWebhookSubscriptionQuery);
@@ -99,8 +103,9 @@ pub struct GetWebhookSubscriptionListQuery {
 
 impl Handler for GetWebhookSubscriptionListQuery {
     const PERMISSION: Permission = Permission::SubscriptionsRead;
+    type Answer = Page<SubscriptionView>;
 
-    async fn handle(&self, ctx: &Context) -> Result<Reply, CommandError> {
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let page = PageRequest::parse(self.page_number, self.page_size)?;
         let mut query = subscription::Entity::find()
@@ -131,7 +136,7 @@ impl Handler for GetWebhookSubscriptionListQuery {
             );
         }
         let page = fetch_page(query, page, ctx.service::<Store>()?.db(), SubscriptionView::from).await?;
-        Reply::new(page, "Webhook subscriptions retrieved successfully")
+        Answered::ok(page, "Webhook subscriptions retrieved successfully")
     }
 }
 register_command!("GetWebhookSubscriptionListQuery" => GetWebhookSubscriptionListQuery);

@@ -42,9 +42,11 @@ struct CommandDescription {
     name: &'static str,
     permission: hookbus_core::Permission,
     schema: serde_json::Value,
+    /// What a success answers as `data`.
+    answer: serde_json::Value,
 }
 
-/// Every registered command with its permission and the JSON Schema of its fields.
+/// Every registered command with its permission and the JSON Schemas of its fields and its answer.
 pub async fn list(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let tokens = match state.services.get::<TokenAuthority>() {
         Ok(tokens) => tokens,
@@ -58,7 +60,8 @@ pub async fn list(request: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .map(|info| CommandDescription {
             name: info.name,
             permission: info.permission,
-            schema: serde_json::to_value(info.schema()).unwrap_or_default(),
+            schema: info.schema().to_value(),
+            answer: info.answer().to_value(),
         })
         .collect();
     match serde_json::to_value(commands) {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, native_config};
+use crate::support::{ADMIN_TOKEN, TestApp, assert_matches_answer_schema, native_config};
 
 /// Every malformed request gets the envelope with its status, and nothing is written.
 #[tokio::test]
@@ -110,6 +110,30 @@ async fn the_schema_comes_from_the_rust_type() {
     let revoke = commands.iter().find(|c| c["name"] == "RevokeApiTokenCommand").cloned().unwrap_or_default();
     assert_eq!(revoke["permission"], json!("admin"));
     assert_eq!(revoke["schema"]["required"], json!(["id"]));
+    assert_eq!(revoke["answer"]["required"], json!(["id", "name", "revokedAt"]));
+    let issue = commands.iter().find(|c| c["name"] == "CreateApiTokenCommand").cloned().unwrap_or_default();
+    assert_eq!(issue["answer"]["properties"]["token"]["type"], json!("string"));
+}
+
+/// Every success the suite sees is checked against its command's answer schema (in
+/// `TestApp::cmd`); this shows that check rejects an answer that breaks the schema.
+#[tokio::test]
+async fn an_answer_that_breaks_its_schema_is_caught() {
+    let app = TestApp::spawn().await;
+    let issued = app
+        .admin(json!({"$type": "CreateApiTokenCommand", "name": "schema-check", "permissions": ["webhooks:read"]}))
+        .await;
+    let mut answer = issued.assert_ok("API token created successfully").clone();
+    assert_matches_answer_schema("CreateApiTokenCommand", &answer);
+
+    let token = answer.as_object_mut().and_then(|fields| fields.remove("token"));
+    assert!(token.is_some());
+    let missing = std::panic::catch_unwind(|| assert_matches_answer_schema("CreateApiTokenCommand", &answer));
+    assert!(missing.is_err(), "an answer without its token passed the schema");
+
+    answer["token"] = json!(42);
+    let mistyped = std::panic::catch_unwind(|| assert_matches_answer_schema("CreateApiTokenCommand", &answer));
+    assert!(mistyped.is_err(), "a numeric token passed the schema");
 }
 
 #[tokio::test]

@@ -1,7 +1,11 @@
 //! `TestApp`: one running server and its database, and helpers to talk to it.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    collections::HashMap,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -199,6 +203,25 @@ pub struct TestApp {
 }
 
 /// A response: its status, headers and JSON body (`Null` when the body is not JSON).
+/// Panics unless `data` is valid against the answer schema `name` declares.
+pub fn assert_matches_answer_schema(name: &str, data: &Value) {
+    static VALIDATORS: OnceLock<HashMap<&'static str, jsonschema::Validator>> = OnceLock::new();
+    let validators = VALIDATORS.get_or_init(|| {
+        hookbus_core::catalog()
+            .into_iter()
+            .map(|info| {
+                let schema = info.answer().to_value();
+                let validator = jsonschema::validator_for(&schema)
+                    .unwrap_or_else(|e| panic!("{}'s answer schema does not compile: {e}", info.name));
+                (info.name, validator)
+            })
+            .collect()
+    });
+    let validator = validators.get(name).unwrap_or_else(|| panic!("{name} is not a registered command"));
+    let errors: Vec<String> = validator.iter_errors(data).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name}'s answer does not match its schema: {errors:#?}\nanswer: {data:#}");
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
@@ -267,9 +290,17 @@ impl TestApp {
         self.cmd(Some(ADMIN_TOKEN), command).await
     }
 
-    /// Posts a command with `token` (or none).
+    /// Posts a command with `token` (or none). A success's `data` must match the answer schema
+    /// the command declares, so every command the suite runs checks the published schemas.
     pub async fn cmd(&self, token: Option<&str>, command: Value) -> Reply {
-        self.post_raw(token, "application/json", command.to_string().into_bytes()).await
+        let reply = self.post_raw(token, "application/json", command.to_string().into_bytes()).await;
+        if reply.status == 200
+            && reply.body["success"] == json!(true)
+            && let Some(name) = command["$type"].as_str()
+        {
+            assert_matches_answer_schema(name, reply.data());
+        }
+        reply
     }
 
     /// Posts raw bytes to the bus.
