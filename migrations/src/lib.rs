@@ -18,6 +18,7 @@ mod m20261123_000010_listing_indexes;
 mod m20261204_000011_delegated_authority;
 mod m20261204_000012_delivery_queue;
 mod m20261204_000013_sealed_headers;
+mod m20261204_000014_delivery_lanes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_delegated_authority::Migration),
             Box::new(m20261204_000012_delivery_queue::Migration),
             Box::new(m20261204_000013_sealed_headers::Migration),
+            Box::new(m20261204_000014_delivery_lanes::Migration),
         ]
     }
 }

@@ -57,6 +57,22 @@ const PROVIDERS: [(&str, &str); 16] = [
     ("remita.collection.notification", "Remita: a direct-debit collection result was received"),
 ];
 
+/// hookbus's own events, about its subscriptions' delivery. Only hookbus publishes them.
+pub(crate) const OPERATIONS: [(&str, &str); 4] = [
+    (UNHEALTHY, "hookbus: a subscription's endpoint stopped answering; its notifications wait for a probe"),
+    (HEALTHY, "hookbus: a subscription's endpoint answers again; its waiting notifications are sent"),
+    (SUSPENDED, "hookbus: a subscription was suspended; new notifications are diverted"),
+    (EXPIRED, "hookbus: a notification used all its attempts without being delivered"),
+];
+
+pub(crate) const UNHEALTHY: &str = "hookbus.subscription.unhealthy";
+pub(crate) const HEALTHY: &str = "hookbus.subscription.healthy";
+pub(crate) const SUSPENDED: &str = "hookbus.subscription.suspended";
+pub(crate) const EXPIRED: &str = "hookbus.notification.expired";
+
+/// The prefix of hookbus's own event names: neither publishable nor registrable.
+pub(crate) const OPERATIONS_PREFIX: &str = "hookbus.";
+
 /// The name a `PingWebhookSubscriptionCommand` sends; not publishable.
 pub const PING: &str = "ping";
 
@@ -71,12 +87,14 @@ pub struct EventType {
 }
 
 fn built_in(name: &str) -> Option<EventType> {
-    PLATFORM.iter().chain(PROVIDERS.iter()).find(|(known, _)| *known == name).map(|(name, description)| EventType {
-        name: (*name).to_owned(),
-        description: (*description).to_owned(),
-        sample_payload: sample_for(name),
-        built_in: true,
-    })
+    PLATFORM.iter().chain(PROVIDERS.iter()).chain(OPERATIONS.iter()).find(|(known, _)| *known == name).map(
+        |(name, description)| EventType {
+            name: (*name).to_owned(),
+            description: (*description).to_owned(),
+            sample_payload: sample_for(name),
+            built_in: true,
+        },
+    )
 }
 
 /// A plausible payload for a built-in event, sent by `GenerateSimulatedWebhookCommand`.
@@ -96,6 +114,14 @@ fn sample_for(name: &str) -> Value {
             json!({"id": "mmc_6823d1d2b1b5a6b7", "status": "approved", "amount": 500000})
         }
         n if n.starts_with("mono.") => json!({"account": {"_id": "5f171a530295e231abca1153"}}),
+        n if n.starts_with(OPERATIONS_PREFIX) => json!({
+            "subscriptionId": id,
+            "partnerId": id,
+            "customerId": null,
+            "webhookUri": "https://partner.example.com/hooks",
+            "reason": "timed out: operation timed out",
+            "counts": {"consecutiveFailures": 5},
+        }),
         _ => json!({"id": id}),
     }
 }
@@ -122,7 +148,8 @@ impl From<event_type::Model> for EventType {
 
 /// Every name in the catalog, built-in and registered.
 pub async fn all_names(db: &impl ConnectionTrait) -> Result<Vec<String>, CommandError> {
-    let mut names: Vec<String> = PLATFORM.iter().chain(PROVIDERS.iter()).map(|(name, _)| (*name).to_owned()).collect();
+    let mut names: Vec<String> =
+        PLATFORM.iter().chain(PROVIDERS.iter()).chain(OPERATIONS.iter()).map(|(name, _)| (*name).to_owned()).collect();
     let custom = event_type::Entity::find().order_by_asc(event_type::Column::Name).all(db).await.or_internal()?;
     names.extend(custom.into_iter().map(|row| row.name));
     Ok(names)
@@ -160,6 +187,8 @@ impl Handler for RegisterEventTypeCommand {
             errors.push("name: must be 1 to 200 characters".to_owned());
         } else if name == "*" || name == PING || name.chars().any(|c| c.is_whitespace() || c == '*') {
             errors.push("name: may not contain spaces or '*', and 'ping' is reserved".to_owned());
+        } else if name.starts_with(OPERATIONS_PREFIX) {
+            errors.push(format!("name: names starting with '{OPERATIONS_PREFIX}' are hookbus's own events"));
         }
         if self.description.trim().is_empty() {
             errors.push("description: must not be empty".to_owned());
@@ -197,8 +226,12 @@ impl Handler for GetEventCatalogQuery {
 
     async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let db = ctx.service::<Store>()?.db();
-        let mut types: Vec<EventType> =
-            PLATFORM.iter().chain(PROVIDERS.iter()).filter_map(|(name, _)| built_in(name)).collect();
+        let mut types: Vec<EventType> = PLATFORM
+            .iter()
+            .chain(PROVIDERS.iter())
+            .chain(OPERATIONS.iter())
+            .filter_map(|(name, _)| built_in(name))
+            .collect();
         let custom = event_type::Entity::find().order_by_asc(event_type::Column::Name).all(db).await.or_internal()?;
         types.extend(custom.into_iter().map(EventType::from));
         Answered::ok(types, "Event catalog retrieved successfully")

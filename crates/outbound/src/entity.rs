@@ -90,6 +90,60 @@ pub mod subscription {
         pub last_http_status: Option<i32>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// Attempts in flight at once, at most; `None`: `outbound.per_subscription_concurrency`.
+        pub max_concurrency: Option<i32>,
+        /// Attempts started per second, at most; `None`: no limit.
+        pub rate_limit_per_second: Option<i32>,
+        pub ordering: crate::subscription::Ordering,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod lane {
+    use sea_orm::entity::prelude::*;
+
+    /// A subscription's delivery lane: which instance sends for it, when work waits for one, and
+    /// its endpoint's circuit breaker.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delivery_lanes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subscription_id: Uuid,
+        /// The instance sending for the subscription, while `lease_until` lasts.
+        pub owner: Option<Uuid>,
+        pub lease_until: Option<DateTimeUtc>,
+        /// Work waits for an instance to take the lane from this time on.
+        pub due_at: Option<DateTimeUtc>,
+        pub healthy: bool,
+        pub unhealthy_since: Option<DateTimeUtc>,
+        pub next_probe_at: Option<DateTimeUtc>,
+        /// The breaker's current cool-down, doubled after each failed probe.
+        pub cooldown_secs: i32,
+        /// The failure that made the endpoint unhealthy.
+        pub health_reason: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod key_check {
+    use sea_orm::entity::prelude::*;
+
+    /// A value made with a configured key, never the key: start-up checks the key against it.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "key_checks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub value: String,
+        pub created_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,8 @@ mod delivery;
 mod entity;
 pub mod filter;
 pub mod guard;
+mod keycheck;
+mod lane;
 mod metrics;
 mod notifications;
 mod owner;
@@ -32,6 +34,7 @@ pub use publish::{NewEvent, Published, publish};
 pub use settings::OutboundSettings;
 pub use status::NotificationStatus;
 
+pub use keycheck::KeyCheckError;
 pub use secret::BadKey;
 
 use crate::{guard::AddressPolicy, secret::SecretBox};
@@ -53,8 +56,13 @@ impl Outbound {
         let secrets = SecretBox::from_base64(&settings.encryption_key)?;
         let policy = Arc::new(AddressPolicy { allow: settings.allow_cidrs.clone(), allow_http: settings.allow_http });
         let sender = Sender::new(&settings, Arc::clone(&policy));
-        let dispatcher = Dispatcher::new(settings.queue_capacity);
+        let dispatcher = Dispatcher::new(&settings);
         Ok(Self { settings: Arc::new(settings), policy, secrets, dispatcher, sender, metrics })
+    }
+
+    /// Checks the encryption key against the database (see `keycheck`): call it before serving.
+    pub async fn check_key(&self, db: &impl sea_orm::ConnectionTrait) -> Result<(), KeyCheckError> {
+        keycheck::check_key(db, &self.secrets).await
     }
 
     /// Starts the delivery engine on `store`: the senders, the outcome writer and the poller.

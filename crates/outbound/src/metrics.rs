@@ -1,5 +1,6 @@
-//! Delivery figures for `/metrics`: deliveries by outcome, the queue depth, and the time from
-//! publishing to a successful delivery.
+//! Delivery figures for `/metrics`: deliveries by outcome, the queue depth, the time from
+//! publishing to a successful delivery, unhealthy endpoints and notifications held back. Nothing
+//! is labelled by subscription: that label would have no bound.
 
 use std::sync::atomic::AtomicI64;
 
@@ -19,12 +20,19 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub struct DeliveryMetrics {
     deliveries: Family<OutcomeLabels, Counter>,
     queue_depth: Gauge<i64, AtomicI64>,
     latency: Histogram,
     published: Counter,
+    unhealthy: Gauge<i64, AtomicI64>,
+    held: Family<ReasonLabels, Counter>,
 }
 
 impl Default for DeliveryMetrics {
@@ -35,6 +43,8 @@ impl Default for DeliveryMetrics {
             // 1 ms to about 65 s.
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             published: Counter::default(),
+            unhealthy: Gauge::default(),
+            held: Family::default(),
         }
     }
 }
@@ -58,6 +68,26 @@ impl DeliveryMetrics {
             self.latency.clone(),
         );
         registry.register("events_published", "Events published", self.published.clone());
+        registry.register(
+            "subscriptions_unhealthy",
+            "Subscriptions whose endpoint is unhealthy (its circuit breaker open), in the database",
+            self.unhealthy.clone(),
+        );
+        registry.register(
+            "deliveries_held",
+            "Notifications held back: unhealthy (taken back when the endpoint became unhealthy), \
+             rate_limit (waited for the subscription's rate), ordering (behind a failed notification \
+             of a FIFO subscription)",
+            self.held.clone(),
+        );
+    }
+
+    pub(crate) fn unhealthy(&self, count: u64) {
+        self.unhealthy.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn held(&self, reason: &'static str, count: u64) {
+        self.held.get_or_create(&ReasonLabels { reason }).inc_by(count);
     }
 
     pub(crate) fn outcome(&self, outcome: &'static str) {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     NotificationStatus,
-    entity::{attempt, notification, subscription},
+    entity::{attempt, notification, queue_entry, subscription},
     owner::{find_subscription, owner_condition},
     state::{self, Requeued},
 };
@@ -110,6 +110,56 @@ pub struct NotificationView {
     /// Every attempt, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt_log: Option<Vec<AttemptView>>,
+    /// Why a waiting notification is held back, when it is (one notification's query only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<Held>,
+}
+
+/// Why a waiting notification is not being sent.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", tag = "reason")]
+pub enum Held {
+    /// Its subscription's endpoint stopped answering: it waits, using no attempts, for a probe to
+    /// get an answer.
+    #[serde(rename = "endpointUnhealthy", rename_all = "camelCase")]
+    EndpointUnhealthy { since: Timestamp, next_probe_at: Timestamp, detail: String },
+    /// Its subscription delivers in order, and an earlier notification is not delivered yet.
+    #[serde(rename = "ordering", rename_all = "camelCase")]
+    Ordering { behind: Uuid },
+}
+
+/// Why `row` (waiting to be sent) is held back, if it is.
+async fn held(db: &impl ConnectionTrait, row: &notification::Model) -> Result<Option<Held>, CommandError> {
+    if !row.status.is_waiting() {
+        return Ok(None);
+    }
+    let health = crate::lane::health_of(db, &[row.subscription_id]).await.or_internal()?;
+    if let Some(crate::lane::Health::Unhealthy { since, next_probe_at, reason, .. }) = health.get(&row.subscription_id)
+    {
+        return Ok(Some(Held::EndpointUnhealthy {
+            since: *since,
+            next_probe_at: *next_probe_at,
+            detail: reason.clone(),
+        }));
+    }
+    let fifo = subscription::Entity::find_by_id(row.subscription_id)
+        .one(db)
+        .await
+        .or_internal()?
+        .is_some_and(|sub| sub.ordering == crate::subscription::Ordering::Fifo);
+    if fifo {
+        let earlier = queue_entry::Entity::find()
+            .filter(queue_entry::Column::SubscriptionId.eq(row.subscription_id))
+            .filter(queue_entry::Column::NotificationId.lt(row.id))
+            .order_by_asc(queue_entry::Column::NotificationId)
+            .one(db)
+            .await
+            .or_internal()?;
+        if let Some(earlier) = earlier {
+            return Ok(Some(Held::Ordering { behind: earlier.notification_id }));
+        }
+    }
+    Ok(None)
 }
 
 /// One delivery attempt.
@@ -140,6 +190,7 @@ impl From<notification::Model> for NotificationView {
             created_at: row.created_at,
             delivered_at: row.delivered_at,
             attempt_log: None,
+            held: None,
         }
     }
 }
@@ -234,8 +285,10 @@ impl Handler for GetNotificationByIdQuery {
             .await
             .or_internal()?
             .ok_or_else(|| CommandError::not_found("Notification not found", "Notification not found"))?;
+        let held = held(db, &row).await?;
         let mut view = NotificationView::from(row);
         view.attempt_log = Some(attempts_of(db, view.id).await?);
+        view.held = held;
         Answered::ok(view, "Notification retrieved successfully")
     }
 }

@@ -1,10 +1,11 @@
 //! Publishing: the event and its notifications are written in one transaction, so once
 //! publishing succeeds every delivery it implies happens, even if the process dies at once.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
-use chrono::Duration as Span;
-use hookbus_core::{Answered, CommandError, Context, Handler, Owner, Permission, Services, register_command};
+use hookbus_core::{
+    Answered, CommandError, Context, Handler, Owner, Permission, Services, Timestamp, register_command,
+};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
 use sea_orm::{
@@ -17,10 +18,10 @@ use uuid::Uuid;
 
 use crate::{
     NotificationStatus, Outbound, catalog,
-    delivery::{EngineError, EventBody, Job, Target},
+    delivery::{EventBody, Job, Target},
     entity::{event, notification, subscription, subscription_event},
-    queue,
-    subscription::filters_of,
+    lane, queue,
+    subscription::{Ordering, filters_of},
 };
 
 /// An event to publish.
@@ -50,11 +51,13 @@ pub struct Published {
 }
 
 /// Who receives an event: every matching subscription, or one owner's (simulated events, and
-/// events published by an owner-bound token).
+/// events published by an owner-bound token), or for hookbus's own events about a subscription,
+/// the platform's subscriptions and the subscription owner's, but not that subscription.
 #[derive(Debug, Clone)]
 pub(crate) enum Audience {
     Everyone,
     Owner(Owner),
+    About { subscription_id: Uuid, owner: Option<Owner> },
 }
 
 /// Publishes `event` to every matching subscription.
@@ -68,10 +71,35 @@ pub(crate) async fn publish_to(
     audience: Audience,
     simulated: bool,
 ) -> Result<Published, CommandError> {
-    let store = services.get::<Store>()?;
-    let outbound = services.get::<Outbound>()?;
-    let db = store.db();
     check(&event)?;
+    if event.event_name.starts_with(catalog::OPERATIONS_PREFIX) && !simulated {
+        return Err(CommandError::validation(format!(
+            "eventName: names starting with '{}' are hookbus's own events",
+            catalog::OPERATIONS_PREFIX
+        )));
+    }
+    publish_with(services.get::<Store>()?, services.get::<Outbound>()?, event, audience, simulated).await
+}
+
+/// Publishes one of hookbus's own events about `about` (see `delivery::operations`).
+pub(crate) async fn publish_operational(
+    store: &Store,
+    outbound: &Outbound,
+    event: NewEvent,
+    about: &subscription::Model,
+) -> Result<Published, CommandError> {
+    let audience = Audience::About { subscription_id: about.id, owner: crate::owner::owner_of(about) };
+    publish_with(store, outbound, event, audience, false).await
+}
+
+async fn publish_with(
+    store: &Store,
+    outbound: &Outbound,
+    event: NewEvent,
+    audience: Audience,
+    simulated: bool,
+) -> Result<Published, CommandError> {
+    let db = store.db();
     catalog::ensure_known(db, "eventName", std::slice::from_ref(&event.event_name)).await?;
     if let Some(key) = &event.event_id
         && let Some(first) = find_published(store, key).await?
@@ -101,9 +129,17 @@ pub(crate) async fn publish_to(
         notifications: i32::try_from(subscriptions.len()).unwrap_or(i32::MAX),
         occurred_at: now,
     };
-    let pending = subscriptions.iter().filter(|sub| !sub.suspended).count();
-    let leased = pending > 0 && outbound.dispatcher.reserve(pending);
-    let lease_until = now + Span::seconds(i64::try_from(outbound.settings.lease_secs).unwrap_or(60));
+    // Subscriptions whose lane this instance owns take their notification in memory, leased
+    // until the lane's lease; the others' lanes are signalled in the same write.
+    let waiting: Vec<&subscription::Model> = subscriptions.iter().filter(|sub| !sub.suspended).collect();
+    let unordered: Vec<Uuid> =
+        waiting.iter().filter(|sub| sub.ordering == Ordering::Unordered).map(|sub| sub.id).collect();
+    let reserved: HashMap<Uuid, Timestamp> = unordered
+        .iter()
+        .zip(outbound.dispatcher.lanes.reserve(&unordered, now))
+        .filter_map(|(id, lease)| lease.map(|until| (*id, until)))
+        .collect();
+    let signalled: Vec<Uuid> = waiting.iter().map(|sub| sub.id).filter(|id| !reserved.contains_key(id)).collect();
     let notifications: Vec<notification::Model> = subscriptions
         .iter()
         .map(|sub| notification::Model {
@@ -129,15 +165,13 @@ pub(crate) async fn publish_to(
             notification_id: n.id,
             subscription_id: n.subscription_id,
             next_attempt_at: now,
-            lease_until: leased.then_some(lease_until),
+            lease_until: reserved.get(&n.subscription_id).copied(),
         })
         .collect();
 
-    let written = write(store, &row, &notifications, queued).await;
+    let written = write(store, &row, &notifications, queued, &signalled).await;
     if let Err(error) = written {
-        if leased {
-            outbound.dispatcher.release(pending);
-        }
+        outbound.dispatcher.lanes.cancel(&reserved.keys().copied().collect::<Vec<_>>());
         return match (error, &event.event_id) {
             // Another publisher of the same eventId won the race: answer with its result.
             (Written::Duplicate, Some(key)) => find_published(store, key)
@@ -150,40 +184,47 @@ pub(crate) async fn publish_to(
         };
     }
     outbound.metrics.published();
-    if leased {
-        hand_over(outbound, &row, &subscriptions, &notifications, pending);
+    if !reserved.is_empty() {
+        hand_over(outbound, &row, &subscriptions, &notifications, &reserved);
+    }
+    if !signalled.is_empty() {
+        outbound.dispatcher.lanes.queued(&signalled);
+        outbound.dispatcher.poll_now();
     }
     Ok(published(&row, false))
 }
 
-/// Gives the new notifications to this instance's senders. If that fails they are claimed from
-/// the queue once their lease runs out.
+/// Gives the new notifications of `reserved` lanes to this instance's senders. A job that cannot
+/// be built (its secret does not decrypt) is given back: the poller reads it from the queue and
+/// records why it cannot be sent.
 fn hand_over(
     outbound: &Outbound,
     row: &event::Model,
     subscriptions: &[subscription::Model],
     notifications: &[notification::Model],
-    reserved: usize,
+    reserved: &HashMap<Uuid, Timestamp>,
 ) {
     let now = hookbus_core::now();
-    let jobs: Result<Vec<Job>, EngineError> = EventBody::of(row).and_then(|body| {
-        subscriptions
-            .iter()
-            .zip(notifications)
-            .filter(|(sub, _)| !sub.suspended)
-            .map(|(sub, n)| {
-                Ok(Job {
-                    notification_id: n.id,
-                    attempts: 0,
-                    event: Arc::clone(&body),
-                    target: Target::of(outbound, sub, now)?,
-                })
-            })
-            .collect()
-    });
-    match jobs {
-        Ok(jobs) => outbound.dispatcher.submit(jobs),
-        Err(_) => outbound.dispatcher.release(reserved),
+    let lanes = &outbound.dispatcher.lanes;
+    let Ok(body) = EventBody::of(row) else {
+        lanes.cancel(&reserved.keys().copied().collect::<Vec<_>>());
+        return;
+    };
+    let mut jobs = Vec::with_capacity(reserved.len());
+    let mut unbuilt = Vec::new();
+    for (sub, n) in subscriptions.iter().zip(notifications).filter(|(sub, _)| reserved.contains_key(&sub.id)) {
+        match Target::of(outbound, sub, now) {
+            Ok(target) => {
+                jobs.push(Job { notification_id: n.id, attempts: 0, event: Arc::clone(&body), target });
+            }
+            Err(_) => unbuilt.push((sub.id, n.id)),
+        }
+    }
+    lanes.hand_over(jobs);
+    if !unbuilt.is_empty() {
+        lanes.cancel(&unbuilt.iter().map(|(sub, _)| *sub).collect::<Vec<_>>());
+        lanes.give_back(unbuilt.into_iter().map(|(_, n)| n));
+        outbound.dispatcher.poll_now();
     }
 }
 
@@ -198,11 +239,12 @@ async fn write(
     row: &event::Model,
     notifications: &[notification::Model],
     queued: Vec<queue::Entry>,
+    signalled: &[Uuid],
 ) -> Result<(), Written> {
     if store.db().get_database_backend() == DbBackend::Postgres && notifications.len() <= 1_000 {
-        write_in_one_statement(store, row, notifications, &queued).await.map_err(Written::from)
+        write_in_one_statement(store, row, notifications, &queued, signalled).await.map_err(Written::from)
     } else {
-        write_in_a_transaction(store, row, notifications, queued).await
+        write_in_a_transaction(store, row, notifications, queued, signalled).await
     }
 }
 
@@ -220,6 +262,7 @@ async fn write_in_a_transaction(
     row: &event::Model,
     notifications: &[notification::Model],
     queued: Vec<queue::Entry>,
+    signalled: &[Uuid],
 ) -> Result<(), Written> {
     let txn = store.begin_write().await?;
     event::Entity::insert(event::ActiveModel::from(row.clone())).exec(&*txn).await?;
@@ -228,16 +271,19 @@ async fn write_in_a_transaction(
         notification::Entity::insert_many(rows).exec(&*txn).await?;
     }
     queue::enqueue(&*txn, queued).await?;
+    lane::mark_due(&*txn, signalled, row.occurred_at).await?;
     Ok(txn.commit().await?)
 }
 
-/// PostgreSQL: the event, its notifications and their queue entries in one statement, atomic on
-/// its own, so that publishing costs one round trip and one commit instead of several.
+/// PostgreSQL: the event, its notifications, their queue entries and the signals of the lanes
+/// this instance does not own in one statement, atomic on its own, so that publishing costs one
+/// round trip and one commit instead of several.
 async fn write_in_one_statement(
     store: &Store,
     row: &event::Model,
     notifications: &[notification::Model],
     queued: &[queue::Entry],
+    signalled: &[Uuid],
 ) -> Result<(), DbErr> {
     let mut params = Params::default();
     let event = format!(
@@ -293,10 +339,21 @@ async fn write_in_one_statement(
                     )
                 })
                 .collect();
+            let signals = if signalled.is_empty() {
+                String::new()
+            } else {
+                let lanes: Vec<String> = signalled.iter().map(|id| params.push(*id)).collect();
+                let now = params.push(row.occurred_at);
+                format!(
+                    ", signalled AS (UPDATE delivery_lanes SET due_at = {now} WHERE subscription_id IN ({}) \
+                     AND (due_at IS NULL OR due_at > {now}) AND (healthy OR next_probe_at <= {now}))",
+                    lanes.join(", ")
+                )
+            };
             // The queue entries reference the notifications (by convention, not by key), so the
             // notifications' insert runs first, as a CTE whose result is not read.
             format!(
-                "WITH event AS ({event}), notified AS ({notifications}) INSERT INTO delivery_queue \
+                "WITH event AS ({event}), notified AS ({notifications}){signals} INSERT INTO delivery_queue \
                  (notification_id, subscription_id, next_attempt_at, lease_until) VALUES {}",
                 entries.join(", ")
             )
@@ -393,6 +450,16 @@ fn recipients(event_name: &str, audience: &Audience) -> sea_orm::Select<subscrip
     match audience {
         Audience::Everyone => query,
         Audience::Owner(owner) => query.filter(crate::owner::owner_condition(owner)),
+        Audience::About { subscription_id, owner } => {
+            let platform = Condition::all()
+                .add(subscription::Column::PartnerId.is_null())
+                .add(subscription::Column::CustomerId.is_null());
+            let audience = match owner {
+                Some(owner) => Condition::any().add(platform).add(crate::owner::owner_condition(owner)),
+                None => platform,
+            };
+            query.filter(audience).filter(subscription::Column::Id.ne(*subscription_id))
+        }
     }
 }
 

@@ -13,13 +13,16 @@
 
 use hookbus_core::Timestamp;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
-    QueryTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Statement,
     sea_query::{Alias, Expr, ExprTrait, IntoIden, Query, TableRef, ValueTuple},
 };
 use uuid::Uuid;
 
-use crate::entity::{notification, queue_entry};
+use crate::{
+    delivery::Fill,
+    entity::{notification, queue_entry},
+};
 
 /// A queue row to write.
 #[derive(Debug, Clone)]
@@ -82,36 +85,148 @@ pub(crate) async fn enqueue_matching(
     Ok(db.execute(&insert).await?.rows_affected())
 }
 
-/// Leases up to `limit` due notifications until `lease_until`, earliest due first; their ids.
-/// On PostgreSQL rows another instance is claiming are skipped, not waited for.
-pub(crate) async fn claim(
+/// Leases, until `lease_until`, each lane's next notifications, up to the lane's room: due ones by
+/// due time, or for a FIFO lane the ones at the head of its queue in publish order, stopping at
+/// the first that is not due (it holds back those after it). Returns (notification, subscription)
+/// in each lane's order. On PostgreSQL rows another transaction is claiming are skipped, not
+/// waited for.
+pub(crate) async fn claim_for(
     db: &impl ConnectionTrait,
-    limit: usize,
+    fills: &[Fill],
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
+    let (fifo, unordered): (Vec<&Fill>, Vec<&Fill>) = fills.iter().partition(|fill| fill.fifo);
+    let mut claimed = Vec::new();
+    if !unordered.is_empty() {
+        let mut rows = if db.get_database_backend() == DbBackend::Postgres {
+            claim_unordered_postgres(db, &unordered, now, lease_until).await?
+        } else {
+            let mut rows = Vec::new();
+            for fill in unordered {
+                rows.extend(claim_unordered_one(db, fill, now, lease_until).await?);
+            }
+            rows
+        };
+        rows.sort_unstable_by_key(|row| (row.next_attempt_at, row.notification_id));
+        claimed.extend(rows.into_iter().map(|row| (row.notification_id, row.subscription_id)));
+    }
+    for fill in fifo {
+        let taken = claim_head(db, fill, now, lease_until).await?;
+        claimed.extend(taken.into_iter().map(|id| (id, fill.subscription_id)));
+    }
+    Ok(claimed)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct ClaimedRow {
+    notification_id: Uuid,
+    subscription_id: Uuid,
+    next_attempt_at: Timestamp,
+}
+
+/// Every lane in one statement: a lateral read of each lane's due rows, by its index.
+async fn claim_unordered_postgres(
+    db: &impl ConnectionTrait,
+    fills: &[&Fill],
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Vec<ClaimedRow>, DbErr> {
+    let lanes: Vec<serde_json::Value> =
+        fills.iter().map(|fill| serde_json::json!({"id": fill.subscription_id, "room": fill.room})).collect();
+    let sql = "UPDATE delivery_queue SET lease_until = $1 WHERE notification_id IN (
+            SELECT c.notification_id FROM jsonb_to_recordset($2::jsonb) AS l(id uuid, room int)
+            CROSS JOIN LATERAL (
+                SELECT q.notification_id FROM delivery_queue q
+                WHERE q.subscription_id = l.id AND q.next_attempt_at <= $3
+                  AND (q.lease_until IS NULL OR q.lease_until < $3)
+                ORDER BY q.next_attempt_at LIMIT l.room
+                FOR UPDATE SKIP LOCKED) c)
+         RETURNING notification_id, subscription_id, next_attempt_at";
+    let values = [lease_until.into(), serde_json::Value::Array(lanes).into(), now.into()];
+    ClaimedRow::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).all(db).await
+}
+
+async fn claim_unordered_one(
+    db: &impl ConnectionTrait,
+    fill: &Fill,
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Vec<ClaimedRow>, DbErr> {
+    let sql = "UPDATE delivery_queue SET lease_until = ?1 WHERE notification_id IN (
+            SELECT notification_id FROM delivery_queue
+            WHERE subscription_id = ?2 AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
+            ORDER BY next_attempt_at LIMIT ?4)
+         RETURNING notification_id, subscription_id, next_attempt_at";
+    let room = i64::try_from(fill.room).unwrap_or(i64::MAX);
+    let values = [lease_until.into(), fill.subscription_id.into(), now.into(), room.into()];
+    let backend = db.get_database_backend();
+    ClaimedRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(db).await
+}
+
+/// A FIFO lane's head: after what it holds in memory, the rows in id order while they are due
+/// and free.
+async fn claim_head(
+    db: &impl ConnectionTrait,
+    fill: &Fill,
     now: Timestamp,
     lease_until: Timestamp,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            "UPDATE delivery_queue SET lease_until = $1 WHERE notification_id IN (
-                SELECT notification_id FROM delivery_queue
-                WHERE next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)
-                ORDER BY next_attempt_at LIMIT $3
-                FOR UPDATE SKIP LOCKED)
-             RETURNING notification_id"
+    let rows = queue_entry::Entity::find()
+        .filter(queue_entry::Column::SubscriptionId.eq(fill.subscription_id))
+        .order_by_asc(queue_entry::Column::NotificationId)
+        .limit(u64::try_from(fill.room + fill.held.len()).unwrap_or(u64::MAX))
+        .all(db)
+        .await?;
+    let mut taken = Vec::new();
+    for row in rows {
+        if fill.held.contains(&row.notification_id) {
+            continue;
         }
-        _ => {
-            "UPDATE delivery_queue SET lease_until = ?1 WHERE notification_id IN (
-                SELECT notification_id FROM delivery_queue
-                WHERE next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until < ?2)
-                ORDER BY next_attempt_at LIMIT ?3)
-             RETURNING notification_id"
+        let free = row.lease_until.is_none_or(|until| until < now);
+        if row.next_attempt_at > now || !free || taken.len() == fill.room {
+            break;
         }
-    };
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let statement = Statement::from_sql_and_values(backend, sql, [lease_until.into(), now.into(), limit.into()]);
-    let rows = Claimed::find_by_statement(statement).all(db).await?;
-    Ok(rows.into_iter().map(|row| row.notification_id).collect())
+        taken.push(row.notification_id);
+    }
+    for piece in taken.chunks(PIECE) {
+        queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::LeaseUntil, Expr::value(Some(lease_until)))
+            .filter(queue_entry::Column::NotificationId.is_in(piece.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(taken)
+}
+
+/// Releases the leases of notifications that left memory untried: any instance may take them.
+pub(crate) async fn unlease(db: &impl ConnectionTrait, notifications: &[Uuid]) -> Result<(), DbErr> {
+    for piece in notifications.chunks(PIECE) {
+        queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+            .filter(queue_entry::Column::NotificationId.is_in(piece.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Extends, with their lanes' lease, the leases of the notifications those lanes hold.
+pub(crate) async fn extend_leases(
+    db: &impl ConnectionTrait,
+    lanes: &[Uuid],
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<(), DbErr> {
+    for piece in lanes.chunks(PIECE) {
+        queue_entry::Entity::update_many()
+            .col_expr(queue_entry::Column::LeaseUntil, Expr::value(Some(lease_until)))
+            .filter(queue_entry::Column::SubscriptionId.is_in(piece.iter().copied()))
+            .filter(queue_entry::Column::LeaseUntil.gt(now))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -201,17 +316,28 @@ pub(crate) async fn remove_subscription(db: &impl ConnectionTrait, subscription_
     Ok(removed.rows_affected)
 }
 
-/// Whether anything in the queue is due now or being sent.
+/// Whether anything in the queue is being sent, or due and free to be sent: not held for an
+/// unhealthy endpoint's next probe.
 pub(crate) async fn busy(db: &impl ConnectionTrait, now: Timestamp) -> Result<bool, DbErr> {
-    let waiting = queue_entry::Entity::find()
-        .filter(
-            Condition::any()
-                .add(queue_entry::Column::NextAttemptAt.lte(now))
-                .add(queue_entry::Column::LeaseUntil.gt(now)),
-        )
-        .one(db)
-        .await?;
-    Ok(waiting.is_some())
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT q.notification_id FROM delivery_queue q
+             LEFT JOIN delivery_lanes l ON l.subscription_id = q.subscription_id
+             WHERE q.lease_until > $1
+                OR (q.next_attempt_at <= $1 AND (l.healthy IS NULL OR l.healthy OR l.next_probe_at <= $1))
+             LIMIT 1"
+        }
+        _ => {
+            "SELECT q.notification_id FROM delivery_queue q
+             LEFT JOIN delivery_lanes l ON l.subscription_id = q.subscription_id
+             WHERE q.lease_until > ?1
+                OR (q.next_attempt_at <= ?1 AND (l.healthy IS NULL OR l.healthy OR l.next_probe_at <= ?1))
+             LIMIT 1"
+        }
+    };
+    let row = Claimed::find_by_statement(Statement::from_sql_and_values(backend, sql, [now.into()])).one(db).await?;
+    Ok(row.is_some())
 }
 
 /// How many notifications wait to be sent. On PostgreSQL the statistics' count of live rows: an

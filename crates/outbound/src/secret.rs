@@ -96,6 +96,15 @@ impl SecretBox {
     pub fn open(&self, stored: &str) -> Result<Secret, Undecryptable> {
         self.sealer.open_text(stored).map(Secret)
     }
+
+    /// Seals a text that is not a signing secret (the key check).
+    pub(crate) fn seal_text(&self, text: &str) -> String {
+        self.sealer.seal(text.as_bytes())
+    }
+
+    pub(crate) fn open_text(&self, stored: &str) -> Result<String, Undecryptable> {
+        self.sealer.open_text(stored)
+    }
 }
 
 #[cfg(test)]

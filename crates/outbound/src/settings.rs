@@ -18,6 +18,14 @@ pub struct OutboundSettings {
     pub encryption_key_file: String,
     /// Deliveries in flight at once, per instance.
     pub concurrency: usize,
+    /// A subscription's attempts in flight at once, unless it sets `maxConcurrency`.
+    pub per_subscription_concurrency: usize,
+    /// Consecutive timeouts or connection failures that make an endpoint unhealthy.
+    pub breaker_failures: u32,
+    /// The first wait before probing an unhealthy endpoint, in seconds; doubled after each failed
+    /// probe up to `breaker_max_cooldown_secs`.
+    pub breaker_cooldown_secs: u64,
+    pub breaker_max_cooldown_secs: u64,
     /// Notifications held in memory waiting for a worker, per instance.
     pub queue_capacity: usize,
     pub poll_ms: u64,

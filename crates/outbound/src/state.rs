@@ -22,13 +22,13 @@ pub struct Requeued {
 }
 
 /// Suspends a subscription (at once, or when its run of expired notifications reached
-/// `threshold`), and diverts what waits in its queue.
+/// `threshold`), and diverts what waits in its queue. Returns whether it was suspended now.
 pub(crate) async fn suspend(
     db: &impl ConnectionTrait,
     subscription_id: Uuid,
     threshold: Option<i32>,
     now: Timestamp,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let mut update = subscription::Entity::update_many()
         .col_expr(subscription::Column::Suspended, Expr::value(true))
         .col_expr(subscription::Column::SuspendedAt, Expr::value(Some(now)))
@@ -53,7 +53,7 @@ pub(crate) async fn suspend(
                 .await?;
         }
     }
-    Ok(())
+    Ok(changed.rows_affected > 0)
 }
 
 /// Puts notifications back in the queue as new attempts, due now (a resend, an unsuspension).
@@ -61,6 +61,8 @@ pub(crate) async fn requeue(db: &impl ConnectionTrait, which: Condition) -> Resu
     let now = hookbus_core::now();
     // Queued first: `which` reads the status the update changes.
     queue::enqueue_matching(db, which.clone(), now).await?;
+    // Their lanes, owned or not, learn that work is due.
+    crate::lane::repair(db, now, true).await?;
     let requeued = notification::Entity::update_many()
         .col_expr(notification::Column::Status, Expr::value(NotificationStatus::Pending))
         .col_expr(notification::Column::Attempts, Expr::value(0))

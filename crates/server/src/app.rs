@@ -52,6 +52,8 @@ pub enum StartupError {
     #[error("outbound.encryption_key: {0}")]
     Outbound(hookbus_outbound::BadKey),
     #[error(transparent)]
+    KeyCheck(hookbus_outbound::KeyCheckError),
+    #[error(transparent)]
     Providers(#[from] hookbus_providers::BadSetting),
     #[error("server.trusted_proxies")]
     TrustedProxies(#[source] hookbus_router::BadProxy),
@@ -221,6 +223,7 @@ impl Application {
                 .map_err(StartupError::Outbound)?,
         );
         let outbound = Outbound::new(outbound_settings, delivery_metrics.clone()).map_err(StartupError::Outbound)?;
+        outbound.check_key(&db).await.map_err(StartupError::KeyCheck)?;
         services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
         let services = Arc::new(services);

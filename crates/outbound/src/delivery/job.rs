@@ -12,7 +12,7 @@ use crate::{
     Outbound,
     entity::{event, subscription},
     secret::Secret,
-    subscription::{DeliveryPolicy, Headers, headers_of},
+    subscription::{DeliveryPolicy, Headers, Ordering, headers_of},
 };
 
 /// An event's delivery body, serialized once.
@@ -57,6 +57,9 @@ pub(crate) struct Target {
     pub retry_interval_seconds: i32,
     pub active: bool,
     pub suspended: bool,
+    pub max_concurrency: Option<i32>,
+    pub rate_limit_per_second: Option<i32>,
+    pub ordering: Ordering,
 }
 
 impl Target {
@@ -79,6 +82,9 @@ impl Target {
             retry_interval_seconds: row.retry_interval_seconds,
             active: row.is_active,
             suspended: row.suspended,
+            max_concurrency: row.max_concurrency,
+            rate_limit_per_second: row.rate_limit_per_second,
+            ordering: row.ordering,
         }))
     }
 }

@@ -1,9 +1,13 @@
-//! The delivery engine: in-memory hand-off of freshly published notifications, a poller for the
-//! rest of the queue, a bounded pool of senders, and a writer that records outcomes in batches.
+//! The delivery engine: the lanes this instance owns (one per subscription it sends for), fed by
+//! publishers in memory and by a poller from the queue; a bounded pool of senders taking work
+//! from the lanes in turn; a writer that records outcomes in batches; and an announcer that
+//! publishes hookbus's own operational events.
 
-mod claim;
 mod error;
 mod job;
+mod lanes;
+mod operations;
+mod poller;
 mod record;
 mod retry;
 mod send;
@@ -12,21 +16,24 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
 use hookbus_core::CommandError;
 use hookbus_store::Store;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
 
 pub(crate) use error::EngineError;
 pub(crate) use job::{EventBody, Job, Target};
+pub(crate) use lanes::Fill;
 pub(crate) use record::Outcome;
 pub(crate) use send::Probe;
 pub use send::Sender;
 
-use crate::{Outbound, catalog, entity::subscription};
+use self::lanes::{Lanes, Next};
+use crate::{Outbound, OutboundSettings, catalog, entity::subscription};
 
 /// Sends a signed `ping` event to `subscription` now, outside the queue, and reports what its
 /// endpoint answered; nothing is recorded.
@@ -53,42 +60,43 @@ pub(crate) async fn ping(outbound: &Outbound, subscription: &subscription::Model
     Ok(outbound.sender.probe(&job, outbound).await)
 }
 
-/// This instance's share of the queue: jobs waiting for a sender, and the senders.
+/// This instance's share of delivery: the lanes it owns, and its senders.
 #[derive(Clone)]
 pub struct Dispatcher {
-    jobs: mpsc::UnboundedSender<Job>,
-    receiver: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>>,
-    /// Jobs handed over and not yet finished (waiting or in flight).
-    backlog: Arc<AtomicUsize>,
-    capacity: usize,
+    pub(crate) lanes: Arc<Lanes>,
+    /// This instance, as lane owner.
+    pub(crate) instance: Uuid,
     /// Attempts under way, and outcomes not yet written: what a graceful stop waits for.
     in_flight: Arc<AtomicUsize>,
     /// Set when the instance stops: senders start nothing new.
-    closing: Arc<std::sync::atomic::AtomicBool>,
+    closing: Arc<AtomicBool>,
     /// Woken when work finishes here: a batch of outcomes written, a poll done.
     activity: Arc<Notify>,
+    /// Wakes the poller before its next tick.
+    poll_now: Arc<Notify>,
+    started: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatcher")
-            .field("backlog", &self.backlog.load(Ordering::Relaxed))
-            .field("capacity", &self.capacity)
+            .field("instance", &self.instance)
+            .field("held", &self.lanes.held())
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
             .finish()
     }
 }
 
 impl Dispatcher {
-    pub fn new(capacity: usize) -> Self {
-        let (jobs, receiver) = mpsc::unbounded_channel();
+    pub fn new(settings: &OutboundSettings) -> Self {
         Self {
-            jobs,
-            receiver: Arc::new(std::sync::Mutex::new(Some(receiver))),
-            backlog: Arc::default(),
-            capacity: capacity.max(1),
+            lanes: Arc::new(Lanes::new(settings)),
+            instance: Uuid::new_v4(),
             in_flight: Arc::default(),
             closing: Arc::default(),
             activity: Arc::default(),
+            poll_now: Arc::default(),
+            started: Arc::default(),
         }
     }
 
@@ -97,6 +105,7 @@ impl Dispatcher {
     /// lease and are taken over when it runs out.
     pub async fn drain(&self, limit: std::time::Duration) {
         self.closing.store(true, Ordering::SeqCst);
+        self.lanes.close();
         let finished = async {
             loop {
                 let activity = self.activity.notified();
@@ -113,14 +122,14 @@ impl Dispatcher {
 
     /// Waits until this instance has nothing to do for now: no notification in memory or in
     /// flight, no outcome unwritten, and in the queue nothing due and nothing being sent (by any
-    /// instance). Retries due later do not count. Woken by the engine's own progress, not by a
-    /// timer.
+    /// instance). Retries due later, and notifications held for an unhealthy endpoint's next
+    /// probe, do not count. Woken by the engine's own progress, not by a timer.
     pub async fn settled(&self, store: &Store) -> Result<(), sea_orm::DbErr> {
         loop {
             let activity = self.activity.notified();
             tokio::pin!(activity);
             activity.as_mut().enable();
-            let idle = self.backlog.load(Ordering::SeqCst) == 0 && self.in_flight.load(Ordering::SeqCst) == 0;
+            let idle = self.lanes.held() == 0 && self.in_flight.load(Ordering::SeqCst) == 0;
             if idle && !crate::queue::busy(store.db(), hookbus_core::now()).await? {
                 return Ok(());
             }
@@ -139,68 +148,69 @@ impl Dispatcher {
         self.progressed();
     }
 
-    /// Reserves room for `count` jobs. Without room, the notifications are left in the queue for
-    /// the poller (of this or another instance) to claim later.
-    pub(crate) fn reserve(&self, count: usize) -> bool {
-        self.backlog
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held + count <= self.capacity).then_some(held + count)
-            })
-            .is_ok()
-    }
-
-    /// Room left, for the poller.
-    pub(crate) fn room(&self) -> usize {
-        self.capacity.saturating_sub(self.backlog.load(Ordering::Acquire))
-    }
-
-    /// Gives back a reservation that was not used.
-    pub(crate) fn release(&self, count: usize) {
-        self.backlog.fetch_sub(count, Ordering::AcqRel);
-    }
-
-    /// Hands reserved jobs to the senders.
-    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) {
-        for job in jobs {
-            if self.jobs.send(job).is_err() {
-                // The engine stopped; the notification's lease runs out and it is claimed again.
-                self.release(1);
-            }
-        }
+    /// Asks the poller to run now (work was queued for lanes this instance does not hold).
+    pub(crate) fn poll_now(&self) {
+        self.poll_now.notify_one();
     }
 
     /// Starts the senders, the outcome writer and the poller. They stop when the runtime does.
-    /// A second call starts nothing: the jobs have one receiver.
+    /// A second call starts nothing.
     pub(crate) fn spawn(&self, store: Store, outbound: Outbound) -> Vec<tokio::task::JoinHandle<()>> {
-        let Some(mut receiver) = self.receiver.lock().ok().and_then(|mut slot| slot.take()) else {
+        if self.started.swap(true, Ordering::SeqCst) {
             return Vec::new();
+        }
+        let operations = operations::Announcer::spawn(store.clone(), outbound.clone());
+        let (writer, writer_task) =
+            record::Writer::spawn(store.clone(), outbound.clone(), self.clone(), operations.clone());
+        let poller = poller::Poller {
+            dispatcher: self.clone(),
+            store,
+            outbound: outbound.clone(),
+            writer: writer.clone(),
+            operations,
+            poll_now: Arc::clone(&self.poll_now),
         };
-        let (writer, writer_task) = record::Writer::spawn(store.clone(), outbound.clone(), self.clone());
-        let sender = outbound.sender.clone();
-        let permits = Arc::new(Semaphore::new(outbound.settings.concurrency.max(1)));
-        let backlog = Arc::clone(&self.backlog);
-        let poller =
-            claim::Poller { dispatcher: self.clone(), store, outbound: outbound.clone(), writer: writer.clone() };
-        let in_flight = Arc::clone(&self.in_flight);
-        let closing = Arc::clone(&self.closing);
-        let senders = tokio::spawn(async move {
-            while let Some(job) = receiver.recv().await {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-                if closing.load(Ordering::SeqCst) {
-                    break;
-                }
-                // Counted until its outcome is written (the writer takes it off).
-                in_flight.fetch_add(1, Ordering::SeqCst);
-                let (sender, writer, outbound, backlog) =
-                    (sender.clone(), writer.clone(), outbound.clone(), Arc::clone(&backlog));
-                tokio::spawn(async move {
-                    let outcome = sender.deliver(&job, &outbound).await;
-                    writer.record(outcome);
-                    backlog.fetch_sub(1, Ordering::AcqRel);
-                    drop(permit);
-                });
-            }
-        });
+        let senders = tokio::spawn(senders(self.clone(), outbound, writer));
         vec![senders, writer_task, poller.spawn()]
+    }
+}
+
+/// Takes work from the lanes whenever a sender is free, and sends it.
+async fn senders(dispatcher: Dispatcher, outbound: Outbound, writer: record::Writer) {
+    let permits = Arc::new(Semaphore::new(outbound.settings.concurrency.max(1)));
+    let lanes = Arc::clone(&dispatcher.lanes);
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let job = loop {
+            if dispatcher.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            let ready = lanes.ready();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            match lanes.next(hookbus_core::now()) {
+                Next::Job(job) => break job,
+                Next::Wait(Some(at)) => {
+                    tokio::select! {
+                        () = &mut ready => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                Next::Wait(None) => ready.await,
+            }
+        };
+        // Counted until its outcome is written (the writer takes it off).
+        dispatcher.in_flight.fetch_add(1, Ordering::SeqCst);
+        let (writer, outbound, lanes, dispatcher) =
+            (writer.clone(), outbound.clone(), Arc::clone(&lanes), dispatcher.clone());
+        tokio::spawn(async move {
+            let outcome = outbound.sender.deliver(&job, &outbound).await;
+            if let Some(change) = lanes.attempted(&job, &outcome, hookbus_core::now()) {
+                lanes.changed(change);
+                dispatcher.poll_now();
+            }
+            writer.record(outcome);
+            drop(permit);
+        });
     }
 }

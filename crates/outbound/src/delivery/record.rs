@@ -24,7 +24,10 @@ use sea_orm::{
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{Dispatcher, Job};
+use super::{
+    Dispatcher, Job,
+    operations::{Announcer, Operational},
+};
 use crate::{
     NotificationStatus, Outbound,
     entity::{attempt, notification, subscription},
@@ -61,6 +64,8 @@ pub(crate) struct Outcome {
     pub error: Option<String>,
     /// The endpoint answered 410 Gone: suspend the subscription now.
     pub suspend: bool,
+    /// The attempt timed out or could not connect (what the circuit breaker counts).
+    pub unreachable: bool,
     /// It came from a sender (not from the poller's clean-up of orphans).
     pub sent: bool,
 }
@@ -82,6 +87,7 @@ impl Outcome {
             delivered_at: None,
             error: None,
             suspend: false,
+            unreachable: false,
             sent: true,
         }
     }
@@ -106,8 +112,14 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer. Each written batch tells `dispatcher` how many attempts it finished
-    /// (outcomes of the poller's orphans were never counted as attempts).
-    pub fn spawn(store: Store, outbound: Outbound, dispatcher: Dispatcher) -> (Self, tokio::task::JoinHandle<()>) {
+    /// (outcomes of the poller's orphans were never counted as attempts) and which notifications
+    /// left memory; expiries and suspensions are announced once written.
+    pub fn spawn(
+        store: Store,
+        outbound: Outbound,
+        dispatcher: Dispatcher,
+        operations: Announcer,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (outcomes, mut receiver) = mpsc::unbounded_channel::<Outcome>();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -115,9 +127,23 @@ impl Writer {
             // another instance's already.
             let patience = Duration::from_secs(Ord::max(outbound.settings.lease_secs, 1)) / 2;
             while receiver.recv_many(&mut batch, BATCH).await > 0 {
-                write_until_done(&store, &outbound, &batch, patience).await;
+                let suspended = write_until_done(&store, &outbound, &batch, patience).await;
+                let written: Vec<(Uuid, Uuid)> =
+                    batch.iter().map(|outcome| (outcome.subscription_id, outcome.notification_id)).collect();
+                dispatcher.lanes.written(&written);
                 let attempted = batch.iter().filter(|outcome| outcome.sent).count();
                 dispatcher.finished(attempted);
+                for outcome in batch.iter().filter(|outcome| outcome.status == NotificationStatus::Expired) {
+                    operations.announce(Operational::Expired {
+                        notification_id: outcome.notification_id,
+                        subscription_id: outcome.subscription_id,
+                        attempts: outcome.attempts,
+                        reason: outcome.error.clone(),
+                    });
+                }
+                for (subscription_id, reason) in suspended {
+                    operations.announce(Operational::Suspended { subscription_id, reason });
+                }
                 batch.clear();
             }
         });
@@ -130,26 +156,35 @@ impl Writer {
     }
 }
 
-/// Writes a batch, trying again with a growing pause while it fails, for up to `patience`. A batch
-/// that could not be written is logged with the database's error; its notifications are sent
-/// again once their leases run out.
-async fn write_until_done(store: &Store, outbound: &Outbound, batch: &[Outcome], patience: Duration) {
+/// Writes a batch, trying again with a growing pause while it fails, for up to `patience`; the
+/// subscriptions it suspended, with why. A batch that could not be written is logged with the
+/// database's error; its notifications are sent again once their leases run out.
+async fn write_until_done(
+    store: &Store,
+    outbound: &Outbound,
+    batch: &[Outcome],
+    patience: Duration,
+) -> Vec<(Uuid, String)> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(20);
     for tries in 1.. {
-        let Err(error) = write(store, outbound, batch).await else { return };
-        let error = hookbus_core::error_chain(&error);
+        let error = match write(store, outbound, batch).await {
+            Ok(suspended) => return suspended,
+            Err(error) => hookbus_core::error_chain(&error),
+        };
         if started.elapsed() + pause > patience {
             tracing::error!(count = batch.len(), tries, %error, "delivery outcomes not recorded; their notifications are sent again when their leases run out");
-            return;
+            return Vec::new();
         }
         tracing::warn!(count = batch.len(), tries, %error, "delivery outcomes not recorded; trying again");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
+    Vec::new()
 }
 
-async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Result<(), DbErr> {
+async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Result<Vec<(Uuid, String)>, DbErr> {
+    let mut suspended = Vec::new();
     let now = hookbus_core::now();
     let txn = store.begin_write().await?;
     let attempts: Vec<attempt::ActiveModel> = outcomes
@@ -203,11 +238,20 @@ async fn write(store: &Store, outbound: &Outbound, outcomes: &[Outcome]) -> Resu
             .await?;
         if summary.gone || summary.expired > 0 {
             // 410 suspends at once; expiries only when the run reaches the limit.
-            let threshold = (!summary.gone).then_some(Ord::max(outbound.settings.suspend_after_expired, 1));
-            crate::state::suspend(&*txn, subscription_id, threshold, now).await?;
+            let limit = Ord::max(outbound.settings.suspend_after_expired, 1);
+            let threshold = (!summary.gone).then_some(limit);
+            if crate::state::suspend(&*txn, subscription_id, threshold, now).await? {
+                let reason = if summary.gone {
+                    "the endpoint answered 410 Gone".to_owned()
+                } else {
+                    format!("{limit} notifications expired in a row")
+                };
+                suspended.push((subscription_id, reason));
+            }
         }
     }
-    txn.commit().await
+    txn.commit().await?;
+    Ok(suspended)
 }
 
 /// Parameters per outcome in [`update_notifications`].

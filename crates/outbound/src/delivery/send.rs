@@ -89,8 +89,9 @@ impl Sender {
                     .flatten();
                 self.failed(job, outbound, outcome.with_attempt(attempt), attempts, honoured)
             }
-            Err(error) => {
-                attempt.error = Some(error);
+            Err(failure) => {
+                outcome.unreachable = failure.unreachable;
+                attempt.error = Some(failure.message);
                 self.failed(job, outbound, outcome.with_attempt(attempt), attempts, None)
             }
         }
@@ -105,7 +106,7 @@ impl Sender {
             Ok(Answer { code, excerpt, .. }) => {
                 Probe { status: Some(code.as_u16()), duration_ms, error: None, excerpt }
             }
-            Err(error) => Probe { status: None, duration_ms, error: Some(error), excerpt: None },
+            Err(failure) => Probe { status: None, duration_ms, error: Some(failure.message), excerpt: None },
         }
     }
 
@@ -133,9 +134,12 @@ impl Sender {
         outcome.finish(NotificationStatus::Failed, error)
     }
 
-    async fn attempt(&self, job: &Job, outbound: &Outbound, now: Timestamp) -> Result<Answer, String> {
+    async fn attempt(&self, job: &Job, outbound: &Outbound, now: Timestamp) -> Result<Answer, Failure> {
         let target = &job.target;
-        let url = outbound.policy.parse_url(&target.url).map_err(|blocked| blocked.to_string())?;
+        let url = outbound
+            .policy
+            .parse_url(&target.url)
+            .map_err(|blocked| Failure { message: blocked.to_string(), unreachable: false })?;
         let client = if target.secure_ssl { &self.verified } else { &self.unverified };
         let mut headers = HeaderMap::new();
         for (name, values) in &target.headers {
@@ -160,8 +164,9 @@ impl Sender {
                 }
             }
         }
-        let response =
-            client.post(url).headers(headers).body(job.event.body.clone()).send().await.map_err(|e| describe(&e))?;
+        let response = client.post(url).headers(headers).body(job.event.body.clone()).send().await.map_err(|e| {
+            Failure { message: describe(&e), unreachable: (e.is_timeout() || e.is_connect()) && !blocked(&e) }
+        })?;
         let code = response.status();
         let retry_after = response
             .headers()
@@ -186,6 +191,26 @@ struct Answer {
     code: StatusCode,
     excerpt: Option<String>,
     retry_after: Option<u64>,
+}
+
+/// An attempt that got no answer.
+struct Failure {
+    message: String,
+    /// It timed out or could not connect: what the circuit breaker counts. A URI the SSRF guard
+    /// refuses is not the endpoint's fault and is not counted.
+    unreachable: bool,
+}
+
+/// Whether the SSRF guard refused the address (a cause of the connect error).
+fn blocked(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<crate::guard::Blocked>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The first `limit` bytes of the answer's body; the rest is not read.

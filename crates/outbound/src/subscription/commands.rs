@@ -13,7 +13,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DeliveryPolicy, Draft, Headers, SubscriptionView};
+use super::{DeliveryPolicy, Draft, Headers, Ordering, SubscriptionView};
 use crate::{
     NotificationStatus, Outbound,
     entity::{notification, subscription},
@@ -93,6 +93,17 @@ pub struct CreateWebhookSubscriptionCommand {
     pub secure_ssl: Option<bool>,
     #[serde(default)]
     pub tag: Option<String>,
+    /// Attempts in flight at once, at most, across every instance (1 to 256); default
+    /// `outbound.per_subscription_concurrency`.
+    #[serde(default)]
+    pub max_concurrency: Option<i32>,
+    /// Attempts started per second, at most, across every instance (1 to 10000); attempts beyond
+    /// it wait, using no attempt. Default: no limit.
+    #[serde(default)]
+    pub rate_limit_per_second: Option<i32>,
+    /// `unordered` (the default) or `fifo`: one at a time, in publish order.
+    #[serde(default)]
+    pub ordering: Option<Ordering>,
     /// Fields this command does not have; refused by name.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -132,6 +143,9 @@ impl Handler for CreateWebhookSubscriptionCommand {
             hmac_enabled: self.hmac_enabled.unwrap_or(true),
             secure_ssl: self.secure_ssl.unwrap_or(true),
             tag: self.tag.clone(),
+            max_concurrency: self.max_concurrency,
+            rate_limit_per_second: self.rate_limit_per_second,
+            ordering: self.ordering.unwrap_or_default(),
         };
         let id = Uuid::now_v7();
         let now = hookbus_core::now();
@@ -213,6 +227,15 @@ pub struct UpdateWebhookSubscriptionCommand {
     pub secure_ssl: Option<bool>,
     #[serde(default)]
     pub tag: Option<String>,
+    /// Attempts in flight at once (1 to 256); 0 returns to `outbound.per_subscription_concurrency`.
+    #[serde(default)]
+    pub max_concurrency: Option<i32>,
+    /// Attempts started per second (1 to 10000); 0 removes the limit.
+    #[serde(default)]
+    pub rate_limit_per_second: Option<i32>,
+    /// `unordered` or `fifo`.
+    #[serde(default)]
+    pub ordering: Option<Ordering>,
 }
 
 impl Handler for UpdateWebhookSubscriptionCommand {
@@ -233,6 +256,13 @@ impl Handler for UpdateWebhookSubscriptionCommand {
         set(&mut draft.retry_interval_seconds, &self.retry_interval_seconds);
         set(&mut draft.hmac_enabled, &self.hmac_enabled);
         set(&mut draft.secure_ssl, &self.secure_ssl);
+        set(&mut draft.ordering, &self.ordering);
+        if let Some(limit) = self.max_concurrency {
+            draft.max_concurrency = (limit != 0).then_some(limit);
+        }
+        if let Some(rate) = self.rate_limit_per_second {
+            draft.rate_limit_per_second = (rate != 0).then_some(rate);
+        }
         if let Some(secret) = &self.secret {
             draft.secret = Secret::parse(secret).map_err(CommandError::validation)?;
         }
@@ -279,6 +309,7 @@ impl Handler for DeleteWebhookSubscriptionCommand {
         let now = hookbus_core::now();
         let txn = store.begin_write().await.or_internal()?;
         queue::remove_subscription(&*txn, row.id).await.or_internal()?;
+        crate::lane::delete(&*txn, row.id).await.or_internal()?;
         let cancelled = notification::Entity::update_many()
             .col_expr(notification::Column::Status, Expr::value(NotificationStatus::Cancelled))
             .col_expr(notification::Column::NextAttemptAt, Expr::value(Option::<Timestamp>::None))

@@ -40,6 +40,33 @@ pub enum DeliveryPolicy {
     Exponential,
 }
 
+/// In which order a subscription's notifications are sent. Stored as its name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::N(16))")]
+pub enum Ordering {
+    /// Up to `maxConcurrency` at once, in any order.
+    #[default]
+    #[sea_orm(string_value = "unordered")]
+    Unordered,
+    /// One at a time, in publish order; a notification waiting for a retry holds back the ones
+    /// after it until it is delivered or expires.
+    #[sea_orm(string_value = "fifo")]
+    Fifo,
+}
+
 /// Header name -> values.
 pub type Headers = BTreeMap<String, Vec<String>>;
 
@@ -66,7 +93,16 @@ pub struct Draft {
     pub hmac_enabled: bool,
     pub secure_ssl: bool,
     pub tag: Option<String>,
+    /// `None`: `outbound.per_subscription_concurrency`.
+    pub max_concurrency: Option<i32>,
+    pub rate_limit_per_second: Option<i32>,
+    pub ordering: Ordering,
 }
+
+/// The most attempts a subscription may have in flight at once.
+pub const MAX_CONCURRENCY: i32 = 256;
+/// The highest rate limit a subscription may set, per second.
+pub const MAX_RATE_PER_SECOND: i32 = 10_000;
 
 impl Draft {
     /// Checks every rule; each failure is one message naming the field.
@@ -105,6 +141,12 @@ impl Draft {
         if !(1..=86_400).contains(&self.retry_interval_seconds) {
             errors.push("retryIntervalSeconds: must be between 1 and 86400".to_owned());
         }
+        if self.max_concurrency.is_some_and(|n| !(1..=MAX_CONCURRENCY).contains(&n)) {
+            errors.push(format!("maxConcurrency: must be between 1 and {MAX_CONCURRENCY}"));
+        }
+        if self.rate_limit_per_second.is_some_and(|n| !(1..=MAX_RATE_PER_SECOND).contains(&n)) {
+            errors.push(format!("rateLimitPerSecond: must be between 1 and {MAX_RATE_PER_SECOND}"));
+        }
         errors.extend(check_headers(&mut self.headers));
         if errors.is_empty() { Ok(()) } else { Err(CommandError::Validation(errors)) }
     }
@@ -134,6 +176,9 @@ impl Draft {
         row.hmac_enabled = Set(self.hmac_enabled);
         row.secure_ssl = Set(self.secure_ssl);
         row.tag = Set(self.tag.clone());
+        row.max_concurrency = Set(self.max_concurrency);
+        row.rate_limit_per_second = Set(self.rate_limit_per_second);
+        row.ordering = Set(self.ordering);
         Ok(())
     }
 
@@ -156,6 +201,9 @@ impl Draft {
             hmac_enabled: row.hmac_enabled,
             secure_ssl: row.secure_ssl,
             tag: row.tag.clone(),
+            max_concurrency: row.max_concurrency,
+            rate_limit_per_second: row.rate_limit_per_second,
+            ordering: row.ordering,
         })
     }
 }
@@ -234,9 +282,56 @@ pub struct SubscriptionView {
     pub tag: Option<String>,
     pub suspended: bool,
     pub suspended_at: Option<Timestamp>,
+    /// Attempts in flight at once, at most; `null`: the server's default
+    /// (`outbound.per_subscription_concurrency`).
+    pub max_concurrency: Option<i32>,
+    /// Attempts started per second, at most; `null`: no limit.
+    pub rate_limit_per_second: Option<i32>,
+    pub ordering: Ordering,
+    /// Whether its endpoint answers (its circuit breaker).
+    pub health: EndpointHealth,
     pub last_delivery: Option<LastDelivery>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// An endpoint's health as reads show it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum EndpointHealth {
+    /// Its notifications are sent as usual.
+    #[serde(rename = "healthy")]
+    Healthy,
+    /// It stopped answering (timeouts or connection failures in a row): its notifications wait,
+    /// using no attempts, until a probe at `nextProbeAt` gets an answer.
+    #[serde(rename = "unhealthy")]
+    Unhealthy { since: Timestamp, next_probe_at: Timestamp, reason: String },
+}
+
+impl From<&crate::lane::Health> for EndpointHealth {
+    fn from(health: &crate::lane::Health) -> Self {
+        match health {
+            crate::lane::Health::Healthy => Self::Healthy,
+            crate::lane::Health::Unhealthy { since, next_probe_at, reason, .. } => {
+                Self::Unhealthy { since: *since, next_probe_at: *next_probe_at, reason: reason.clone() }
+            }
+        }
+    }
+}
+
+/// Sets each view's endpoint health from the lanes.
+pub(crate) async fn attach_health(
+    db: &impl ConnectionTrait,
+    views: &mut [SubscriptionView],
+) -> Result<(), CommandError> {
+    let ids: Vec<Uuid> = views.iter().map(|view| view.id).collect();
+    let health = crate::lane::health_of(db, &ids).await.or_internal()?;
+    for view in views {
+        if let Some(health) = health.get(&view.id) {
+            view.health = EndpointHealth::from(health);
+        }
+    }
+    Ok(())
 }
 
 /// The most recent attempt to deliver to a subscription.
@@ -284,6 +379,10 @@ impl From<subscription::Model> for SubscriptionView {
             tag: row.tag,
             suspended: row.suspended,
             suspended_at: row.suspended_at,
+            max_concurrency: row.max_concurrency,
+            rate_limit_per_second: row.rate_limit_per_second,
+            ordering: row.ordering,
+            health: EndpointHealth::Healthy,
             last_delivery,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -324,7 +423,9 @@ pub(crate) async fn save(
     let saved = if matches!(row.id, sea_orm::ActiveValue::Unchanged(_)) {
         row.update(&*txn).await.or_internal()?
     } else {
-        row.insert(&*txn).await.or_internal()?
+        let saved = row.insert(&*txn).await.or_internal()?;
+        crate::lane::create(&*txn, saved.id).await.or_internal()?;
+        saved
     };
     index_events(&*txn, id, if draft.subscribe_all { &[] } else { &draft.events }).await?;
     txn.commit().await.or_internal()?;

@@ -71,7 +71,10 @@ impl Handler for GetWebhookSubscriptionQuery {
 
     async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         let row = find_subscription(ctx, self.id, NOT_FOUND).await?;
-        Answered::ok(SubscriptionView::from(row), "Webhook subscription retrieved successfully")
+        let mut view = [SubscriptionView::from(row)];
+        super::attach_health(ctx.service::<Store>()?.db(), &mut view).await?;
+        let [view] = view;
+        Answered::ok(view, "Webhook subscription retrieved successfully")
     }
 }
 register_command!("GetWebhookSubscriptionQuery" => GetWebhookSubscriptionQuery);
@@ -135,7 +138,9 @@ impl Handler for GetWebhookSubscriptionListQuery {
                     .add(subscription::Column::Id.in_subquery(by_name)),
             );
         }
-        let page = fetch_page(query, page, ctx.service::<Store>()?.db(), SubscriptionView::from).await?;
+        let db = ctx.service::<Store>()?.db();
+        let mut page = fetch_page(query, page, db, SubscriptionView::from).await?;
+        super::attach_health(db, &mut page.items).await?;
         Answered::ok(page, "Webhook subscriptions retrieved successfully")
     }
 }
