@@ -3,7 +3,10 @@
 //!
 //! - (a) 2,000 events published by 32 concurrent clients to 1 subscription;
 //! - (b) the same to 10 subscriptions (20,000 deliveries);
-//! - (c) a fixed 500 events/s for 10 s to 1 subscription.
+//! - (c) a fixed 500 events/s for 10 s to 1 subscription;
+//! - (d) 1,000 events to a healthy endpoint and to one that hangs (answers after 20 s), beside the
+//!   same 1,000 to the healthy endpoint alone: the healthy endpoint's p50/p99 with and without a
+//!   hanging neighbour.
 //!
 //! It prints publish/s, deliveries/s and publish-to-receipt p50/p99, and the server's RSS idle and
 //! at its peak, beside the figures of the Svix server measured on this machine kind.
@@ -79,6 +82,26 @@ async fn receive(body: web::Bytes, receipts: web::Data<Receipts>) -> HttpRespons
     }
     receipts.count.fetch_add(1, Ordering::SeqCst);
     HttpResponse::Ok().finish()
+}
+
+/// An endpoint that hangs: it answers every request after `pause`.
+fn start_hanging(pause: Duration) -> (String, ServerHandle) {
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move || async move {
+            tokio::time::sleep(pause).await;
+            HttpResponse::Ok().finish()
+        }))
+    })
+    .workers(1)
+    .max_connections(100_000)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind the hanging endpoint");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://{addr}"), handle)
 }
 
 pub(crate) fn start_receiver(receipts: Arc<Receipts>) -> (String, ServerHandle) {
@@ -254,6 +277,11 @@ async fn measure(backend: Backend, database_url: &str, binary: &Path, workers: u
     subscribe(&server, &receiver, "WB_Send_Sms", 1).await?;
     subscribe(&server, &receiver, "WB_Send_Otp", 10).await?;
     subscribe(&server, &receiver, "WB_Send_Loan_Otp", 1).await?;
+    // (d): the healthy endpoint alone, then beside one that hangs.
+    let (hanging, hanging_handle) = start_hanging(Duration::from_secs(20));
+    subscribe(&server, &receiver, "WB_Send_Application_Ready", 1).await?;
+    subscribe(&server, &receiver, "WB_Send_Two_Factor_Code", 1).await?;
+    subscribe(&server, &hanging, "WB_Send_Two_Factor_Code", 1).await?;
     // Warm up connections and caches, then let the server settle before reading its idle memory.
     publish_burst(&server, "WB_Send_Sms", 100, 8).await;
     receipts.wait_for(100, Duration::from_secs(30)).await;
@@ -323,6 +351,26 @@ async fn measure(backend: Backend, database_url: &str, binary: &Path, workers: u
         "{label} memory                              : RSS idle {idle:>5.1} MiB  peak {:>5.1} MiB   [Svix 40 MB idle, 65 MB peak]",
         server.memory("VmHWM:")
     );
+
+    let mut healthy = Vec::new();
+    for event in ["WB_Send_Application_Ready", "WB_Send_Two_Factor_Code"] {
+        receipts.reset();
+        let (_, failures) = publish_burst(&server, event, 1_000, 32).await;
+        receipts.wait_for(1_000 - failures, Duration::from_secs(120)).await.ok_or_else(|| {
+            format!("(d): only {} of 1000 healthy deliveries arrived", receipts.count.load(Ordering::SeqCst))
+        })?;
+        healthy.push(receipts.percentiles());
+    }
+    let [(alone_p50, alone_p99), (beside_p50, beside_p99)] = healthy[..] else {
+        return Err("(d): no figures".into());
+    };
+    println!(
+        "{label} (d) 1000 events, healthy endpoint    : alone p50 {alone_p50:>6.1} ms  p99 {alone_p99:>7.1} ms   beside one \
+         that hangs p50 {beside_p50:>6.1} ms  p99 {beside_p99:>7.1} ms   p99 {:.2}x   [target <= 2x; Svix 19.6 s \
+         against 62 ms]",
+        beside_p99 / alone_p99.max(0.001),
+    );
+    hanging_handle.stop(false).await;
     receiver_handle.stop(false).await;
     Ok(())
 }

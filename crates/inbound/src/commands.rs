@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::{InboundStatus, REDACTED, entity, entity::JsonText, receive};
+use crate::{FixedRouteEntry, FixedRoutes, InboundStatus, REDACTED, entity, entity::JsonText, receive};
 
 /// A logged request as the queries return it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -217,6 +217,13 @@ impl Handler for ReplayInboundEventCommand {
         // script holds one.
         ctx.refuse_in_script("ReplayInboundEventCommand")?;
         let original = find(ctx, self.id, "Replay failed").await?;
+        if original.config_id == FixedRouteEntry::CONFIG_ID {
+            let request = receive::request_of(&original)?;
+            let routes = ctx.service::<FixedRoutes>()?;
+            let id = routes.0.replay(ctx.services(), &original.config_key, request, original.id).await?;
+            let event = find(ctx, id, "Replay failed").await?;
+            return Answered::ok(InboundEvent::from(event), "Inbound event replayed");
+        }
         let entry = ctx
             .service::<ConfigCache>()?
             .by_id(original.config_id)

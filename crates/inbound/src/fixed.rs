@@ -16,6 +16,25 @@ use uuid::Uuid;
 
 use crate::{HeaderRedaction, InboundStatus, LogWriter, entity, receive, row::LogRow};
 
+/// Replays fixed routes' logged requests for `ReplayInboundEventCommand`. The routes live in the
+/// providers crate, which depends on this one, so it registers its replayer as a service
+/// ([`FixedRoutes`]).
+pub trait FixedRouteReplayer: Send + Sync + std::fmt::Debug + 'static {
+    /// Runs the route that logs under `key` again on `request`, logging the run as a new entry that
+    /// replays `replay_of`; the new entry's id.
+    fn replay<'a>(
+        &'a self,
+        services: &'a std::sync::Arc<hookbus_core::Services>,
+        key: &'a str,
+        request: InboundRequest,
+        replay_of: Uuid,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Uuid, CommandError>> + Send + 'a>>;
+}
+
+/// The fixed routes' replayer, as a service.
+#[derive(Debug, Clone)]
+pub struct FixedRoutes(pub std::sync::Arc<dyn FixedRouteReplayer>);
+
 /// One request to a fixed route, on its way into the inbound event log, secret headers redacted.
 #[derive(Debug)]
 pub struct FixedRouteEntry {
@@ -54,6 +73,11 @@ impl FixedRouteEntry {
         receive::set_outcome(&mut self.row, result);
         self.row.duration_ms = Set(Some(receive::elapsed_ms(self.started)));
         self.row.completed_at = Set(Some(hookbus_core::now()));
+    }
+
+    /// Marks the entry as a replay of the request logged as `original`.
+    pub fn replays(&mut self, original: Uuid) {
+        self.row.replay_of = Set(Some(original));
     }
 
     /// Marks a finished entry as a repeat of the request logged as `first`.

@@ -20,7 +20,7 @@ mod worker;
 
 pub use batch::LogWriter;
 pub use commands::list_statement;
-pub use fixed::FixedRouteEntry;
+pub use fixed::{FixedRouteEntry, FixedRouteReplayer, FixedRoutes};
 pub use receive::{Inbound, Receipt};
 pub use redact::{DEFAULT_SECRET_HEADER_PARTS, HeaderRedaction, REDACTED};
 pub use status::InboundStatus;

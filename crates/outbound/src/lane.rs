@@ -98,6 +98,13 @@ pub(crate) async fn acquire(
     lane::Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(db).await
 }
 
+/// Whether any lane is due for `owner` to take: what [`acquire`] would take, read without a write.
+pub(crate) async fn any_due(db: &impl ConnectionTrait, owner: Uuid, now: Timestamp) -> Result<bool, DbErr> {
+    let free = lane::Column::Owner.is_null().or(lane::Column::Owner.eq(owner)).or(lane::Column::LeaseUntil.lt(now));
+    let due = lane::Entity::find().filter(lane::Column::DueAt.lte(now)).filter(free).one(db).await?;
+    Ok(due.is_some())
+}
+
 /// Extends `owner`'s lease of `lanes` to `lease_until`; the lanes it still held. A lane missing
 /// from the answer was taken over by another instance after the lease ran out.
 pub(crate) async fn renew(

@@ -199,6 +199,27 @@ async fn claim_head(
     Ok(taken)
 }
 
+/// Whether any of `fills`' lanes has a due notification no instance holds: what [`claim_for`]
+/// would look for, read without a write.
+pub(crate) async fn any_due(db: &impl ConnectionTrait, fills: &[Fill], now: Timestamp) -> Result<bool, DbErr> {
+    for piece in fills.chunks(PIECE) {
+        let due = queue_entry::Entity::find()
+            .filter(queue_entry::Column::SubscriptionId.is_in(piece.iter().map(|fill| fill.subscription_id)))
+            .filter(queue_entry::Column::NextAttemptAt.lte(now))
+            .filter(
+                Condition::any()
+                    .add(queue_entry::Column::LeaseUntil.is_null())
+                    .add(queue_entry::Column::LeaseUntil.lt(now)),
+            )
+            .one(db)
+            .await?;
+        if due.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Releases the leases of notifications that left memory untried: any instance may take them.
 pub(crate) async fn unlease(db: &impl ConnectionTrait, notifications: &[Uuid]) -> Result<(), DbErr> {
     for piece in notifications.chunks(PIECE) {

@@ -61,6 +61,7 @@ fn mono_answer(items: &[Item], forwarded: Option<Value>) -> Result<Reply, Comman
     }
     let message = match item.outcome {
         Some(Outcome::Duplicate { .. }) => "Mono event already received",
+        Some(Outcome::Ignored { .. }) => "Mono event ignored",
         _ => "Mono event received",
     };
     Reply::new(data, message)
@@ -86,6 +87,7 @@ fn batch_answer(items: &[Item], forwarded: Option<Value>, message: &'static str)
         "processing": count(|outcome| matches!(outcome, Outcome::InProgress { .. })),
         "notPaid": count(|outcome| matches!(outcome, Outcome::NotPaid { .. })),
         "amountMismatches": count(|outcome| matches!(outcome, Outcome::AmountMismatch { .. })),
+        "ignored": count(|outcome| matches!(outcome, Outcome::Ignored { .. })),
         "items": lines,
     });
     if let Some(forwarded) = forwarded {
@@ -108,6 +110,7 @@ fn describe(item: &Item) -> Map<String, Value> {
             ("amountMismatch", json!({"amount": notified, "paidAmount": paid}))
         }
         Some(Outcome::Failed(error)) => ("failed", json!({"error": error.summary()})),
+        Some(Outcome::Ignored { reason }) => ("ignored", json!({"reason": reason})),
         None => ("failed", json!({})),
     };
     line.insert("outcome".into(), json!(outcome));

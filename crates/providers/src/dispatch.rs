@@ -9,11 +9,11 @@
 //! 6. One transaction settles the claims (published, or released for a retry when publishing
 //!    failed) and writes the answer onto the request's log entry.
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{collections::HashSet, sync::Arc};
 
 use futures_util::{StreamExt, stream};
 use hookbus_core::{CommandError, Reply, Services};
-use hookbus_inbound::{FixedRouteEntry, HeaderRedaction};
+use hookbus_inbound::FixedRouteEntry;
 use hookbus_router::InboundRequest;
 use hookbus_store::{DbResultExt, Store};
 use serde_json::Value;
@@ -26,7 +26,7 @@ use crate::{
     forward,
     notification::{Notification, decimal_parts, scalar_text},
     outcome::{Item, Outcome},
-    publish::{event_id, publish},
+    publish::{event_id, publish, unknown_names},
     remita::{PaymentStatus, StatusApi},
     verify::Verified,
 };
@@ -34,21 +34,21 @@ use crate::{
 /// Status API calls in flight at once for one request.
 const STATUS_CHECKS_AT_ONCE: usize = 8;
 
+/// Dispatches a verified request's notifications, logging it as `entry`.
 pub(crate) async fn dispatch(
     services: &Arc<Services>,
     route: Route,
     request: InboundRequest,
     notifications: Verified<Vec<Notification>>,
-    started: Instant,
+    mut entry: FixedRouteEntry,
 ) -> Result<Reply, CommandError> {
     let store = services.get::<Store>()?;
     let providers = services.get::<Providers>()?;
     let provider = route.provider();
-    let mut entry =
-        FixedRouteEntry::new(route.log_key(), request.clone(), started, services.get::<HeaderRedaction>()?)?;
     let mut items: Vec<Item> =
         notifications.into_inner().into_iter().map(|notification| Item { notification, outcome: None }).collect();
 
+    ignore_unknown(services, &mut items).await?;
     mark_seen(store, provider, entry.id(), &mut items).await?;
     if let Some(api) = providers.status_api(route) {
         confirm(api, &mut items).await;
@@ -104,6 +104,27 @@ pub(crate) async fn dispatch(
     result
 }
 
+/// Marks the notifications whose event the catalog does not know as ignored: acknowledged, not
+/// published, and kept in the log for a replay once the name is registered.
+async fn ignore_unknown(services: &Services, items: &mut [Item]) -> Result<(), CommandError> {
+    let mut names: Vec<&str> = items.iter().map(|item| item.notification.event.event_name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let unknown = unknown_names(services, &names).await?;
+    for item in items.iter_mut() {
+        let name = &item.notification.event.event_name;
+        if unknown.contains(name) {
+            item.outcome = Some(Outcome::Ignored {
+                reason: format!(
+                    "event '{name}' is not in the event catalog: register it with RegisterEventTypeCommand, then \
+                     replay this request with ReplayInboundEventCommand"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Marks the notifications seen before, and repeats within this request (logged as `this`).
 async fn mark_seen(store: &Store, provider: &str, this: Uuid, items: &mut [Item]) -> Result<(), CommandError> {
     let keys = items.iter().map(|item| item.notification.dedupe_key.as_str());
@@ -122,16 +143,18 @@ async fn mark_seen(store: &Store, provider: &str, this: Uuid, items: &mut [Item]
 
 /// Asks the status API about every undecided notification (their references are RRRs).
 async fn confirm(api: &StatusApi, items: &mut [Item]) {
-    let checks: Vec<(usize, Result<PaymentStatus, CommandError>)> = stream::iter(
-        items
-            .iter()
-            .enumerate()
-            .filter(|(_, item)| item.outcome.is_none())
-            .map(|(index, item)| async move { (index, api.check(&item.notification.reference.1).await) }),
-    )
-    .buffered(STATUS_CHECKS_AT_ONCE)
-    .collect()
-    .await;
+    // Owned references, so the checks' future does not borrow the items.
+    let undecided: Vec<(usize, String)> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.outcome.is_none())
+        .map(|(index, item)| (index, item.notification.reference.1.clone()))
+        .collect();
+    let checks: Vec<(usize, Result<PaymentStatus, CommandError>)> = stream::iter(undecided)
+        .map(|(index, rrr)| async move { (index, api.check(&rrr).await) })
+        .buffered(STATUS_CHECKS_AT_ONCE)
+        .collect()
+        .await;
     for (index, checked) in checks {
         let item = &mut items[index];
         let notified = &item.notification.original["amount"];

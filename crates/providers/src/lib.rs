@@ -28,5 +28,5 @@ mod settings;
 mod verify;
 
 pub use claims::sweep;
-pub use route::{Admitted, BodyDigest, Providers, Route, admit, receive, refuse};
+pub use route::{Admitted, BodyDigest, Providers, Replayer, Route, admit, receive, refuse};
 pub use settings::{BadSetting, MonoSettings, ProviderSettings, RemitaSettings, Secret};

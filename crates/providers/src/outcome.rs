@@ -20,6 +20,9 @@ pub(crate) enum Outcome {
     AmountMismatch { notified: String, paid: String },
     /// Not processed; the provider should send it again.
     Failed(CommandError),
+    /// Not published: its event name is not in the catalog. Acknowledged, so the provider does not
+    /// send it again for days; registering the name and replaying the logged request publishes it.
+    Ignored { reason: String },
 }
 
 /// A notification and what became of it (`None`: not decided yet).

@@ -26,9 +26,15 @@ pub(crate) fn event_id(provider: &str, key: &str) -> String {
     }
 }
 
-/// Fails with a 422 naming the `event` field for a name the event catalog does not know (a Mono
-/// event hookbus has not heard of), before anything is claimed.
-pub(crate) async fn ensure_known(services: &Services, names: &[String]) -> Result<(), CommandError> {
+/// The names among `names` that the event catalog does not know (a Mono event hookbus has not
+/// heard of).
+pub(crate) async fn unknown_names(services: &Services, names: &[&str]) -> Result<Vec<String>, CommandError> {
     let store = services.get::<hookbus_store::Store>()?;
-    hookbus_outbound::catalog::ensure_known(store.db(), "event", names).await
+    let mut unknown = Vec::new();
+    for name in names {
+        if hookbus_outbound::catalog::find(store.db(), name).await?.is_none() {
+            unknown.push((*name).to_owned());
+        }
+    }
+    Ok(unknown)
 }

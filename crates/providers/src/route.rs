@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 use crate::{
     dispatch, mono,
     notification::Notification,
-    publish,
     remita::{self, StatusApi},
     settings::{BadSetting, ProviderSettings},
     verify::{SharedSecret, Verified, Verifier},
@@ -183,8 +182,52 @@ pub async fn receive(
     let Admitted { route, started } = admitted;
     let name = *route.get();
     match accept(services, route, &mut request, body).await {
-        Ok(notifications) => dispatch::dispatch(services, name, request, notifications, started).await,
+        Ok(notifications) => {
+            let entry =
+                FixedRouteEntry::new(name.log_key(), request.clone(), started, services.get::<HeaderRedaction>()?)?;
+            dispatch::dispatch(services, name, request, notifications, entry).await
+        }
         Err(refused) => Err(log_refusal(services, name, request, refused, started).await),
+    }
+}
+
+/// Runs a fixed route again on a request it logged (verified when it arrived, so not verified
+/// again: its secret header is redacted in the log). The run is logged as a new entry that
+/// replays the original; returns that entry's id.
+pub(crate) async fn replay(
+    services: &Arc<Services>,
+    key: &str,
+    request: InboundRequest,
+    replay_of: uuid::Uuid,
+) -> Result<uuid::Uuid, CommandError> {
+    let route = Route::ALL
+        .into_iter()
+        .find(|route| route.log_key() == key)
+        .ok_or_else(|| CommandError::not_found("Replay failed", "No fixed route logs under this key"))?;
+    let providers = services.get::<Providers>()?;
+    let notifications = Verified::replayed(route.parse(&request.body, providers.max_items)?);
+    let mut entry =
+        FixedRouteEntry::new(route.log_key(), request.clone(), Instant::now(), services.get::<HeaderRedaction>()?)?;
+    entry.replays(replay_of);
+    let id = entry.id();
+    // The answer is the new entry's, read by the caller.
+    let _ = dispatch::dispatch(services, route, request, notifications, entry).await;
+    Ok(id)
+}
+
+/// The providers' replayer, registered as a service for the inbound crate's replay command.
+#[derive(Debug)]
+pub struct Replayer;
+
+impl hookbus_inbound::FixedRouteReplayer for Replayer {
+    fn replay<'a>(
+        &'a self,
+        services: &'a Arc<Services>,
+        key: &'a str,
+        request: InboundRequest,
+        replay_of: uuid::Uuid,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<uuid::Uuid, CommandError>> + Send + 'a>> {
+        Box::pin(replay(services, key, request, replay_of))
     }
 }
 
@@ -252,8 +295,7 @@ async fn log_refusal(
     refusal
 }
 
-/// Parses a verified request's body (which the log shows from here on) into notifications of
-/// events the catalog knows.
+/// Parses a verified request's body (which the log shows from here on) into notifications.
 async fn accept(
     services: &Services,
     route: Verified<Route>,
@@ -269,9 +311,5 @@ async fn accept(
     })?;
     let notifications = json.as_ref().try_map(|body| name.parse(body, providers.max_items));
     request.body = json.into_inner();
-    let notifications = notifications?;
-    let mut names: Vec<String> = notifications.get().iter().map(|n| n.event.event_name.clone()).collect();
-    names.dedup();
-    publish::ensure_known(services, &names).await?;
-    Ok(notifications)
+    notifications
 }

@@ -30,6 +30,12 @@ impl<T> Verified<T> {
     pub(crate) fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Verified<U>, E> {
         f(self.0).map(Verified)
     }
+
+    /// What a logged request carried: it was verified when it arrived, and only an authorised
+    /// replay (`ReplayInboundEventCommand`) reads it back.
+    pub(crate) fn replayed(value: T) -> Self {
+        Self(value)
+    }
 }
 
 /// A shared secret, kept as its SHA-256 digest: comparing digests in constant time reveals

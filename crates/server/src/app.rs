@@ -226,6 +226,7 @@ impl Application {
         outbound.check_key(&db).await.map_err(StartupError::KeyCheck)?;
         services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
+        services.insert(hookbus_inbound::FixedRoutes(Arc::new(hookbus_providers::Replayer)));
         let services = Arc::new(services);
         let inbound = &settings.inbound;
         background.push(crate::retention::spawn(

@@ -64,10 +64,10 @@ struct Breaker {
 }
 
 /// How many notifications a lane of `limit` concurrent attempts buffers: enough to keep its
-/// attempts busy while the poller reads more, few enough that the instance's `queue_capacity` is
-/// shared by many lanes.
+/// attempts busy, and to catch up on a backlog, while the poller reads more; bounded, so that the
+/// instance's `queue_capacity` is shared by many lanes.
 fn buffer_of(limit: usize) -> usize {
-    (limit * 4).clamp(8, 256)
+    (limit * 16).clamp(16, 512)
 }
 
 #[derive(Debug)]
@@ -102,6 +102,12 @@ struct Lane {
     blocked: bool,
     /// When the lane last had nothing in memory; released after a while of that.
     idle_since: Option<Instant>,
+    /// Being released: it takes no more work.
+    releasing: bool,
+    /// Counts the times the lane's buffer was taken back (its endpoint became unhealthy, a FIFO
+    /// lane's notification failed): a read of its queue that began before is stale, and what it
+    /// found goes back.
+    generation: u64,
 }
 
 impl Lane {
@@ -126,6 +132,8 @@ impl Lane {
             fill_asked: false,
             blocked: false,
             idle_since: Some(Instant::now()),
+            releasing: false,
+            generation: 0,
         }
     }
 
@@ -171,6 +179,8 @@ pub(crate) struct Fill {
     pub fifo: bool,
     /// Ids in memory: the queue read skips them.
     pub held: Vec<Uuid>,
+    /// The lane's generation when asked (see `Lane::generation`).
+    pub generation: u64,
 }
 
 /// Every lane this instance owns.
@@ -277,24 +287,37 @@ impl Lanes {
         }
     }
 
-    /// Owned lanes with nothing in memory for `idle` or longer: to release.
+    /// Owned lanes with nothing in memory for `idle` or longer, marked as being released: they
+    /// take no more work until [`released`](Self::released) forgets them (or
+    /// [`kept`](Self::kept) takes the mark back).
     pub fn idle(&self, idle: Duration) -> Vec<Uuid> {
         let now = Instant::now();
-        self.state()
-            .lanes
-            .iter()
-            .filter(|(_, lane)| lane.idle_since.is_some_and(|since| now.duration_since(since) >= idle))
-            .map(|(id, _)| *id)
-            .collect()
+        let mut state = self.state();
+        let mut releasing = Vec::new();
+        for (id, lane) in &mut state.lanes {
+            let quiet = lane.held.is_empty() && lane.reserved == 0;
+            if quiet && lane.idle_since.is_some_and(|since| now.duration_since(since) >= idle) {
+                lane.releasing = true;
+                releasing.push(*id);
+            }
+        }
+        releasing
     }
 
-    /// Forgets released lanes (unless work arrived meanwhile: then they are kept, and taken again
-    /// from the queue if another instance took them).
+    /// Forgets lanes given up in the database.
     pub fn released(&self, lanes: &[Uuid]) {
         let mut state = self.state();
         for id in lanes {
-            if state.lanes.get(id).is_some_and(|lane| lane.held.is_empty() && lane.reserved == 0) {
-                state.lanes.remove(id);
+            drop_lane(&mut state, *id);
+        }
+    }
+
+    /// Takes back the release mark of lanes whose release failed.
+    pub fn kept(&self, lanes: &[Uuid]) {
+        let mut state = self.state();
+        for id in lanes {
+            if let Some(lane) = state.lanes.get_mut(id) {
+                lane.releasing = false;
             }
         }
     }
@@ -307,11 +330,12 @@ impl Lanes {
         let mut wanting: Vec<(usize, Uuid)> = state
             .lanes
             .iter()
-            .filter(|(_, lane)| lane.lease_until > now + self.margin && !lane.blocked)
+            .filter(|(_, lane)| lane.lease_until > now + self.margin && !lane.blocked && !lane.releasing)
             .map(|(id, lane)| (lane.jobs.len(), *id))
             .collect();
         wanting.sort_unstable();
         let mut fills = Vec::new();
+        let mut probes_due = Vec::new();
         for (_, id) in wanting {
             if room_left == 0 {
                 break;
@@ -321,7 +345,12 @@ impl Lanes {
                 Health::Healthy => lane.room(),
                 // One probe, when it is due, and nothing else.
                 Health::Unhealthy { next_probe_at, .. } => {
-                    usize::from(*next_probe_at <= now && !lane.probing && lane.held.is_empty())
+                    let due = *next_probe_at <= now && !lane.probing;
+                    if due && !lane.jobs.is_empty() {
+                        // Its probe is buffered already: back in the senders' turns.
+                        probes_due.push(id);
+                    }
+                    usize::from(due && lane.held.is_empty())
                 }
             };
             lane.fill_asked = false;
@@ -330,7 +359,15 @@ impl Lanes {
             }
             let room = room.min(room_left);
             room_left -= room;
-            fills.push(Fill { subscription_id: id, room, fifo: lane.fifo, held: lane.held.iter().copied().collect() });
+            let held = lane.held.iter().copied().collect();
+            fills.push(Fill { subscription_id: id, room, fifo: lane.fifo, held, generation: lane.generation });
+        }
+        if !probes_due.is_empty() {
+            for id in probes_due {
+                enqueue(&mut state, id);
+            }
+            drop(state);
+            self.ready.notify_one();
         }
         fills
     }
@@ -379,6 +416,7 @@ impl Lanes {
             .map(|id| {
                 let lane = state.lanes.get_mut(id)?;
                 let takes = room_left > 0
+                    && !lane.releasing
                     && !lane.fifo
                     && lane.health == Health::Healthy
                     && lane.lease_until > now + margin
@@ -429,12 +467,16 @@ impl Lanes {
         self.ready.notify_one();
     }
 
-    /// Adds jobs read from the queue to their lanes (in the order given).
-    pub fn push(&self, jobs: Vec<Job>) {
+    /// Adds jobs read from the queue for `fills` to their lanes (in the order given). A lane that
+    /// took its buffer back meanwhile makes its read stale: those jobs go back to the queue.
+    pub fn push(&self, jobs: Vec<Job>, fills: &[Fill]) {
+        let generations: HashMap<Uuid, u64> =
+            fills.iter().map(|fill| (fill.subscription_id, fill.generation)).collect();
         let mut state = self.state();
         for job in jobs {
             let id = job.target.id;
-            let Some(lane) = state.lanes.get_mut(&id) else {
+            let current = state.lanes.get(&id).map(|lane| lane.generation);
+            let Some(lane) = state.lanes.get_mut(&id).filter(|_| current == generations.get(&id).copied()) else {
                 state.give_back.push((job.notification_id, None));
                 continue;
             };
@@ -557,7 +599,9 @@ impl Lanes {
                         health,
                         failures: lane.failures,
                     });
-                    // The buffer goes back to the queue untried.
+                    // The buffer goes back to the queue untried, and so does what a read under way
+                    // finds.
+                    lane.generation += 1;
                     let taken: Vec<Uuid> = lane.jobs.drain(..).map(|job| job.notification_id).collect();
                     for notification in &taken {
                         lane.held.remove(notification);
@@ -599,6 +643,7 @@ impl Lanes {
         // A FIFO lane whose notification waits for a retry sends nothing after it meanwhile.
         if lane.fifo && outcome.next_attempt_at.is_some() {
             lane.blocked = true;
+            lane.generation += 1;
             let taken: Vec<Uuid> = lane.jobs.drain(..).map(|job| job.notification_id).collect();
             for notification in &taken {
                 lane.held.remove(notification);
@@ -676,10 +721,12 @@ fn enqueue(state: &mut State, id: Uuid) {
     }
 }
 
-/// Forgets a lost lane: its buffer is dropped (not given back: the lane is another instance's).
-/// Outcomes of its attempts still in flight are written as usual.
+/// Forgets a lane: its buffered notifications go back to the queue (their leases released, for
+/// whichever instance owns the lane now); outcomes of its attempts still in flight are written as
+/// usual.
 fn drop_lane(state: &mut State, id: Uuid) {
     if let Some(lane) = state.lanes.remove(&id) {
         state.held = state.held.saturating_sub(lane.held.len() + lane.reserved);
+        state.give_back.extend(lane.jobs.into_iter().map(|job| (job.notification_id, None)));
     }
 }

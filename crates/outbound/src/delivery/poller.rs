@@ -181,6 +181,11 @@ impl Poller {
     async fn acquire(&self) -> Result<(), EngineError> {
         let now = hookbus_core::now();
         let lease_until = now + self.lease();
+        // A read first: with nothing to take, no write transaction (SQLite's writer is shared with
+        // every publisher).
+        if !lane::any_due(self.store.db(), self.dispatcher.instance, now).await? {
+            return Ok(());
+        }
         let txn = self.store.begin_write().await?;
         let acquired = lane::acquire(&*txn, self.dispatcher.instance, now, lease_until, ACQUIRE).await?;
         txn.commit().await?;
@@ -221,6 +226,10 @@ impl Poller {
             return Ok(());
         }
         let lease_until = now + self.lease();
+        if !queue::any_due(self.store.db(), &fills, now).await? {
+            lanes.filled(&fills, &HashMap::new());
+            return Ok(());
+        }
         let txn = self.store.begin_write().await?;
         let claimed = queue::claim_for(&*txn, &fills, now, lease_until).await?;
         txn.commit().await?;
@@ -253,7 +262,7 @@ impl Poller {
         for outcome in outcomes {
             self.writer.record(outcome);
         }
-        lanes.push(jobs);
+        lanes.push(jobs, &fills);
         Ok(())
     }
 
@@ -264,10 +273,18 @@ impl Poller {
         if idle.is_empty() {
             return Ok(());
         }
-        let txn = self.store.begin_write().await?;
-        lane::release(&*txn, self.dispatcher.instance, &idle).await?;
-        txn.commit().await?;
-        lanes.released(&idle);
+        let released = async {
+            let txn = self.store.begin_write().await?;
+            lane::release(&*txn, self.dispatcher.instance, &idle).await?;
+            txn.commit().await
+        };
+        match released.await {
+            Ok(()) => lanes.released(&idle),
+            Err(error) => {
+                lanes.kept(&idle);
+                return Err(error.into());
+            }
+        }
         Ok(())
     }
 

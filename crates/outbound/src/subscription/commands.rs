@@ -56,7 +56,8 @@ fn with_secret(row: subscription::Model, secret: &Secret) -> WithSecret {
     WithSecret { subscription }
 }
 
-/// Creates a subscription. The answer shows the signing secret in full, once.
+/// Creates a subscription for a partner or a customer, or (by a caller not bound to an owner,
+/// naming none) for the platform. The answer shows the signing secret in full, once.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateWebhookSubscriptionCommand {
@@ -117,14 +118,16 @@ impl Handler for CreateWebhookSubscriptionCommand {
     async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let outbound = ctx.service::<Outbound>()?;
-        let owner = self.owner.required(ctx)?;
+        // Without an owner (only an unbound caller may omit it) the subscription is the
+        // platform's: it receives what unbound publishers publish and hookbus's own events.
+        let owner = self.owner.for_caller(ctx)?;
         let secret = match &self.secret {
             Some(text) => Secret::parse(text).map_err(CommandError::validation)?,
             None => Secret::generate(),
         };
         let events = self.events.clone().unwrap_or_default();
         let draft = Draft {
-            owner: Some(owner),
+            owner,
             name: self.name.clone().unwrap_or_else(|| default_name(&self.webhook_uri)),
             webhook_uri: self.webhook_uri.clone(),
             secret: secret.clone(),

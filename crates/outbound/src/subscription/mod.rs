@@ -304,7 +304,7 @@ pub enum EndpointHealth {
     Healthy,
     /// It stopped answering (timeouts or connection failures in a row): its notifications wait,
     /// using no attempts, until a probe at `nextProbeAt` gets an answer.
-    #[serde(rename = "unhealthy")]
+    #[serde(rename = "unhealthy", rename_all = "camelCase")]
     Unhealthy { since: Timestamp, next_probe_at: Timestamp, reason: String },
 }
 

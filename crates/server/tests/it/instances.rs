@@ -165,3 +165,26 @@ async fn delivered_notifications_leave_the_queue_and_their_updates_stay_in_place
     let (updates, hot) = read().await;
     assert!(hot * 2 > updates, "{hot} of {updates} notification updates were HOT");
 }
+
+/// A subscription's rate limit holds across instances: two instances publish to it and either may
+/// send, yet over ten seconds the receiver gets the limit's rate, within 10%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_two_instances() {
+    const RATE: usize = 20;
+    let apps = instances(2).await;
+    let receiver = Receiver::start().await;
+    subscribe(&apps[0], &receiver.url, &["WB_Send_Sms"], json!({"rateLimitPerSecond": RATE})).await;
+    let servers: Vec<String> = apps.iter().map(|app| app.address.clone()).collect();
+    // More than ten seconds' worth, published through both instances at once.
+    let published = burst(&servers, 0..RATE * 13, None).await;
+    assert_eq!(published.len(), RATE * 13);
+    let arrived = receiver.wait_for(RATE * 11, Duration::from_secs(30)).await;
+    let first = arrived.first().map(|r| r.at).expect("a delivery");
+    let window = Duration::from_secs(10);
+    let within_window = arrived.iter().filter(|r| r.at.duration_since(first) < window).count();
+    let expected = RATE * 10;
+    assert!(
+        within_window.abs_diff(expected) * 10 <= expected,
+        "{within_window} deliveries in the first 10 s, limit {RATE}/s ({expected} expected, 10% either way)"
+    );
+}

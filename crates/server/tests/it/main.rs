@@ -8,6 +8,7 @@ mod cli;
 mod configs;
 mod inbound;
 mod instances;
+mod isolation;
 mod ops;
 mod outbound;
 mod processes;

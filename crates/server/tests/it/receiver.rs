@@ -17,9 +17,21 @@ pub struct Received {
     pub raw: Vec<u8>,
     pub body: Value,
     pub at: Instant,
+    /// When it arrived, by the wall clock (to compare with an event's `occurredAt`).
+    pub wall: chrono::DateTime<chrono::Utc>,
 }
 
 impl Received {
+    /// Time from the event's `occurredAt` (when it was published) to its arrival here.
+    pub fn latency(&self) -> Duration {
+        let occurred = self.body["occurredAt"]
+            .as_str()
+            .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            .map(|at| at.to_utc())
+            .unwrap_or(self.wall);
+        (self.wall - occurred).to_std().unwrap_or_default()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -46,6 +58,9 @@ struct State {
     /// Answers to give first, in order; then `default`.
     script: VecDeque<Answer>,
     default: Option<Answer>,
+    /// Requests being answered now, and the most there were at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 pub struct Receiver {
@@ -91,6 +106,11 @@ impl Receiver {
         self.state.lock().expect("state").received.len()
     }
 
+    /// The most requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().expect("state").max_in_flight
+    }
+
     /// Waits until `n` requests arrived (or `limit` passed); returns what arrived.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
         let started = Instant::now();
@@ -104,6 +124,17 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
+    }
+}
+
+/// Counts a request out of `in_flight` when dropped.
+struct Answering(web::Data<Mutex<State>>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.lock() {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
     }
 }
 
@@ -121,12 +152,17 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<Mutex<
         raw: body.to_vec(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         at: Instant::now(),
+        wall: chrono::Utc::now(),
     };
     let answer = {
         let mut state = state.lock().expect("state");
         state.received.push(received);
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
         state.script.pop_front().or_else(|| state.default.clone()).unwrap_or(Answer::Status(200))
     };
+    // Counted out when the answer is built (or the request is dropped mid-wait).
+    let _answering = Answering(state.clone());
     match answer {
         Answer::Status(code) => HttpResponse::build(status(code)).body(format!("answered {code}")),
         Answer::Slow(pause, code) => {
