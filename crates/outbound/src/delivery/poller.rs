@@ -138,6 +138,9 @@ impl Poller {
             lane::record_health(&*txn, self.dispatcher.instance, *subscription_id, health).await?;
         }
         txn.commit().await?;
+        if !changes.is_empty() {
+            self.outbound.metrics.unhealthy(lane::unhealthy_count(self.store.db()).await?);
+        }
         for change in changes {
             let LaneChange::Health { subscription_id, health, previous, failures } = change;
             match (&previous, &health) {

@@ -55,6 +55,11 @@ async fn notifications(app: &TestApp, subscription: &str) -> Vec<Value> {
     reply.assert_ok("Notifications retrieved successfully")["items"].as_array().cloned().unwrap_or_default()
 }
 
+async fn metrics(app: &TestApp) -> String {
+    let response = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics");
+    response.text().await.expect("metrics text")
+}
+
 fn event_ids(received: &[Received]) -> BTreeSet<String> {
     received.iter().filter_map(|r| r.body["eventId"].as_str().map(str::to_owned)).collect()
 }
@@ -168,6 +173,11 @@ async fn an_unreachable_endpoint_is_held_probed_and_drained_once_it_answers() {
     .await
     .expect("the endpoint never became unhealthy");
     let health = &unhealthy["health"];
+    let gauge = eventually(Duration::from_secs(3), || async {
+        metrics(&app).await.contains("hookbus_subscriptions_unhealthy 1").then_some(())
+    })
+    .await;
+    assert!(gauge.is_some(), "{}", metrics(&app).await);
     assert!(health["since"].is_string() && health["nextProbeAt"].is_string(), "{health:#}");
     assert!(health["reason"].as_str().unwrap_or_default().contains("timed out"), "{health:#}");
 
@@ -202,6 +212,11 @@ async fn an_unreachable_endpoint_is_held_probed_and_drained_once_it_answers() {
     })
     .await;
     assert!(healthy.is_some(), "the endpoint stayed unhealthy after answering");
+    let gauge = eventually(Duration::from_secs(3), || async {
+        metrics(&app).await.contains("hookbus_subscriptions_unhealthy 0").then_some(())
+    })
+    .await;
+    assert!(gauge.is_some(), "{}", metrics(&app).await);
 
     // The platform's monitor heard both changes, with the subscription's details.
     let announced = eventually(Duration::from_secs(5), || async {
@@ -302,6 +317,13 @@ async fn a_rate_limit_spaces_attempts_out() {
     let rate = 79.0 / span;
     assert!((18.0..=22.0).contains(&rate), "{rate:.1} deliveries a second over {span:.2} s, limit 20");
     assert!(notifications(&app, &id).await.iter().all(|n| n["attempts"] == 1 && n["status"] == "Delivered"));
+    let waited = metrics(&app)
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix("hookbus_deliveries_held_total{reason=\"rate_limit\"} "))
+        .and_then(|count| count.trim().parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(waited >= 40.0, "only {waited} deliveries counted as waiting for the rate limit");
 }
 
 /// `ordering: fifo`: 200 events arrive in publish order though every fifth request fails once;
@@ -386,4 +408,30 @@ async fn another_encryption_key_refuses_to_start() {
     assert!(stderr.contains("outbound.encryption_key"), "{stderr}");
     assert!(stderr.contains("HOOKBUS_OUTBOUND__ENCRYPTION_KEY"), "{stderr}");
     assert!(!stderr.contains("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="), "the key was printed");
+}
+
+/// A FIFO subscription's notification behind one that waits for a retry says what it waits for.
+#[tokio::test]
+async fn a_notification_held_behind_a_failed_one_says_so() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::Status(500));
+    // Retries a day apart ("seconds" are milliseconds in tests: 86 s).
+    let (id, _) =
+        subscribe(&app, &receiver.url, &["WB_Send_Sms"], json!({"ordering": "fifo", "retryIntervalSeconds": 86_400}))
+            .await;
+    publish(&app, 1).await;
+    publish(&app, 2).await;
+    let first_failed = eventually(Duration::from_secs(10), || async {
+        let all = notifications(&app, &id).await;
+        all.iter().any(|n| n["status"] == "Failed").then_some(all)
+    })
+    .await
+    .expect("the first notification never failed");
+    let failed = first_failed.iter().find(|n| n["status"] == "Failed").expect("failed")["id"].clone();
+    let waiting = first_failed.iter().find(|n| n["status"] == "Pending").expect("pending")["id"].clone();
+    let detail = app.admin(json!({"$type": "GetNotificationByIdQuery", "id": waiting})).await;
+    let held = &detail.assert_ok("Notification retrieved successfully")["held"];
+    assert_eq!(held, &json!({"reason": "ordering", "behind": failed}));
+    assert_eq!(receiver.count(), 1, "the second was sent before the first was delivered");
 }
