@@ -73,7 +73,7 @@ pub mod subscription {
         pub resource: Option<String>,
         /// `{attributes: [...], match: [...]}`.
         pub filters: Json,
-        pub delivery_policy: crate::subscription::DeliveryPolicy,
+        pub delivery_policy: crate::status::DeliveryPolicy,
         pub max_attempts: i32,
         pub retry_interval_seconds: i32,
         /// Header name -> list of values.
@@ -94,7 +94,7 @@ pub mod subscription {
         pub max_concurrency: Option<i32>,
         /// Attempts started per second, at most; `None`: no limit.
         pub rate_limit_per_second: Option<i32>,
-        pub ordering: crate::subscription::Ordering,
+        pub ordering: crate::status::Ordering,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,10 +19,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{
-    delivery::Fill,
-    entity::{notification, queue_entry},
-};
+use crate::entity::{notification, queue_entry};
 
 /// A queue row to write.
 #[derive(Debug, Clone)]
@@ -38,6 +35,18 @@ impl From<Entry> for queue_entry::ActiveModel {
         let Entry { notification_id, subscription_id, next_attempt_at, lease_until } = entry;
         queue_entry::Model { notification_id, subscription_id, next_attempt_at, lease_until }.into()
     }
+}
+
+/// A lane's request for notifications from the queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Fill {
+    pub subscription_id: Uuid,
+    pub room: usize,
+    pub fifo: bool,
+    /// Ids in memory: the queue read skips them.
+    pub held: Vec<Uuid>,
+    /// The lane's generation when asked (see `Lane::generation`).
+    pub generation: u64,
 }
 
 /// Queues `entries` (new notifications).

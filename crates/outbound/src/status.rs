@@ -1,4 +1,4 @@
-//! The states of a notification, stored as their names.
+//! The states of a notification and a subscription's delivery choices, stored as their names.
 
 use schemars::JsonSchema;
 use sea_orm::{DeriveActiveEnum, EnumIter, sea_query::StringLen};
@@ -65,6 +65,49 @@ impl NotificationStatus {
     pub fn is_waiting(self) -> bool {
         matches!(self, Self::Pending | Self::Failed)
     }
+}
+
+/// How retries are spaced. Stored as its name; a stored value that is neither is an error when
+/// read, never taken for the other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, sea_orm::EnumIter, sea_orm::DeriveActiveEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::N(16))")]
+pub enum DeliveryPolicy {
+    /// `retryIntervalSeconds` between attempts.
+    #[sea_orm(string_value = "linear")]
+    Linear,
+    /// `retryIntervalSeconds`, doubled after each attempt up to a cap, with jitter.
+    #[sea_orm(string_value = "exponential")]
+    Exponential,
+}
+
+/// In which order a subscription's notifications are sent. Stored as its name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::N(16))")]
+pub enum Ordering {
+    /// Up to `maxConcurrency` at once, in any order.
+    #[default]
+    #[sea_orm(string_value = "unordered")]
+    Unordered,
+    /// One at a time, in publish order; a notification waiting for a retry holds back the ones
+    /// after it until it is delivered or expires.
+    #[sea_orm(string_value = "fifo")]
+    Fifo,
 }
 
 #[cfg(test)]

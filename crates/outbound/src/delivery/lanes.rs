@@ -25,7 +25,7 @@ use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
 use super::{Job, Outcome};
-use crate::{OutboundSettings, lane::Health, subscription::Ordering};
+use crate::{OutboundSettings, lane::Health, queue::Fill, status::Ordering};
 
 /// What an attempt changed that must be written or announced.
 #[derive(Debug, Clone)]
@@ -169,18 +169,6 @@ pub(crate) struct Adopted {
     pub max_concurrency: Option<i32>,
     pub rate_limit_per_second: Option<i32>,
     pub ordering: Ordering,
-}
-
-/// A lane's request for notifications from the queue.
-#[derive(Debug, Clone)]
-pub(crate) struct Fill {
-    pub subscription_id: Uuid,
-    pub room: usize,
-    pub fifo: bool,
-    /// Ids in memory: the queue read skips them.
-    pub held: Vec<Uuid>,
-    /// The lane's generation when asked (see `Lane::generation`).
-    pub generation: u64,
 }
 
 /// Every lane this instance owns.

@@ -27,7 +27,6 @@ use uuid::Uuid;
 
 pub(crate) use error::EngineError;
 pub(crate) use job::{EventBody, Job, Target};
-pub(crate) use lanes::Fill;
 pub(crate) use record::Outcome;
 pub(crate) use send::Probe;
 pub use send::Sender;

@@ -13,7 +13,7 @@ use hookbus_core::{CommandError, Context, Owner, Timestamp};
 use hookbus_store::{DbResultExt, Store};
 use schemars::JsonSchema;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -24,48 +24,7 @@ use crate::{
     secret::Secret,
 };
 
-/// How retries are spaced. Stored as its name; a stored value that is neither is an error when
-/// read, never taken for the other.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, sea_orm::EnumIter, sea_orm::DeriveActiveEnum,
-)]
-#[serde(rename_all = "lowercase")]
-#[sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::N(16))")]
-pub enum DeliveryPolicy {
-    /// `retryIntervalSeconds` between attempts.
-    #[sea_orm(string_value = "linear")]
-    Linear,
-    /// `retryIntervalSeconds`, doubled after each attempt up to a cap, with jitter.
-    #[sea_orm(string_value = "exponential")]
-    Exponential,
-}
-
-/// In which order a subscription's notifications are sent. Stored as its name.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-)]
-#[serde(rename_all = "lowercase")]
-#[sea_orm(rs_type = "String", db_type = "String(sea_orm::sea_query::StringLen::N(16))")]
-pub enum Ordering {
-    /// Up to `maxConcurrency` at once, in any order.
-    #[default]
-    #[sea_orm(string_value = "unordered")]
-    Unordered,
-    /// One at a time, in publish order; a notification waiting for a retry holds back the ones
-    /// after it until it is delivered or expires.
-    #[sea_orm(string_value = "fifo")]
-    Fifo,
-}
+pub use crate::status::{DeliveryPolicy, Ordering};
 
 /// Header name -> values.
 pub type Headers = BTreeMap<String, Vec<String>>;
