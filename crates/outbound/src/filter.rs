@@ -147,7 +147,7 @@ mod tests {
 
     /// Examples of attribute paths and the changes they match.
     #[test]
-    fn seed_examples() {
+    fn attribute_paths_match_as_documented() {
         let static_field = filters(&["/applicationTakenMethodType"]);
         assert!(admits(&static_field, &["/applicationTakenMethodType"]));
         assert!(!admits(&static_field, &["/applicationTakenMethodTypeX"]));
