@@ -120,6 +120,7 @@ fn application(
         .route("/healthz", web::get().to(routes::ops::healthz))
         .route("/readyz", web::get().to(routes::ops::readyz))
         .route("/metrics", web::get().to(routes::ops::metrics))
+        .configure(routes::partner::register)
         // Before the dynamic router's `{key}`, so that the fixed routes win.
         .configure(routes::providers::register)
         .service(web::scope(routes::inbound::WEBHOOKS).default_service(web::to(routes::inbound::by_key)))

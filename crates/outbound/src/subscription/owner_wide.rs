@@ -14,18 +14,15 @@ use crate::{
     owner::{OwnerFields, find_subscription, owner_condition},
 };
 
-/// The owner's subscriptions, for the owner-wide commands; 404 when there are none.
-async fn owned(ctx: &Context, owner: &Owner, message: &str) -> Result<Vec<subscription::Model>, CommandError> {
-    let rows = subscription::Entity::find()
+/// The owner's subscriptions, for the owner-wide commands. An owner without any gets an empty
+/// success: there is nothing to change (register a subscription first).
+async fn owned(ctx: &Context, owner: &Owner) -> Result<Vec<subscription::Model>, CommandError> {
+    subscription::Entity::find()
         .filter(owner_condition(owner))
         .order_by_asc(subscription::Column::CreatedAt)
         .all(ctx.service::<Store>()?.db())
         .await
-        .or_internal()?;
-    if rows.is_empty() {
-        return Err(CommandError::not_found(message, "No subscription for this owner"));
-    }
-    Ok(rows)
+        .or_internal()
 }
 
 /// Applies `change` to each of the owner's subscriptions, checking each like an update.
@@ -45,7 +42,7 @@ async fn update_each(
     Ok(views)
 }
 
-/// Changes the URI of every subscription of an owner.
+/// Changes the URI of every subscription of an owner (none: nothing changes).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateWebhookUriCommand {
@@ -66,14 +63,14 @@ impl Handler for UpdateWebhookUriCommand {
     async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let owner = self.owner.required(ctx)?;
-        let rows = owned(ctx, &owner, "Update failed").await?;
+        let rows = owned(ctx, &owner).await?;
         let views = update_each(ctx, rows, |draft| draft.webhook_uri = self.webhook_uri.clone()).await?;
         Answered::ok(views, "Webhook URI updated successfully")
     }
 }
 register_command!("UpdateWebhookUriCommand" => UpdateWebhookUriCommand);
 
-/// Subscribes every subscription of an owner to every event.
+/// Subscribes every subscription of an owner to every event (none: nothing changes).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscribeAllEventsCommand {
@@ -93,7 +90,7 @@ impl Handler for SubscribeAllEventsCommand {
     async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
         self.unknown.refuse()?;
         let owner = self.owner.required(ctx)?;
-        let rows = owned(ctx, &owner, "Update failed").await?;
+        let rows = owned(ctx, &owner).await?;
         let views = update_each(ctx, rows, |draft| draft.subscribe_all = true).await?;
         Answered::ok(views, "Subscribed to all events")
     }
@@ -128,7 +125,7 @@ impl Handler for UnregisterWebhookEventsCommand {
             Some(id) => vec![find_subscription(ctx, id, "Unregister failed").await?],
             None => {
                 let owner = self.owner.required(ctx)?;
-                owned(ctx, &owner, "Unregister failed").await?
+                owned(ctx, &owner).await?
             }
         };
         let listed = self.events.clone().filter(|events| !events.is_empty());

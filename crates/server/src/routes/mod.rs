@@ -3,4 +3,5 @@
 pub mod bus;
 pub mod inbound;
 pub mod ops;
+pub mod partner;
 pub mod providers;

@@ -11,6 +11,7 @@ mod instances;
 mod isolation;
 mod ops;
 mod outbound;
+mod partner;
 mod processes;
 mod providers;
 mod receiver;

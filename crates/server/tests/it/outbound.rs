@@ -652,9 +652,17 @@ async fn updates_remove_first_then_add_and_owner_wide_commands_apply_to_every_su
     assert_eq!(reply.assert_ok("Webhook events unregistered successfully")[0]["isActive"], false);
     assert_eq!(publish(&app, "WB_Application_Ready", json!({})).await["notifications"], 0);
 
-    let reply =
-        app.admin(json!({"$type": "UpdateWebhookUriCommand", "partnerId": OTHER_PARTNER, "webhookUri": moved})).await;
-    reply.assert_error(404, "Update failed");
+    // An owner without a subscription has nothing to change: an empty success, and nobody
+    // else's subscription moves.
+    let elsewhere = "https://elsewhere.example.com/hooks";
+    let reply = app
+        .admin(json!({"$type": "UpdateWebhookUriCommand", "partnerId": OTHER_PARTNER, "webhookUri": elsewhere}))
+        .await;
+    assert_eq!(reply.assert_ok("Webhook URI updated successfully"), &json!([]));
+    let reply = app.admin(json!({"$type": "SubscribeAllEventsCommand", "partnerId": OTHER_PARTNER})).await;
+    assert_eq!(reply.assert_ok("Subscribed to all events"), &json!([]));
+    let mine = app.admin(json!({"$type": "GetWebhookSubscriptionListQuery", "partnerId": PARTNER})).await;
+    assert_eq!(mine.assert_ok("Webhook subscriptions retrieved successfully")["items"][0]["webhookUri"], json!(moved));
 }
 
 #[tokio::test]
