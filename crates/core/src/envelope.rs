@@ -1,15 +1,21 @@
 use std::borrow::Cow;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::{CommandError, Reply, ReplyData};
 
 /// The body of every response of the bus, the router and the fixed routes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Envelope {
+    /// `true` on a 2xx answer, `false` on every error.
     pub success: bool,
+    /// The answer; `null` on errors.
+    #[schemars(with = "serde_json::Value")]
     pub data: ReplyData,
+    /// What happened, in a sentence.
     pub message: Cow<'static, str>,
+    /// On errors: every problem found, a field's name first where one is at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<String>>,
 }

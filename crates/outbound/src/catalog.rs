@@ -146,6 +146,19 @@ impl From<event_type::Model> for EventType {
     }
 }
 
+/// The built-in entries: the platform's, the provider routes' and hookbus's own.
+pub fn built_ins() -> Vec<EventType> {
+    PLATFORM.iter().chain(PROVIDERS.iter()).chain(OPERATIONS.iter()).filter_map(|(name, _)| built_in(name)).collect()
+}
+
+/// Every entry, built-in first, then the registered ones by name.
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<EventType>, CommandError> {
+    let mut types = built_ins();
+    let custom = event_type::Entity::find().order_by_asc(event_type::Column::Name).all(db).await.or_internal()?;
+    types.extend(custom.into_iter().map(EventType::from));
+    Ok(types)
+}
+
 /// Every name in the catalog, built-in and registered.
 pub async fn all_names(db: &impl ConnectionTrait) -> Result<Vec<String>, CommandError> {
     let mut names: Vec<String> =
@@ -225,15 +238,7 @@ impl Handler for GetEventCatalogQuery {
     type Answer = Vec<EventType>;
 
     async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
-        let db = ctx.service::<Store>()?.db();
-        let mut types: Vec<EventType> = PLATFORM
-            .iter()
-            .chain(PROVIDERS.iter())
-            .chain(OPERATIONS.iter())
-            .filter_map(|(name, _)| built_in(name))
-            .collect();
-        let custom = event_type::Entity::find().order_by_asc(event_type::Column::Name).all(db).await.or_internal()?;
-        types.extend(custom.into_iter().map(EventType::from));
+        let types = all(ctx.service::<Store>()?.db()).await?;
         Answered::ok(types, "Event catalog retrieved successfully")
     }
 }

@@ -28,7 +28,7 @@ mod subscription;
 
 use std::sync::Arc;
 
-pub use delivery::{Dispatcher, Sender};
+pub use delivery::{DeliveryBody, Dispatcher, Sender};
 pub use metrics::DeliveryMetrics;
 pub use publish::{NewEvent, Published, publish};
 pub use settings::OutboundSettings;

@@ -24,6 +24,7 @@ mod outcome;
 mod publish;
 mod remita;
 mod route;
+mod schema;
 mod settings;
 mod verify;
 

@@ -23,7 +23,8 @@ pub(crate) fn parse(body: &Value) -> Result<Vec<Notification>, CommandError> {
     let mut fields = Fields::new(object, "", &mut errors);
     let event = fields.required_text("event");
     let data = fields.required_object("data");
-    let event_id = fields.optional_id("event_id");
+    // An empty id identifies nothing: such an event is deduplicated by its content.
+    let event_id = fields.optional_id("event_id").filter(|id| !id.is_empty());
     fields.optional_id("timestamp");
     let (Some(event), Some(data)) = (event, data) else {
         return Err(CommandError::Validation(errors));
@@ -78,6 +79,14 @@ mod tests {
         let changed =
             json!({"event": "mono.events.account_updated", "data": {"account": {"_id": "acc_9", "balance": 1}}});
         assert_ne!(key(account), key(changed));
+    }
+
+    #[test]
+    fn an_empty_event_id_identifies_nothing() {
+        let first = json!({"event": "events.mandates.ready", "event_id": "", "data": {"id": "mmc_1"}});
+        let second = json!({"event": "events.mandates.ready", "event_id": "", "data": {"id": "mmc_2"}});
+        assert!(key(first.clone()).starts_with("events.mandates.ready:mmc_1:"), "{}", key(first.clone()));
+        assert_ne!(key(first), key(second), "two events, not one and a duplicate");
     }
 
     #[test]

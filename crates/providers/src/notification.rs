@@ -121,7 +121,10 @@ impl<'a, 'e> Fields<'a, 'e> {
 
     /// The first of `names` present, as a non-empty identifier, with its name.
     pub(crate) fn required_id_of(&mut self, names: &[&'static str]) -> Option<(&'static str, String)> {
-        let Some(name) = names.iter().copied().find(|name| self.get(name).is_some()) else {
+        // The first that holds an identifier; else the first present, to say what is wrong with it.
+        let holds_id = |value: &Value| scalar_text(value).is_some_and(|text| !text.trim().is_empty());
+        let chosen = names.iter().copied().find(|name| self.get(name).is_some_and(holds_id));
+        let Some(name) = chosen.or_else(|| names.iter().copied().find(|name| self.get(name).is_some())) else {
             let (last, others) = names.split_last()?;
             let names = if others.is_empty() { (*last).to_owned() } else { format!("{} or {last}", others.join(", ")) };
             self.problem(&names, "is required");
@@ -159,7 +162,7 @@ impl<'a, 'e> Fields<'a, 'e> {
     pub(crate) fn optional_id(&mut self, name: &str) -> Option<String> {
         match self.get(name)? {
             Value::String(text) => Some(text.trim().to_owned()),
-            Value::Number(number) => Some(number.to_string()),
+            Value::Number(number) => Some(id_text(number)),
             other => {
                 let text = format!("must be a string or a number, not {}", json_kind(other));
                 self.problem(name, &text);
@@ -203,6 +206,14 @@ impl<'a, 'e> Fields<'a, 'e> {
                 None
             }
         }
+    }
+}
+
+/// A number sent as an identifier, as text: `506.0` is `506`, as the provider meant it.
+fn id_text(number: &serde_json::Number) -> String {
+    match number.as_f64() {
+        Some(value) if number.is_f64() && value.fract() == 0.0 && value.abs() < 9.0e15 => format!("{value:.0}"),
+        _ => number.to_string(),
     }
 }
 

@@ -56,7 +56,7 @@ impl Route {
         }
     }
 
-    fn parse(self, body: &Value, max_items: usize) -> Result<Vec<Notification>, CommandError> {
+    pub(crate) fn parse(self, body: &Value, max_items: usize) -> Result<Vec<Notification>, CommandError> {
         match self {
             Self::MonoCallback => mono::parse(body),
             Self::RemitaPayment => remita::payment::parse(body, max_items),

@@ -116,10 +116,11 @@ fn application(
                 .route(web::post().to(routes::bus::execute))
                 .default_service(web::to(routes::bus::method_not_allowed)),
         )
-        .route("/api/bpm/commands", web::get().to(routes::bus::list))
-        .route("/healthz", web::get().to(routes::ops::healthz))
-        .route("/readyz", web::get().to(routes::ops::readyz))
-        .route("/metrics", web::get().to(routes::ops::metrics))
+        .service(routes::get_only("/api/bpm/commands", routes::bus::list))
+        .service(routes::get_only("/healthz", routes::ops::healthz))
+        .service(routes::get_only("/readyz", routes::ops::readyz))
+        .service(routes::get_only("/metrics", routes::ops::metrics))
+        .service(routes::get_only("/api/openapi.json", routes::ops::openapi))
         .configure(routes::partner::register)
         // Before the dynamic router's `{key}`, so that the fixed routes win.
         .configure(routes::providers::register)

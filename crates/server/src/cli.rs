@@ -40,6 +40,8 @@ enum Command {
     },
     /// Print the command reference (markdown): every command's fields, permission and answer.
     Reference,
+    /// Print the OpenAPI 3.1 document (JSON) with the built-in events.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +82,17 @@ pub async fn run() -> ExitCode {
         print!("{}", crate::reference::commands_markdown());
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Openapi) = cli.command {
+        let document = crate::openapi::document(&hookbus_outbound::catalog::built_ins());
+        match serde_json::to_string_pretty(&document) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("hookbus: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(e) => {
@@ -94,7 +107,7 @@ pub async fn run() -> ExitCode {
         Command::Token { action: TokenAction::Create { name, permissions, partner_id, customer_id, expires_at } } => {
             create_token(&settings, NewToken::parse(name, &permissions, partner_id, customer_id, expires_at)).await
         }
-        Command::Cmd { .. } | Command::Reference => Ok(()),
+        Command::Cmd { .. } | Command::Reference | Command::Openapi => Ok(()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

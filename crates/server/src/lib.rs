@@ -15,6 +15,7 @@ mod connection;
 mod envelope;
 pub mod memory;
 mod metrics;
+pub mod openapi;
 pub mod reference;
 mod retention;
 mod routes;

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use hookbus_core::Timestamp;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::EngineError;
@@ -15,6 +17,29 @@ use crate::{
     subscription::{DeliveryPolicy, Headers, Ordering, headers_of},
 };
 
+/// What every delivery POSTs: the event, as the partner receives it. The OpenAPI document's
+/// `webhooks` describe this type.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryBody<'a> {
+    /// The publisher's `eventId`, else the event's own id. The same for every subscription and
+    /// every attempt: receivers deduplicate on it (or on the `webhook-id` header, per subscription).
+    pub event_id: &'a str,
+    /// A name of the event catalog.
+    pub event_name: &'a str,
+    /// What the event is about, e.g. `loan/42`; `null` when the publisher named nothing.
+    pub resource: Option<&'a str>,
+    pub occurred_at: Timestamp,
+    /// The event's data as published.
+    pub data: &'a Value,
+    /// The attributes that changed, when the publisher listed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_attributes: Option<&'a Value>,
+    /// `true` on simulated events (`GenerateSimulatedWebhookCommand`); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
+}
+
 /// An event's delivery body, serialized once.
 #[derive(Debug)]
 pub(crate) struct EventBody {
@@ -24,19 +49,15 @@ pub(crate) struct EventBody {
 
 impl EventBody {
     pub fn of(row: &event::Model) -> Result<Arc<Self>, EngineError> {
-        let mut body = json!({
-            "eventId": crate::publish::public_event_id(&row.event_key),
-            "eventName": row.event_name,
-            "resource": row.resource,
-            "occurredAt": row.occurred_at,
-            "data": row.data,
-        });
-        if let Some(changed) = &row.changed_attributes {
-            body["changedAttributes"] = changed.clone();
-        }
-        if row.simulated {
-            body["simulated"] = Value::Bool(true);
-        }
+        let body = DeliveryBody {
+            event_id: crate::publish::public_event_id(&row.event_key),
+            event_name: &row.event_name,
+            resource: row.resource.as_deref(),
+            occurred_at: row.occurred_at,
+            data: &row.data,
+            changed_attributes: row.changed_attributes.as_ref(),
+            simulated: row.simulated,
+        };
         let body = serde_json::to_vec(&body)?;
         Ok(Arc::new(Self { occurred_at: row.occurred_at, body }))
     }

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 pub(crate) use error::EngineError;
+pub use job::DeliveryBody;
 pub(crate) use job::{EventBody, Job, Target};
 pub(crate) use record::Outcome;
 pub(crate) use send::Probe;

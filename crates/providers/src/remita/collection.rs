@@ -20,6 +20,11 @@ pub(crate) fn parse(body: &Value, max_items: usize) -> Result<Vec<Notification>,
     for BodyItem { prefix, object } in items {
         let mut fields = Fields::new(object, &prefix, &mut errors);
         let reference = fields.required_id_of(&REFERENCE_FIELDS);
+        // The other references are kept as they came; they must still be identifiers.
+        for name in REFERENCE_FIELDS.iter().filter(|name| reference.as_ref().is_some_and(|(chosen, _)| chosen != *name))
+        {
+            fields.optional_id(name);
+        }
         let mandate = fields.required_id("mandateId");
         let amount = fields.required_amount("amount");
         let status = fields.required_text("status");

@@ -5,6 +5,7 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
 use hookbus_core::{CommandError, Context, Envelope, parse_command, run_command};
 use hookbus_tokens::TokenAuthority;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::{
@@ -37,13 +38,15 @@ async fn execute_inner(
     result.map(Envelope::from)
 }
 
-#[derive(Serialize)]
-struct CommandDescription {
-    name: &'static str,
-    permission: hookbus_core::Permission,
-    schema: serde_json::Value,
-    /// What a success answers as `data`.
-    answer: serde_json::Value,
+/// A command as `GET /api/bpm/commands` lists it.
+#[derive(Serialize, JsonSchema)]
+pub struct CommandDescription {
+    pub name: &'static str,
+    pub permission: hookbus_core::Permission,
+    /// The JSON Schema of its fields.
+    pub schema: serde_json::Value,
+    /// The JSON Schema of what a success answers as `data`.
+    pub answer: serde_json::Value,
 }
 
 /// Every registered command with its permission and the JSON Schemas of its fields and its answer.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::{bus::method_not_allowed, only_get};
 use crate::{auth::authenticate, body::read_limited, envelope::error_response, state::AppState};
 
 /// The prefix of every partner route.
@@ -184,19 +185,27 @@ pub fn register(config: &mut web::ServiceConfig) {
             .service(
                 web::resource("/register")
                     .route(web::post().to(register_subscription))
-                    .default_service(web::to(only_post)),
+                    .default_service(web::to(method_not_allowed)),
             )
-            .service(web::resource("/unregister").route(web::post().to(unregister)).default_service(web::to(only_post)))
-            .service(web::resource("/update-all").route(web::post().to(update_all)).default_service(web::to(only_post)))
+            .service(
+                web::resource("/unregister")
+                    .route(web::post().to(unregister))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/update-all")
+                    .route(web::post().to(update_all))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .service(
                 web::resource("/update-webhook-uri")
                     .route(web::post().to(update_webhook_uri))
-                    .default_service(web::to(only_post)),
+                    .default_service(web::to(method_not_allowed)),
             )
             .service(
                 web::resource("/generate-simulated-webhook")
                     .route(web::post().to(simulate))
-                    .default_service(web::to(only_post)),
+                    .default_service(web::to(method_not_allowed)),
             )
             .service(
                 web::resource("/get-registered-webhooks")
@@ -336,14 +345,6 @@ async fn subscriptions(request: HttpRequest, state: web::Data<AppState>) -> Http
     .await
 }
 
-async fn only_post() -> HttpResponse {
-    error_response(&CommandError::MethodNotAllowed { allow: "POST".into() })
-}
-
-async fn only_get() -> HttpResponse {
-    error_response(&CommandError::MethodNotAllowed { allow: "GET".into() })
-}
-
 /// Any other path under the prefix.
 async fn not_found() -> HttpResponse {
     error_response(&CommandError::not_found("Not found", "No partner route at this path"))
@@ -414,6 +415,8 @@ async fn read_body<T: DeserializeOwned>(
 /// The query string as `T`.
 fn read_query<T: DeserializeOwned>(request: &HttpRequest) -> Result<T, CommandError> {
     let pairs: Map<String, Value> = url::form_urlencoded::parse(request.query_string().as_bytes())
+        // `?customerId=` names nothing, as a form field left empty does.
+        .filter(|(_, value)| !value.trim().is_empty())
         .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
         .collect();
     fields_of(Value::Object(pairs))

@@ -9,6 +9,7 @@ mod configs;
 mod inbound;
 mod instances;
 mod isolation;
+mod openapi;
 mod ops;
 mod outbound;
 mod partner;

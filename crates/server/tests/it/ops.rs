@@ -17,6 +17,19 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test]
+async fn the_fixed_read_routes_answer_another_method_with_405() {
+    let app = TestApp::spawn().await;
+    for path in ["/healthz", "/readyz", "/metrics", "/api/bpm/commands", "/api/openapi.json"] {
+        for method in ["POST", "TRACE", "DELETE"] {
+            let reply = app.call(method, path, None, &[]).await;
+            assert_eq!(reply.status, 405, "{method} {path}: {:#}", reply.body);
+            assert_eq!(reply.headers.get("allow").and_then(|v| v.to_str().ok()), Some("GET"), "{method} {path}");
+            assert_eq!(reply.body["success"], json!(false));
+        }
+    }
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_route_and_time_commands_by_type() {
     let app = TestApp::spawn().await;
     app.admin(json!({"$type": "GetWebHookConfigListQuery"})).await;

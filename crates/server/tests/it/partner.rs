@@ -301,6 +301,17 @@ async fn errors_answer_the_envelope_with_their_status_and_write_nothing() {
     assert_eq!(reply.status, 422, "an unbound token names the owner: {:#}", reply.body);
     let reply = app.partner_admin("POST", "update-webhook-uri", json!({"partnerId": PARTNER})).await;
     assert_eq!(reply.status, 422, "{:#}", reply.body);
+    // A parameter left empty names nothing.
+    let reply =
+        app.partner_admin("GET", "get-registered-webhooks", json!({"partnerId": PARTNER, "customerId": ""})).await;
+    assert_eq!(reply.status, 200, "{:#}", reply.body);
+    // Another method: 405 naming the one the route takes, in the envelope.
+    for (method, route, allow) in [("PATCH", "register", "POST"), ("DELETE", "subscription", "GET")] {
+        let reply = app.call(method, &format!("/api/Webhook/{route}"), None, &[]).await;
+        assert_eq!(reply.status, 405, "{method} {route}: {:#}", reply.body);
+        assert_eq!(reply.headers.get("allow").and_then(|v| v.to_str().ok()), Some(allow));
+        assert_eq!(reply.body["success"], false);
+    }
     let reply = app.partner_admin("GET", "no-such-route", json!({})).await;
     assert_eq!(reply.status, 404, "{:#}", reply.body);
     assert_eq!(reply.body["success"], false);
