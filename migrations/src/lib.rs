@@ -19,6 +19,7 @@ mod m20261204_000011_delegated_authority;
 mod m20261204_000012_delivery_queue;
 mod m20261204_000013_sealed_headers;
 mod m20261204_000014_delivery_lanes;
+mod m20261205_000015_config_versions;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_delivery_queue::Migration),
             Box::new(m20261204_000013_sealed_headers::Migration),
             Box::new(m20261204_000014_delivery_lanes::Migration),
+            Box::new(m20261205_000015_config_versions::Migration),
         ]
     }
 }

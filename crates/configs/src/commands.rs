@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use crate::{
     ConfigEntry, ConfigFields, WebHookConfig, WebhookKey,
-    cache::{Change, ConfigCache, bump_generation},
+    cache::{Change as CacheChange, ConfigCache, bump_generation},
     entity,
+    history::{self, Change},
     input::{ConfigSpec, ExecutionSpec, Problems},
 };
 
@@ -68,7 +69,8 @@ impl Handler for CreateWebHookConfigCommand {
         };
         apply(&mut row, spec, Delegation::of(&ctx.principal), now);
         let saved = row.insert(&*txn).await.conflict_on_unique(KEY_TAKEN, "Key or path is taken")?;
-        commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
+        history::record(&*txn, &saved, Change::Created, ctx).await?;
+        commit(ctx, txn, CacheChange::Upsert(entry(ctx, &saved)?)).await?;
         Answered::ok(WebHookConfig::from(saved), "Webhook configuration created successfully")
     }
 }
@@ -94,29 +96,48 @@ impl Handler for UpdateWebHookConfigCommand {
         let Self { id, fields, unknown } = self;
         let problems =
             unknown_fields(unknown, |name| (name == "key").then(|| "key: Key cannot be changed after creation".into()));
-        let spec = fields.clone().validate(ctx.service::<ScriptEngine>()?, problems)?;
-        authorize(ctx, &spec)?;
-        ensure_process_exists(ctx, &spec).await?;
-
-        let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
-        let existing = entity::Entity::find_by_id(*id)
-            .one(&*txn)
-            .await
-            .or_internal()?
-            .ok_or_else(|| CommandError::not_found("Update failed", "Configuration not found"))?;
-        if let Some(other) = find_by(&*txn, entity::Column::Path, spec.path.as_str()).await?
-            && other.id != existing.id
-        {
-            return Err(CommandError::conflict(PATH_TAKEN, format!("Path '{}' is taken", spec.path.as_str())));
-        }
-        let version = existing.version;
-        let mut row = existing.into_active_model();
-        row.version = Set(version + 1);
-        apply(&mut row, spec, Delegation::of(&ctx.principal), hookbus_core::now());
-        let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
-        commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
+        let saved = save_over(ctx, *id, fields.clone(), problems, Change::Updated).await?;
         Answered::ok(WebHookConfig::from(saved), "Webhook configuration updated successfully")
     }
+}
+
+/// Validates `fields` and saves them over configuration `id` as its next version. A rollback
+/// keeps whether the configuration is enabled.
+pub(crate) async fn save_over(
+    ctx: &Context,
+    id: i32,
+    fields: ConfigFields,
+    problems: Problems,
+    change: Change,
+) -> Result<entity::Model, CommandError> {
+    let failure = if change == Change::RolledBack { "Rollback failed" } else { "Update failed" };
+    let mut spec = fields.validate(ctx.service::<ScriptEngine>()?, problems)?;
+    authorize(ctx, &spec)?;
+    ensure_process_exists(ctx, &spec).await?;
+
+    let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
+    let existing = entity::Entity::find_by_id(id)
+        .one(&*txn)
+        .await
+        .or_internal()?
+        .ok_or_else(|| CommandError::not_found(failure, "Configuration not found"))?;
+    if let Some(other) = find_by(&*txn, entity::Column::Path, spec.path.as_str()).await?
+        && other.id != existing.id
+    {
+        return Err(CommandError::conflict(PATH_TAKEN, format!("Path '{}' is taken", spec.path.as_str())));
+    }
+    if change == Change::RolledBack {
+        spec.is_enabled = existing.is_enabled;
+    }
+    history::ensure_recorded(&*txn, &existing).await?;
+    let version = existing.version;
+    let mut row = existing.into_active_model();
+    row.version = Set(version + 1);
+    apply(&mut row, spec, Delegation::of(&ctx.principal), hookbus_core::now());
+    let saved = row.update(&*txn).await.conflict_on_unique(PATH_TAKEN, "Path is taken")?;
+    history::record(&*txn, &saved, change, ctx).await?;
+    commit(ctx, txn, CacheChange::Upsert(entry(ctx, &saved)?)).await?;
+    Ok(saved)
 }
 register_command!("UpdateWebHookConfigCommand" => UpdateWebHookConfigCommand);
 
@@ -203,8 +224,9 @@ impl Handler for DeleteWebHookConfigCommand {
             .await
             .or_internal()?
             .ok_or_else(|| CommandError::not_found("Deletion failed", "Configuration not found"))?;
+        history::record_deletion(&*txn, &existing, ctx).await?;
         entity::Entity::delete_by_id(existing.id).exec(&*txn).await.or_internal()?;
-        commit(ctx, txn, Change::Remove(existing.id)).await?;
+        commit(ctx, txn, CacheChange::Remove(existing.id)).await?;
         let data = Deleted { id: existing.id, key: existing.key, deleted_at: hookbus_core::now() };
         Answered::ok(data, "Webhook configuration deleted successfully")
     }
@@ -213,7 +235,7 @@ register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
 
 /// Bumps the generation, commits, and applies the change to this instance's cache at once, so that
 /// the instance reads its own writes.
-async fn commit(ctx: &Context, txn: WriteTransaction, change: Change) -> Result<(), CommandError> {
+async fn commit(ctx: &Context, txn: WriteTransaction, change: CacheChange) -> Result<(), CommandError> {
     let generation = bump_generation(&*txn).await.map_err(CommandError::internal)?;
     txn.commit().await.or_internal()?;
     ctx.service::<ConfigCache>()?.record(generation, change);
@@ -283,13 +305,16 @@ async fn set_enabled(
     if existing.is_enabled == enabled {
         return Err(CommandError::conflict(failure, already));
     }
+    history::ensure_recorded(&*txn, &existing).await?;
     let version = existing.version;
     let mut row = existing.into_active_model();
     row.is_enabled = Set(enabled);
     row.version = Set(version + 1);
     row.updated_at = Set(hookbus_core::now());
     let saved = row.update(&*txn).await.or_internal()?;
-    commit(ctx, txn, Change::Upsert(entry(ctx, &saved)?)).await?;
+    let change = if enabled { Change::Activated } else { Change::Deactivated };
+    history::record(&*txn, &saved, change, ctx).await?;
+    commit(ctx, txn, CacheChange::Upsert(entry(ctx, &saved)?)).await?;
     Ok(saved)
 }
 

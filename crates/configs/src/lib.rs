@@ -10,6 +10,7 @@ mod cache;
 mod commands;
 mod entity;
 mod entry;
+mod history;
 mod input;
 mod model;
 mod queries;
@@ -17,6 +18,7 @@ mod view;
 
 pub use cache::{CacheError, CachedConfig, ConfigCache};
 pub use entry::{ChainStep, ConfigEntry, CorruptConfig, Execution, IdempotencyRule, StepInput};
+pub use history::{Change, ConfigVersion, entry_at_version, sweep as sweep_history};
 pub use input::{ChainStepInput, ConfigFields};
 pub use model::{ExecutionType, HookPath, HttpMethod, IdempotencyKey, IpAllowList, WebhookKey};
 pub use view::WebHookConfig;

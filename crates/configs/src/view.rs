@@ -1,11 +1,11 @@
 use hookbus_core::{Delegation, DelegationView, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::entity;
 
 /// A configuration as the commands return it.
-#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebHookConfig {
     pub id: i32,

@@ -221,7 +221,8 @@ async fn insert(store: &Store, pool: &SqlitePool, rows: &[LogRow]) -> Result<(),
                 .bind(row.attempts)
                 .bind(row.duration_ms)
                 .bind(row.received_at)
-                .bind(row.completed_at);
+                .bind(row.completed_at)
+                .bind(row.config_version);
         }
         insert.execute(&mut *txn).await?;
     }

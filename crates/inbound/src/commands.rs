@@ -22,6 +22,9 @@ use crate::{FixedRouteEntry, FixedRoutes, InboundStatus, REDACTED, entity, entit
 pub struct InboundEvent {
     id: Uuid,
     config_id: i32,
+    /// The version of the configuration that handled it (`GetWebHookConfigVersionsQuery`);
+    /// `null` for the fixed routes.
+    config_version: Option<i32>,
     key: String,
     status: InboundStatus,
     http_status: Option<i32>,
@@ -68,11 +71,13 @@ impl From<entity::Model> for InboundEvent {
             completed_at,
             // Never shown.
             sealed_headers: _,
+            config_version,
         } = model;
         let request = whole_request(request, &config_key, received_at, &raw_body);
         Self {
             id,
             config_id,
+            config_version,
             key: config_key,
             status,
             http_status,
@@ -197,8 +202,9 @@ impl Handler for GetInboundEventByIdQuery {
 }
 register_command!("GetInboundEventByIdQuery" => GetInboundEventByIdQuery);
 
-/// Runs the configuration's current handler again on a logged request; the run is logged as a new
-/// event whose `replayOf` names the original. A replay runs the handler's effects again (events
+/// Runs the configuration's handler again on a logged request, as it is now or (with `version`)
+/// as it was in that version; the run is logged as a new event whose `replayOf` names the
+/// original. A replay runs the handler's effects again (events
 /// published, processes started), so it is a write: it needs `webhooks:write`, a disabled
 /// configuration is not replayed, and a request whose idempotency key was processed is not run
 /// again (409): the replay takes the key as a repeat would.
@@ -206,6 +212,10 @@ register_command!("GetInboundEventByIdQuery" => GetInboundEventByIdQuery);
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplayInboundEventCommand {
     pub id: Uuid,
+    /// A version of the configuration (`GetWebHookConfigVersionsQuery`); absent: the current one.
+    /// Not for the fixed routes.
+    #[serde(default)]
+    pub version: Option<i32>,
 }
 
 impl Handler for ReplayInboundEventCommand {
@@ -218,6 +228,9 @@ impl Handler for ReplayInboundEventCommand {
         ctx.refuse_in_script("ReplayInboundEventCommand")?;
         let original = find(ctx, self.id, "Replay failed").await?;
         if original.config_id == FixedRouteEntry::CONFIG_ID {
+            if self.version.is_some() {
+                return Err(CommandError::validation("version: the fixed routes have no versions"));
+            }
             let request = receive::request_of(&original)?;
             let routes = ctx.service::<FixedRoutes>()?;
             let id = routes.0.replay(ctx.services(), &original.config_key, request, original.id).await?;
@@ -231,6 +244,14 @@ impl Handler for ReplayInboundEventCommand {
         if !entry.is_enabled {
             return Err(CommandError::conflict("Replay failed", "The configuration is inactive"));
         }
+        let entry = match self.version {
+            None => entry,
+            Some(version) => std::sync::Arc::new(
+                hookbus_configs::entry_at_version(ctx, entry.id, version)
+                    .await?
+                    .ok_or_else(|| CommandError::not_found("Replay failed", "Version not found"))?,
+            ),
+        };
         let request = receive::request_of(&original)?;
 
         // The key as the original request gave it (a key header redacted in the log is not one).
@@ -239,8 +260,14 @@ impl Handler for ReplayInboundEventCommand {
             .as_ref()
             .and_then(|rule| receive::idempotency_value(rule, &request))
             .filter(|value| value != REDACTED);
-        let mut replay =
-            receive::row_for(entry.id, entry.key.clone(), request.clone(), hookbus_core::now(), ctx.service()?)?;
+        let mut replay = receive::row_for(
+            entry.id,
+            Some(entry.version),
+            entry.key.clone(),
+            request.clone(),
+            hookbus_core::now(),
+            ctx.service()?,
+        )?;
         replay.replay_of = Set(Some(original.id));
         replay.status = Set(InboundStatus::Processing);
         replay.attempts = Set(1);

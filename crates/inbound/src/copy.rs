@@ -19,8 +19,8 @@ use crate::row::LogRow;
 /// The columns the rows fill, in the order [`encode`] writes them; the others (idempotency,
 /// replay, queue) stay NULL.
 pub(crate) const COLUMNS: &str = "id, config_id, config_key, request, raw_body, duplicate_of, status, http_status, \
-                                  message, data, errors, attempts, duration_ms, received_at, completed_at";
-pub(crate) const COLUMN_COUNT: usize = 15;
+                                  message, data, errors, attempts, duration_ms, received_at, completed_at, config_version";
+pub(crate) const COLUMN_COUNT: usize = 16;
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -60,6 +60,7 @@ pub(crate) fn encode(rows: &[LogRow]) -> Vec<u8> {
         out.int8(row.duration_ms);
         out.timestamp(Some(row.received_at));
         out.timestamp(row.completed_at);
+        out.int4(row.config_version);
     }
     out.0.extend_from_slice(&(-1_i16).to_be_bytes());
     out.0
@@ -117,6 +118,7 @@ mod tests {
         LogRow {
             id: Uuid::from_u128(1),
             config_id: 7,
+            config_version: Some(3),
             config_key: "k".to_owned(),
             request: "{}".to_owned(),
             raw_body: "a\0b".to_owned(),
@@ -137,7 +139,7 @@ mod tests {
     fn rows_are_framed_as_postgres_binary_copy() {
         let out = encode(&[row()]);
         let mut expected = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
-        expected.extend_from_slice(&[0, 15]);
+        expected.extend_from_slice(&[0, 16]);
         let field = |expected: &mut Vec<u8>, bytes: &[u8]| {
             expected.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
             expected.extend_from_slice(bytes);
@@ -158,6 +160,7 @@ mod tests {
         field(&mut expected, &(-2_i64).to_be_bytes());
         field(&mut expected, &1_000_000_i64.to_be_bytes());
         null(&mut expected);
+        field(&mut expected, &3_i32.to_be_bytes());
         expected.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(out, expected);
     }

@@ -31,6 +31,8 @@ pub struct Model {
     pub completed_at: Option<DateTimeUtc>,
     /// A queued request's secret headers as they came, sealed, until its last run.
     pub sealed_headers: Option<String>,
+    /// The version of the configuration that handled it; `None` for the fixed routes.
+    pub config_version: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

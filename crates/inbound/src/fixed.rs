@@ -57,7 +57,7 @@ impl FixedRouteEntry {
     ) -> Result<Self, CommandError> {
         let id = Uuid::now_v7();
         let received_at = request.received_at;
-        let mut row = receive::row_for(Self::CONFIG_ID, key.to_owned(), request, received_at, redaction)?;
+        let mut row = receive::row_for(Self::CONFIG_ID, None, key.to_owned(), request, received_at, redaction)?;
         row.id = Set(id);
         row.status = Set(InboundStatus::Processing);
         row.attempts = Set(1);

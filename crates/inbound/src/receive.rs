@@ -93,6 +93,7 @@ async fn plain(
     // The request is ours now: it moves into its row without another copy.
     let row = LogRow::finished(
         entry.id,
+        Some(entry.version),
         entry.key.clone(),
         request,
         &result,
@@ -124,7 +125,7 @@ pub(crate) async fn run_and_record(
 ) -> Result<Reply, CommandError> {
     let started = Instant::now();
     let result = services.get::<Router>()?.execute(entry, request, services).await;
-    record(services.get::<Store>()?, id, &result, started).await?;
+    record(services.get::<Store>()?, id, &result, started, Some(entry.version)).await?;
     result
 }
 
@@ -135,8 +136,13 @@ pub(crate) async fn record(
     id: Uuid,
     result: &Result<Reply, CommandError>,
     started: Instant,
+    ran_version: Option<i32>,
 ) -> Result<(), CommandError> {
     let mut row = entity::ActiveModel { id: Unchanged(id), ..Default::default() };
+    if let Some(version) = ran_version {
+        // A queued request runs with the configuration as it is when it runs.
+        row.config_version = Set(Some(version));
+    }
     set_outcome(&mut row, result.as_ref());
     if result.is_err() {
         row.idempotency_value = Set(None);
@@ -188,7 +194,7 @@ async fn repeat(
         && hookbus_core::now() - first.received_at > ABANDONED_AFTER;
     if abandoned {
         let failed = Err(CommandError::Unavailable("Abandoned: the server stopped while it ran".into()));
-        record(store, first.id, &failed, Instant::now()).await?;
+        record(store, first.id, &failed, Instant::now(), None).await?;
         return Ok(Repeat::Freed);
     }
     let mut duplicate = new_row(entry, request.clone(), redaction)?;
@@ -240,13 +246,14 @@ pub(crate) fn new_row(
     redaction: &HeaderRedaction,
 ) -> Result<entity::ActiveModel, CommandError> {
     let received_at = request.received_at;
-    row_for(entry.id, entry.key.clone(), request, received_at, redaction)
+    row_for(entry.id, Some(entry.version), entry.key.clone(), request, received_at, redaction)
 }
 
 /// As [`new_row`], for a request logged under `config_id` and `key` (a fixed route has no
 /// configuration) and received (or replayed) at `received_at`.
 pub(crate) fn row_for(
     config_id: i32,
+    config_version: Option<i32>,
     key: String,
     mut request: InboundRequest,
     received_at: Timestamp,
@@ -256,6 +263,7 @@ pub(crate) fn row_for(
     Ok(entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         config_id: Set(config_id),
+        config_version: Set(config_version),
         request: Set(JsonText::from_stored(crate::stored::to_stored(&request, &key, received_at)?)),
         config_key: Set(key),
         raw_body: Set(raw_body),

@@ -22,6 +22,7 @@ use crate::{HeaderRedaction, InboundStatus, entity};
 pub(crate) struct LogRow {
     pub id: Uuid,
     pub config_id: i32,
+    pub config_version: Option<i32>,
     pub config_key: String,
     /// The request's stored form (see [`stored`](crate::stored)), secret headers redacted.
     pub request: String,
@@ -41,9 +42,11 @@ pub(crate) struct LogRow {
 }
 
 impl LogRow {
-    /// A finished row for `request` under `config_id` and `key`, with `result` as its outcome.
+    /// A finished row for `request` under `config_id` (its `config_version`) and `key`, with
+    /// `result` as its outcome.
     pub fn finished(
         config_id: i32,
+        config_version: Option<i32>,
         config_key: String,
         mut request: InboundRequest,
         result: &Result<Reply, CommandError>,
@@ -59,6 +62,7 @@ impl LogRow {
         Ok(Self {
             id: Uuid::now_v7(),
             config_id,
+            config_version,
             request: crate::stored::to_stored(&request, &config_key, request.received_at)?,
             config_key,
             raw_body,
@@ -80,6 +84,7 @@ impl LogRow {
         Self {
             id: model.id,
             config_id: model.config_id,
+            config_version: model.config_version,
             config_key: model.config_key,
             request: model.request.into_string(),
             raw_body: model.raw_body,

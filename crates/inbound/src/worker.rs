@@ -92,11 +92,11 @@ impl AsyncWorker {
             (Some(entry), Ok(request)) => receive::run_and_record(services, &entry, &request, event.id).await,
             (None, _) => {
                 let gone = Err(CommandError::not_found("Configuration not found", "The configuration was deleted"));
-                receive::record(store, event.id, &gone, started).await?;
+                receive::record(store, event.id, &gone, started, None).await?;
                 return Ok(forget_secrets(store, &event).await?);
             }
             (_, Err(bad)) => {
-                receive::record(store, event.id, &Err(bad), started).await?;
+                receive::record(store, event.id, &Err(bad), started, None).await?;
                 return Ok(forget_secrets(store, &event).await?);
             }
         };

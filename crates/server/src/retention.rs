@@ -1,5 +1,6 @@
-//! The retention of what the router received: the inbound log's finished events and the fixed
-//! routes' deduplication rows, deleted once older than `inbound.retention_days`.
+//! The retention of what the router received: the inbound log's finished events, the fixed
+//! routes' deduplication rows and the history of deleted configurations, deleted once older than
+//! `inbound.retention_days`.
 //!
 //! Instances sharing a PostgreSQL database take turns: one sweeps while the others skip
 //! ([`Store::exclusively`]).
@@ -24,6 +25,7 @@ pub fn spawn(store: Store, retention: Duration, every: Duration) -> JoinHandle<(
             let swept = store
                 .exclusively(Singleton::InboundRetention, || async {
                     hookbus_inbound::sweep(&store, cutoff).await?;
+                    hookbus_configs::sweep_history(&store, cutoff).await?;
                     hookbus_providers::sweep(&store, cutoff).await
                 })
                 .await;

@@ -420,3 +420,161 @@ async fn changes_reach_every_instance_within_two_seconds() {
     .await;
     assert!(took.is_some(), "the delete did not reach the second instance within 2 s");
 }
+
+/// A type-2 configuration whose script answers `{"from": label}`.
+fn labelled_script(key: &str, label: &str) -> Value {
+    with(
+        native_config(key),
+        json!({"executionType": 2, "commandName": null,
+               "executionCode": format!("#{{ from: \"{label}\" }}")}),
+    )
+}
+
+async fn versions(app: &TestApp, id: &Value) -> Vec<Value> {
+    let reply = app.admin(json!({"$type": "GetWebHookConfigVersionsQuery", "id": id})).await;
+    reply.assert_ok("Webhook configuration versions retrieved successfully").as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_change_keeps_a_version_and_rollback_makes_an_old_one_current() {
+    let app = TestApp::spawn().await;
+    let created = create(&app, labelled_script("versioned", "first")).await;
+    let id = created["id"].clone();
+    let update = with(
+        labelled_script("versioned", "second"),
+        json!({"$type": "UpdateWebHookConfigCommand", "id": id, "key": null}),
+    );
+    app.admin(update).await.assert_ok("Webhook configuration updated successfully");
+    let toggle = |name: &str| json!({"$type": name, "id": id});
+    app.admin(toggle("DeactivateWebHookConfigCommand"))
+        .await
+        .assert_ok("Webhook configuration deactivated successfully");
+    app.admin(toggle("ActivateWebHookConfigCommand")).await.assert_ok("Webhook configuration activated successfully");
+
+    let history = versions(&app, &id).await;
+    let changes: Vec<&str> = history.iter().filter_map(|v| v["change"].as_str()).collect();
+    assert_eq!(changes, ["activated", "deactivated", "updated", "created"], "newest first: {history:#?}");
+    let numbers: Vec<i64> = history.iter().filter_map(|v| v["version"].as_i64()).collect();
+    assert_eq!(numbers, [4, 3, 2, 1]);
+    assert!(history.iter().all(|v| v["changedBy"] == "bootstrap" && v["changedAt"].is_string()), "{history:#?}");
+    assert_eq!(history[3]["config"]["executionCode"], "#{ from: \"first\" }");
+    assert_eq!(history[2]["config"]["executionCode"], "#{ from: \"second\" }");
+    assert_eq!(history[1]["config"]["isEnabled"], false);
+
+    let reply = app.call("POST", "/api/webhooks/versioned", Some(json!({})), &[]).await;
+    assert_eq!(reply.body["data"]["from"], "second", "{:#}", reply.body);
+
+    // Back to version 1: its script, still enabled, as version 5; history is not rewritten.
+    let reply = app.admin(json!({"$type": "RollbackWebHookConfigCommand", "id": id, "version": 1})).await;
+    let current = reply.assert_ok("Webhook configuration rolled back to version 1");
+    assert_eq!(current["executionCode"], "#{ from: \"first\" }");
+    assert_eq!(current["isEnabled"], true);
+    let reply = app.call("POST", "/api/webhooks/versioned", Some(json!({})), &[]).await;
+    assert_eq!(reply.body["data"]["from"], "first", "the router runs the rolled-back script: {:#}", reply.body);
+    let history = versions(&app, &id).await;
+    assert_eq!(history.len(), 5);
+    assert_eq!((history[0]["version"].as_i64(), history[0]["change"].as_str()), (Some(5), Some("rolledBack")));
+
+    // The log names the version that handled each request; a replay runs any version.
+    app.settled().await;
+    let reply = app.admin(json!({"$type": "GetInboundEventListQuery", "key": "versioned", "pageSize": 10})).await;
+    let logged =
+        reply.assert_ok("Inbound events retrieved successfully")["items"].as_array().cloned().unwrap_or_default();
+    let handled: Vec<(Option<&str>, Option<i64>)> =
+        logged.iter().map(|e| (e["data"]["from"].as_str(), e["configVersion"].as_i64())).collect();
+    assert_eq!(handled.len(), 2, "{logged:#?}");
+    assert!(handled.contains(&(Some("second"), Some(4))) && handled.contains(&(Some("first"), Some(5))), "{handled:?}");
+    let original = logged.iter().find(|e| e["configVersion"] == 4).expect("the run of version 4")["id"].clone();
+    let replay = |version: Value| json!({"$type": "ReplayInboundEventCommand", "id": original, "version": version});
+    let reply = app.admin(replay(json!(2))).await;
+    let event = reply.assert_ok("Inbound event replayed");
+    assert_eq!((event["data"]["from"].as_str(), event["configVersion"].as_i64()), (Some("second"), Some(2)));
+    let reply = app.admin(replay(Value::Null)).await;
+    let event = reply.assert_ok("Inbound event replayed");
+    assert_eq!((event["data"]["from"].as_str(), event["configVersion"].as_i64()), (Some("first"), Some(5)));
+    app.admin(replay(json!(99))).await.assert_error(404, "Replay failed");
+
+    for (command, status, message) in [
+        (json!({"$type": "RollbackWebHookConfigCommand", "id": id, "version": 99}), 404, "Rollback failed"),
+        (json!({"$type": "RollbackWebHookConfigCommand", "id": 4242, "version": 1}), 404, "Rollback failed"),
+        (json!({"$type": "GetWebHookConfigVersionsQuery", "id": 4242}), 404, "Not found"),
+        (json!({"$type": "RollbackWebHookConfigCommand", "id": id}), 422, "Validation failed"),
+    ] {
+        app.admin(command).await.assert_error(status, message);
+    }
+    // Reading the history needs webhooks:read; rolling back, webhooks:write.
+    let (_, reader) = app.token(&["webhooks:read"]).await;
+    let reply = app.cmd(Some(&reader), json!({"$type": "GetWebHookConfigVersionsQuery", "id": id})).await;
+    reply.assert_ok("Webhook configuration versions retrieved successfully");
+    let reply = app.cmd(Some(&reader), json!({"$type": "RollbackWebHookConfigCommand", "id": id, "version": 2})).await;
+    assert_eq!(reply.status, 403, "{:#}", reply.body);
+}
+
+#[tokio::test]
+async fn a_deleted_configuration_keeps_its_history_until_the_retention() {
+    let app = TestApp::spawn().await;
+    let id = create(&app, labelled_script("short-lived", "only")).await["id"].clone();
+    app.admin(json!({"$type": "DeleteWebHookConfigCommand", "id": id}))
+        .await
+        .assert_ok("Webhook configuration deleted successfully");
+    let history = versions(&app, &id).await;
+    let changes: Vec<&str> = history.iter().filter_map(|v| v["change"].as_str()).collect();
+    assert_eq!(changes, ["deleted", "created"]);
+    assert_eq!(history[0]["config"]["executionCode"], "#{ from: \"only\" }", "its last state");
+    app.admin(json!({"$type": "RollbackWebHookConfigCommand", "id": id, "version": 1}))
+        .await
+        .assert_error(404, "Rollback failed");
+
+    // A new configuration under the same key has a history of its own.
+    let again = create(&app, labelled_script("short-lived", "again")).await["id"].clone();
+    assert_ne!(again, id);
+    assert_eq!(versions(&app, &again).await.len(), 1);
+    assert_eq!(versions(&app, &id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn deleted_histories_are_swept_after_the_retention_and_live_ones_stay() {
+    let app = TestApp::builder()
+        .configure(|settings| {
+            settings.inbound.retention_days = 0;
+            settings.inbound.retention_sweep_secs = 1;
+        })
+        .spawn()
+        .await;
+    let gone = create(&app, labelled_script("gone", "x")).await["id"].clone();
+    let kept = create(&app, labelled_script("kept", "y")).await["id"].clone();
+    app.admin(json!({"$type": "DeleteWebHookConfigCommand", "id": gone}))
+        .await
+        .assert_ok("Webhook configuration deleted successfully");
+    let swept = crate::support::within(std::time::Duration::from_secs(5), || async {
+        app.admin(json!({"$type": "GetWebHookConfigVersionsQuery", "id": gone})).await.status == 404
+    })
+    .await;
+    assert!(swept.is_some(), "the deleted configuration's history was kept past the retention");
+    assert_eq!(versions(&app, &kept).await.len(), 1, "a live configuration's history stays");
+}
+
+#[tokio::test]
+async fn a_rollback_reaches_a_second_instance_within_the_refresh_interval() {
+    let first = TestApp::spawn().await;
+    let second = TestApp::builder().database(std::sync::Arc::clone(&first.database)).spawn().await;
+    let id = create(&first, labelled_script("shared-script", "first")).await["id"].clone();
+    let update = with(
+        labelled_script("shared-script", "second"),
+        json!({"$type": "UpdateWebHookConfigCommand", "id": id, "key": null}),
+    );
+    first.admin(update).await.assert_ok("Webhook configuration updated successfully");
+    let runs = |label: &'static str| {
+        let second = &second;
+        async move {
+            second.call("POST", "/api/webhooks/shared-script", Some(json!({})), &[]).await.body["data"]["from"] == label
+        }
+    };
+    assert!(crate::support::within(std::time::Duration::from_secs(2), || runs("second")).await.is_some());
+    first
+        .admin(json!({"$type": "RollbackWebHookConfigCommand", "id": id, "version": 1}))
+        .await
+        .assert_ok("Webhook configuration rolled back to version 1");
+    let took = crate::support::within(std::time::Duration::from_secs(2), || runs("first")).await;
+    assert!(took.is_some(), "the second instance did not run the rolled-back script within 2 s");
+}
