@@ -233,6 +233,33 @@ impl Handler for DeleteWebHookConfigCommand {
 }
 register_command!("DeleteWebHookConfigCommand" => DeleteWebHookConfigCommand);
 
+/// Makes an old version of a configuration current again, as a new version. Everything but
+/// whether it is enabled comes from that version; the configuration stays enabled or disabled as
+/// it is. It runs with the authority of whoever rolls it back, who must be allowed every command
+/// it names.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackWebHookConfigCommand {
+    pub id: i32,
+    /// A version from `GetWebHookConfigVersionsQuery`.
+    pub version: i32,
+}
+
+impl Handler for RollbackWebHookConfigCommand {
+    const PERMISSION: Permission = Permission::WebhooksWrite;
+    type Answer = WebHookConfig;
+
+    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
+        let fields = history::fields_at_version(ctx.service::<Store>()?.db(), self.id, self.version)
+            .await?
+            .ok_or_else(|| CommandError::not_found("Rollback failed", "Version not found"))?;
+        let saved = save_over(ctx, self.id, fields, Problems::default(), Change::RolledBack).await?;
+        let message = format!("Webhook configuration rolled back to version {}", self.version);
+        Answered::ok(WebHookConfig::from(saved), message)
+    }
+}
+register_command!("RollbackWebHookConfigCommand" => RollbackWebHookConfigCommand);
+
 /// Bumps the generation, commits, and applies the change to this instance's cache at once, so that
 /// the instance reads its own writes.
 async fn commit(ctx: &Context, txn: WriteTransaction, change: CacheChange) -> Result<(), CommandError> {

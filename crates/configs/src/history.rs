@@ -1,8 +1,8 @@
 //! The history of configurations: every saved state of a configuration, who saved it and when.
 //! Versions are written in the transaction that saves the configuration, so the history holds
-//! exactly the states the router could have run. `GetWebHookConfigVersionsQuery` reads it and
-//! `RollbackWebHookConfigCommand` makes an old state current again as a new version: history is
-//! never rewritten.
+//! exactly the states the router could have run. `GetWebHookConfigVersionsQuery` reads it;
+//! `RollbackWebHookConfigCommand` (with the other commands) makes an old state current again as a
+//! new version: history is never rewritten.
 
 use hookbus_core::{Answered, CommandError, Context, Handler, Permission, Timestamp, register_command};
 use hookbus_store::{DbResultExt, Store};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use hookbus_script::ScriptEngine;
 
-use crate::{ConfigEntry, ConfigFields, WebHookConfig, commands::save_over, entity as config, input::Problems};
+use crate::{ConfigEntry, WebHookConfig, entity as config};
 
 pub(crate) mod entity {
     use sea_orm::entity::prelude::*;
@@ -162,6 +162,22 @@ pub async fn sweep(store: &Store, cutoff: Timestamp) -> Result<u64, DbErr> {
     store.delete_in_chunks(entity::Entity, Expr::col(entity::Column::Id), old).await
 }
 
+/// The stored fields of version `version` of configuration `id`, as a create or update takes
+/// them; `None` when the history has no such version.
+pub(crate) async fn fields_at_version(
+    db: &impl ConnectionTrait,
+    id: i32,
+    version: i32,
+) -> Result<Option<crate::ConfigFields>, CommandError> {
+    let row = entity::Entity::find()
+        .filter(entity::Column::ConfigId.eq(id))
+        .filter(entity::Column::Version.eq(version))
+        .one(db)
+        .await
+        .or_internal()?;
+    row.map(|row| serde_json::from_str(&row.config).map_err(CommandError::internal)).transpose()
+}
+
 /// Version `version` of configuration `id`, ready to run (its authority as recorded then).
 /// `None` when the history has no such version.
 pub async fn entry_at_version(ctx: &Context, id: i32, version: i32) -> Result<Option<ConfigEntry>, CommandError> {
@@ -266,35 +282,3 @@ impl Handler for GetWebHookConfigVersionsQuery {
     }
 }
 register_command!("GetWebHookConfigVersionsQuery" => GetWebHookConfigVersionsQuery);
-
-/// Makes an old version of a configuration current again, as a new version. Everything but
-/// whether it is enabled comes from that version; the configuration stays enabled or disabled as
-/// it is. It runs with the authority of whoever rolls it back, who must be allowed every command
-/// it names.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RollbackWebHookConfigCommand {
-    pub id: i32,
-    /// A version from `GetWebHookConfigVersionsQuery`.
-    pub version: i32,
-}
-
-impl Handler for RollbackWebHookConfigCommand {
-    const PERMISSION: Permission = Permission::WebhooksWrite;
-    type Answer = WebHookConfig;
-
-    async fn handle(&self, ctx: &Context) -> Result<Answered<Self::Answer>, CommandError> {
-        let old = entity::Entity::find()
-            .filter(entity::Column::ConfigId.eq(self.id))
-            .filter(entity::Column::Version.eq(self.version))
-            .one(ctx.service::<Store>()?.db())
-            .await
-            .or_internal()?
-            .ok_or_else(|| CommandError::not_found("Rollback failed", "Version not found"))?;
-        let fields: ConfigFields = serde_json::from_str(&old.config).map_err(CommandError::internal)?;
-        let saved = save_over(ctx, self.id, fields, Problems::default(), Change::RolledBack).await?;
-        let message = format!("Webhook configuration rolled back to version {}", self.version);
-        Answered::ok(WebHookConfig::from(saved), message)
-    }
-}
-register_command!("RollbackWebHookConfigCommand" => RollbackWebHookConfigCommand);
