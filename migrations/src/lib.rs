@@ -20,6 +20,7 @@ mod m20261204_000012_delivery_queue;
 mod m20261204_000013_sealed_headers;
 mod m20261204_000014_delivery_lanes;
 mod m20261205_000015_config_versions;
+mod m20261205_000016_script_secrets;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000013_sealed_headers::Migration),
             Box::new(m20261204_000014_delivery_lanes::Migration),
             Box::new(m20261205_000015_config_versions::Migration),
+            Box::new(m20261205_000016_script_secrets::Migration),
         ]
     }
 }

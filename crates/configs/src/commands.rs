@@ -21,6 +21,7 @@ use crate::{
     entity,
     history::{self, Change},
     input::{ConfigSpec, ExecutionSpec, Problems},
+    secrets,
 };
 
 const KEY_TAKEN: &str = "A webhook configuration with this key already exists";
@@ -52,6 +53,7 @@ impl Handler for CreateWebHookConfigCommand {
         let key = key.ok_or_else(|| CommandError::validation("Key is required"))?;
         authorize(ctx, &spec)?;
         ensure_process_exists(ctx, &spec).await?;
+        secrets::check_script(ctx, &spec.execution).await?;
 
         let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
         if find_by(&*txn, entity::Column::Key, key.as_str()).await?.is_some() {
@@ -114,6 +116,7 @@ pub(crate) async fn save_over(
     let mut spec = fields.validate(ctx.service::<ScriptEngine>()?, problems)?;
     authorize(ctx, &spec)?;
     ensure_process_exists(ctx, &spec).await?;
+    secrets::check_script(ctx, &spec.execution).await?;
 
     let txn = ctx.service::<Store>()?.begin_write().await.or_internal()?;
     let existing = entity::Entity::find_by_id(id)

@@ -14,6 +14,7 @@ mod history;
 mod input;
 mod model;
 mod queries;
+pub mod secrets;
 mod view;
 
 pub use cache::{CacheError, CachedConfig, ConfigCache};

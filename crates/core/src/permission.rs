@@ -22,12 +22,16 @@ pub enum Permission {
     ProcessesWrite,
     #[serde(rename = "inbound:read")]
     InboundRead,
+    #[serde(rename = "secrets:read")]
+    SecretsRead,
+    #[serde(rename = "secrets:write")]
+    SecretsWrite,
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 11] = [
         Permission::WebhooksRead,
         Permission::WebhooksWrite,
         Permission::SubscriptionsRead,
@@ -36,6 +40,8 @@ impl Permission {
         Permission::ProcessesRead,
         Permission::ProcessesWrite,
         Permission::InboundRead,
+        Permission::SecretsRead,
+        Permission::SecretsWrite,
         Permission::Admin,
     ];
 
@@ -49,6 +55,8 @@ impl Permission {
             Permission::ProcessesRead => "processes:read",
             Permission::ProcessesWrite => "processes:write",
             Permission::InboundRead => "inbound:read",
+            Permission::SecretsRead => "secrets:read",
+            Permission::SecretsWrite => "secrets:write",
             Permission::Admin => "admin",
         }
     }

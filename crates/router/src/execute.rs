@@ -200,6 +200,27 @@ impl ScriptHost for BusHost {
             Err(_elapsed) => Err(HostFailure::Deadline),
         }
     }
+
+    fn secret(&self, name: &str, deadline: Instant) -> Result<String, HostFailure> {
+        let refused = |status: u16, message: &str, detail: String| -> HostFailure {
+            HostError { status, message: message.into(), errors: vec![detail] }.into()
+        };
+        if !self.ctx.principal.permissions.allows(Permission::SecretsRead) {
+            return Err(refused(
+                403,
+                "Forbidden",
+                "secret: this script's authority does not include secrets:read".into(),
+            ));
+        }
+        let read =
+            async { tokio::time::timeout_at(deadline.into(), hookbus_configs::secrets::reveal(&self.ctx, name)).await };
+        match self.runtime.block_on(read) {
+            Ok(Ok(Some(value))) => Ok(value),
+            Ok(Ok(None)) => Err(refused(404, "Secret not found", format!("secret: no secret named '{name}'"))),
+            Ok(Err(error)) => Err(refused(error.status(), &error.message(), error.details().join("; "))),
+            Err(_elapsed) => Err(HostFailure::Deadline),
+        }
+    }
 }
 
 /// How a JSON value is named in messages: "a string", "an object", ...

@@ -1,5 +1,5 @@
 //! The functions scripts get: `command`, `publish`, `start_process`, `jsonpath`, hashes
-//! and HMACs, base64, `constant_time_eq`, `now`, `log`, `reject`.
+//! and HMACs, base64, `constant_time_eq`, `now`, `log`, `reject`, `secret`.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
@@ -7,7 +7,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map, Position};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-use crate::host::{HostFailure, with_run};
+use crate::host::{HostFailure, redact_text, with_run};
 
 /// The key that marks a thrown map as hookbus's own (from `reject` or a failed `command`).
 pub(crate) const MARKER: &str = "$hookbus";
@@ -29,9 +29,11 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("constant_time_eq", |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes())))
         .register_fn("now", || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .register_fn("log", |text: &str| {
-            let label = with_run(|run| run.label.clone()).unwrap_or_default();
+            let (label, text) = with_run(|run| (run.label.clone(), redact_text(text, &run.revealed.borrow())))
+                .unwrap_or_else(|| (String::new(), text.to_owned()));
             tracing::info!(target: "hookbus::script", script = %label, "{text}");
         })
+        .register_fn("secret", secret)
         .register_fn("reject", reject)
         // rhai's own `sleep` blocks the thread past any deadline: a script waits by failing.
         .register_fn("sleep", |_: rhai::INT| -> Fallible<()> { Err(NO_SLEEP.into()) })
@@ -87,6 +89,36 @@ fn publish(name: &str, data: Dynamic, options: Map) -> Fallible<Dynamic> {
     command("PublishEventCommand", fields)
 }
 
+/// The value of script secret `name`; a missing secret (or one the script may not read) is thrown
+/// as a map, as a failed command is.
+fn secret(name: &str) -> Fallible<String> {
+    let outcome = with_run(|run| run.host.secret(name, run.deadline)).ok_or("secret: not available here")?;
+    match outcome {
+        Ok(value) => {
+            with_run(|run| run.revealed.borrow_mut().push(value.clone()));
+            Ok(value)
+        }
+        Err(failure) => Err(host_failure("secret", failure)),
+    }
+}
+
+fn host_failure(what: &str, failure: HostFailure) -> Box<EvalAltResult> {
+    match failure {
+        HostFailure::Deadline => {
+            EvalAltResult::ErrorTerminated(format!("timeout in {what}").into(), Position::NONE).into()
+        }
+        HostFailure::Command(error) => {
+            let mut thrown = Map::new();
+            thrown.insert(MARKER.into(), "command".into());
+            thrown.insert("status".into(), i64::from(error.status).into());
+            thrown.insert("message".into(), error.message.into());
+            let errors: rhai::Array = error.errors.into_iter().map(Dynamic::from).collect();
+            thrown.insert("errors".into(), errors.into());
+            EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE).into()
+        }
+    }
+}
+
 /// Runs a bus command and returns its data; its failure is thrown as a map with `status`,
 /// `message` and `errors` (catchable with `try`/`catch`).
 fn command(name: &str, fields: Map) -> Fallible<Dynamic> {
@@ -94,17 +126,6 @@ fn command(name: &str, fields: Map) -> Fallible<Dynamic> {
     let outcome = with_run(|run| run.host.command(name, fields, run.deadline)).ok_or("command: not available here")?;
     match outcome {
         Ok(data) => rhai::serde::to_dynamic(data),
-        Err(HostFailure::Deadline) => {
-            Err(EvalAltResult::ErrorTerminated(format!("timeout in command {name}").into(), Position::NONE).into())
-        }
-        Err(HostFailure::Command(error)) => {
-            let mut thrown = Map::new();
-            thrown.insert(MARKER.into(), "command".into());
-            thrown.insert("status".into(), i64::from(error.status).into());
-            thrown.insert("message".into(), error.message.into());
-            let errors: rhai::Array = error.errors.into_iter().map(Dynamic::from).collect();
-            thrown.insert("errors".into(), errors.into());
-            Err(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE).into())
-        }
+        Err(failure) => Err(host_failure(&format!("command {name}"), failure)),
     }
 }

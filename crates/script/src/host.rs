@@ -36,12 +36,48 @@ impl From<HostError> for HostFailure {
 /// waits for included, ends by its deadline.
 pub trait ScriptHost: Send + Sync {
     fn command(&self, name: &str, fields: Value, deadline: Instant) -> Result<Value, HostFailure>;
+
+    /// The value of script secret `name`, for `secret(name)`. A host without secrets has none.
+    fn secret(&self, name: &str, _deadline: Instant) -> Result<String, HostFailure> {
+        Err(HostError {
+            status: 404,
+            message: "Secret not found".into(),
+            errors: vec![format!("secret: no secret named '{name}'")],
+        }
+        .into())
+    }
 }
 
 pub(crate) struct Run {
     pub host: Arc<dyn ScriptHost>,
     pub deadline: Instant,
     pub label: String,
+    /// The secret values the run has read: never in its value, its errors or its log lines.
+    pub revealed: RefCell<Vec<String>>,
+}
+
+/// Replaces every secret value in `text` with `***`.
+pub(crate) fn redact_text(text: &str, revealed: &[String]) -> String {
+    revealed
+        .iter()
+        .filter(|value| !value.is_empty())
+        .fold(text.to_owned(), |text, value| text.replace(value.as_str(), "***"))
+}
+
+/// As [`redact_text`], in every string (and member name) of `value`.
+pub(crate) fn redact_value(value: &mut Value, revealed: &[String]) {
+    match value {
+        Value::String(text) => *text = redact_text(text, revealed),
+        Value::Array(items) => items.iter_mut().for_each(|item| redact_value(item, revealed)),
+        Value::Object(members) => {
+            let taken = std::mem::take(members);
+            for (name, mut member) in taken {
+                redact_value(&mut member, revealed);
+                members.insert(redact_text(&name, revealed), member);
+            }
+        }
+        _ => {}
+    }
 }
 
 thread_local! {

@@ -202,6 +202,36 @@ pub fn commands_named(source: &str) -> Vec<String> {
     names.into_iter().collect()
 }
 
+/// The script secrets a script's source reads: each `secret("name")`. `Err` names a `secret(...)`
+/// whose argument is not a literal name: every secret a script reads is known when it is saved.
+pub fn secrets_named(source: &str) -> Result<Vec<String>, String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("secret") {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + "secret".len()..];
+        rest = after;
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        // A call: `secret(` with nothing between (prose such as "a secret (…)" is not one).
+        let Some(args) = after.strip_prefix('(') else { continue };
+        let args = args.trim_start();
+        let literal = args
+            .chars()
+            .next()
+            .filter(|c| *c == '"' || *c == '`')
+            .and_then(|quote| args[1..].find(quote).map(|end| (&args[1..1 + end], &args[2 + end..])));
+        match literal {
+            Some((name, tail)) if tail.trim_start().starts_with(')') => {
+                names.insert(name.to_owned());
+            }
+            _ => return Err("secret() takes a literal name, e.g. secret(\"nibss-key\")".to_owned()),
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
 impl Default for ScriptEngine {
     fn default() -> Self {
         Self::new(ScriptLimits::default())

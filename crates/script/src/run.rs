@@ -40,12 +40,25 @@ impl ScriptEngine {
             scope.push_dynamic(name.to_string(), value);
         }
         let deadline = Instant::now() + self.limits().timeout;
-        let _run = host::enter(host::Run { host, deadline, label: label.to_owned() });
+        let run = host::enter(host::Run { host, deadline, label: label.to_owned(), revealed: Default::default() });
         let result = self.engine().eval_ast_with_scope::<Dynamic>(&mut scope, ast);
-        match result {
+        let result = match result {
             Ok(value) => rhai::serde::from_dynamic::<Value>(&value)
                 .map_err(|e| ScriptError::Failed(format!("the script's value is not JSON: {e}"))),
             Err(error) => Err(self.classify(*error)),
+        };
+        // The secrets it read stay out of what it answers and of why it failed.
+        let revealed = host::with_run(|run| run.revealed.take()).unwrap_or_default();
+        drop(run);
+        if revealed.is_empty() {
+            return result;
+        }
+        match result {
+            Ok(mut value) => {
+                host::redact_value(&mut value, &revealed);
+                Ok(value)
+            }
+            Err(error) => Err(error.redacted(&revealed)),
         }
     }
 
@@ -78,6 +91,22 @@ impl ScriptEngine {
                 other => other,
             },
             other => ScriptError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl ScriptError {
+    fn redacted(self, revealed: &[String]) -> Self {
+        let redact = |text: String| host::redact_text(&text, revealed);
+        match self {
+            Self::Rejected { status, message } => Self::Rejected { status, message: redact(message) },
+            Self::Command(HostError { status, message, errors }) => Self::Command(HostError {
+                status,
+                message: redact(message),
+                errors: errors.into_iter().map(redact).collect(),
+            }),
+            Self::Limit(text) => Self::Limit(redact(text)),
+            Self::Failed(text) => Self::Failed(redact(text)),
         }
     }
 }

@@ -23,6 +23,54 @@ impl ScriptHost for EchoHost {
             _ => Err(HostError { status: 404, message: "Not found".into(), errors: vec![format!("no {name}")] }.into()),
         }
     }
+
+    fn secret(&self, name: &str, _deadline: Instant) -> Result<String, HostFailure> {
+        match name {
+            "nibss-key" => Ok("Sup3r-Secret-Value".into()),
+            _ => Err(HostError { status: 404, message: "Secret not found".into(), errors: vec![name.into()] }.into()),
+        }
+    }
+}
+
+#[test]
+fn a_secret_is_usable_but_never_in_the_value_or_the_errors() {
+    let engine = ScriptEngine::default();
+    let code = r#"let key = secret("nibss-key");
+        let answer = #{ signature: hmac_sha256_hex(key, "body"), leaked: key, inside: "k=" + key };
+        answer[key] = 1;
+        answer"#;
+    let (result, _) = run(&engine, code, Value::Null);
+    let value = result.expect("the script runs");
+    let text = value.to_string();
+    assert!(!text.contains("Sup3r-Secret-Value"), "{text}");
+    assert_eq!(value["leaked"], "***");
+    assert_eq!(value["inside"], "k=***");
+    assert_eq!(value["signature"].as_str().map(str::len), Some(64), "the secret itself was used");
+
+    for code in [
+        r#"throw "bad key " + secret("nibss-key")"#,
+        r#"reject(401, "expected " + secret("nibss-key"))"#,
+        r#"command("missing", #{ key: secret("nibss-key") })"#,
+    ] {
+        let (result, _) = run(&engine, code, Value::Null);
+        let error = format!("{:?}", result.expect_err("the script fails"));
+        assert!(!error.contains("Sup3r-Secret-Value"), "{code}: {error}");
+    }
+    let (result, _) = run(&engine, r#"secret("unknown")"#, Value::Null);
+    assert!(matches!(result, Err(ScriptError::Command(HostError { status: 404, .. }))), "{result:?}");
+}
+
+#[test]
+fn the_secrets_a_script_reads_are_known_from_its_source() {
+    use hookbus_script::secrets_named;
+    assert_eq!(
+        secrets_named(r#"let a = secret("one"); let b = secret( `two` ); secret("one")"#),
+        Ok(vec!["one".into(), "two".into()])
+    );
+    assert_eq!(secrets_named("// kept as a script secret (set once)\nlet x = 1;"), Ok(vec![]));
+    assert_eq!(secrets_named("let no_secret_here = 1; my_secret(2)"), Ok(vec![]));
+    assert!(secrets_named(r#"let name = "one"; secret(name)"#).is_err());
+    assert!(secrets_named(r#"secret("a" + "b")"#).is_err());
 }
 
 fn run(engine: &ScriptEngine, code: &str, body: Value) -> (Result<Value, ScriptError>, Duration) {

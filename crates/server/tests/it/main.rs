@@ -17,6 +17,7 @@ mod processes;
 mod providers;
 mod receiver;
 mod router;
+mod secrets;
 mod security;
 mod states;
 mod support;

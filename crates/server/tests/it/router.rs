@@ -258,7 +258,7 @@ async fn a_script_verifies_an_hmac_signature_and_rejects_a_bad_one() {
 }
 
 /// HMAC-SHA256 (RFC 2104) written out here so the test does not trust hookbus's own helper.
-fn hmac_hex(key: &str, message: &str) -> String {
+pub(crate) fn hmac_hex(key: &str, message: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut block = [0u8; 64];
     block[..key.len()].copy_from_slice(key.as_bytes());
