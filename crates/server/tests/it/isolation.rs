@@ -70,15 +70,17 @@ fn percentile(mut latencies: Vec<Duration>, p: f64) -> Duration {
     latencies.get(at).copied().unwrap_or_default()
 }
 
-/// A partner whose endpoint hangs (answers only after the timeout) and a healthy partner get the
-/// same 400 events. The breaker is kept out of it (it would open after a few timeouts): fair turns
-/// and the per-subscription limit alone keep the healthy partner's deliveries fast, while the
-/// hanging one never holds more than its 8 attempts.
+/// A partner whose endpoint hangs (answers only after 10 s) and a healthy partner get the same
+/// 400 events. The breaker is kept out of it: fair turns and the per-subscription limit alone keep
+/// the healthy partner's deliveries fast, while the hanging one never holds more than its 8
+/// attempts. The attempt timeout is longer than the hang, so that the receiver's count of requests
+/// in flight is the sender's (a timed-out request would still count at the receiver).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     let app = TestApp::builder()
         .configure(|s| {
-            s.outbound.timeout_ms = 3_000;
+            s.outbound.timeout_ms = 15_000;
+            s.outbound.lease_secs = 60;
             s.outbound.breaker_failures = 1_000_000;
         })
         .spawn()
