@@ -268,7 +268,9 @@ register_command!("RollbackWebHookConfigCommand" => RollbackWebHookConfigCommand
 async fn commit(ctx: &Context, txn: WriteTransaction, change: CacheChange) -> Result<(), CommandError> {
     let generation = bump_generation(&*txn).await.map_err(CommandError::internal)?;
     txn.commit().await.or_internal()?;
-    ctx.service::<ConfigCache>()?.record(generation, change);
+    // In a routed request's unit of work, once the unit commits.
+    let cache = ctx.service::<ConfigCache>()?.clone();
+    ctx.service::<Store>()?.after_commit(move || cache.record(generation, change));
     Ok(())
 }
 

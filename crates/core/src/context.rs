@@ -80,13 +80,21 @@ pub struct MissingService(&'static str);
 pub struct Context {
     pub principal: Principal,
     services: Arc<Services>,
+    /// Services of this context alone, found before the shared ones: a routed request's store
+    /// writing in its unit of work.
+    local: Option<Arc<Services>>,
     /// The command was called by a script (`command()`), whose thread waits for it.
     in_script: bool,
 }
 
 impl Context {
     pub fn new(principal: Principal, services: Arc<Services>) -> Self {
-        Self { principal, services, in_script: false }
+        Self { principal, services, local: None, in_script: false }
+    }
+
+    /// This context, finding `local`'s services before the shared ones.
+    pub fn with_local(self, local: Services) -> Self {
+        Self { local: Some(Arc::new(local)), ..self }
     }
 
     /// The context of the commands a script calls. A script holds a thread of a fixed set while it
@@ -117,9 +125,14 @@ impl Context {
     }
 
     pub fn service<T: Send + Sync + 'static>(&self) -> Result<&T, CommandError> {
+        if let Some(found) = self.local.as_ref().and_then(|local| local.require::<T>().ok()) {
+            return Ok(found);
+        }
         self.services.get::<T>()
     }
 
+    /// The shared services, for work that outlives the command (a spawned process run); the
+    /// command's own work takes its services from [`service`](Self::service).
     pub fn services(&self) -> &Arc<Services> {
         &self.services
     }

@@ -142,10 +142,10 @@ enum Sink {
 
 impl Sink {
     fn new(store: Store) -> Self {
-        match store.db().get_database_backend() {
-            DbBackend::Postgres => Self::Postgres(store.db().get_postgres_connection_pool().clone()),
+        match store.db().pool().get_database_backend() {
+            DbBackend::Postgres => Self::Postgres(store.db().pool().get_postgres_connection_pool().clone()),
             _ => {
-                let pool = store.db().get_sqlite_connection_pool().clone();
+                let pool = store.db().pool().get_sqlite_connection_pool().clone();
                 Self::Sqlite(store, pool)
             }
         }

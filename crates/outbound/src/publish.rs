@@ -62,11 +62,14 @@ pub(crate) enum Audience {
 
 /// Publishes `event` to every matching subscription.
 pub async fn publish(services: &Services, event: NewEvent) -> Result<Published, CommandError> {
-    publish_to(services, event, Audience::Everyone, false).await
+    publish_to(services.get::<Store>()?, services.get::<Outbound>()?, event, Audience::Everyone, false).await
 }
 
+/// Publishes `event` to `audience`, writing through `store` (in a routed request's unit of work,
+/// the event is delivered once the unit commits).
 pub(crate) async fn publish_to(
-    services: &Services,
+    store: &Store,
+    outbound: &Outbound,
     event: NewEvent,
     audience: Audience,
     simulated: bool,
@@ -78,7 +81,7 @@ pub(crate) async fn publish_to(
             catalog::OPERATIONS_PREFIX
         )));
     }
-    publish_with(services.get::<Store>()?, services.get::<Outbound>()?, event, audience, simulated).await
+    publish_with(store, outbound, event, audience, simulated).await
 }
 
 /// Publishes one of hookbus's own events about `about` (see `delivery::operations`).
@@ -183,15 +186,41 @@ async fn publish_with(
             (Written::Failed(error), _) => Err(error),
         };
     }
+    let answer = published(&row, false);
+    // Senders get the notifications once they are durable: at once, or when the routed request
+    // this publish belongs to commits. Rolled back, the lanes reserved for them are released.
+    if store.in_unit() {
+        let reserved_lanes: Vec<Uuid> = reserved.keys().copied().collect();
+        let released = outbound.clone();
+        store.on_rollback(move || released.dispatcher.lanes.cancel(&reserved_lanes));
+        let outbound = outbound.clone();
+        store.after_commit(move || {
+            deliver_published(&outbound, &row, &subscriptions, &notifications, &reserved, &signalled);
+        });
+    } else {
+        deliver_published(outbound, &row, &subscriptions, &notifications, &reserved, &signalled);
+    }
+    Ok(answer)
+}
+
+/// What follows a durable publish: the reserved lanes' notifications to this instance's senders,
+/// the others' lanes signalled.
+fn deliver_published(
+    outbound: &Outbound,
+    row: &event::Model,
+    subscriptions: &[subscription::Model],
+    notifications: &[notification::Model],
+    reserved: &HashMap<Uuid, Timestamp>,
+    signalled: &[Uuid],
+) {
     outbound.metrics.published();
     if !reserved.is_empty() {
-        hand_over(outbound, &row, &subscriptions, &notifications, &reserved);
+        hand_over(outbound, row, subscriptions, notifications, reserved);
     }
     if !signalled.is_empty() {
-        outbound.dispatcher.lanes.queued(&signalled);
+        outbound.dispatcher.lanes.queued(signalled);
         outbound.dispatcher.poll_now();
     }
-    Ok(published(&row, false))
 }
 
 /// Gives the new notifications of `reserved` lanes to this instance's senders. A job that cannot
@@ -530,7 +559,8 @@ impl Handler for PublishEventCommand {
             changed_attributes: self.changed_attributes.clone(),
         };
         let audience = owner.map_or(Audience::Everyone, |owner| Audience::Owner(owner.clone()));
-        let mut published = publish_to(ctx.services(), event, audience, false).await?;
+        let (store, outbound) = (ctx.service::<Store>()?, ctx.service::<Outbound>()?);
+        let mut published = publish_to(store, outbound, event, audience, false).await?;
         published.event_id = public_event_id(&published.event_id).to_owned();
         let message = if published.duplicate { "Event already published" } else { "Event published successfully" };
         Answered::ok(published, message)

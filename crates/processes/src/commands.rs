@@ -291,6 +291,19 @@ impl Handler for StartProcessInstanceCommand {
         if self.execution_mode == ExecutionMode::Supervised {
             // It would wait for the process's script steps while its own script waits for it.
             ctx.refuse_in_script("StartProcessInstanceCommand with executionMode Supervised")?;
+            if ctx.service::<Store>()?.in_unit() {
+                // In a routed request or a process step the instance starts when their writes
+                // commit, after this command has answered: there is no end to wait for.
+                return Err(CommandError::Rejected {
+                    status: 422,
+                    message: "Not available in routed requests".into(),
+                    errors: vec![
+                        "executionMode: a routed request or a process step starts processes Unsupervised: \
+                         the instance starts once its writes commit"
+                            .into(),
+                    ],
+                });
+            }
         }
         let definition = find_definition(ctx, self.id, "Start failed").await?;
         let run_as = definition_authority(&definition)?.for_caller(&ctx.principal).ok_or_else(|| {
@@ -323,6 +336,13 @@ impl Handler for StartProcessInstanceCommand {
         .insert(store.db())
         .await
         .or_internal()?;
+        if store.in_unit() {
+            // It starts once the routed request's writes, the instance's row among them, commit.
+            let (engine, services, id) = (engine.clone(), Arc::clone(ctx.services()), instance.id);
+            store.after_commit(move || drop(engine.spawn_run(services, id)));
+            let started = Started::Running { instance_id: instance.id, status: ProcessStatus::Running };
+            return Answered::ok(started, "Process instance started");
+        }
         let run = engine.spawn_run(Arc::clone(ctx.services()), instance.id);
         if self.execution_mode == ExecutionMode::Unsupervised {
             let started = Started::Running { instance_id: instance.id, status: ProcessStatus::Running };

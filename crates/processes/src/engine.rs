@@ -7,7 +7,7 @@ use chrono::Duration as Span;
 use hookbus_core::{CommandError, Context, Delegation, MissingService, Services, Timestamp, error_chain};
 use hookbus_router::{BusHost, Router, run_named, script_error};
 use hookbus_script::{ScriptEngine, select};
-use hookbus_store::Store;
+use hookbus_store::{Store, UnitError, UnitOfWork};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -128,7 +128,10 @@ impl ProcessEngine {
             // The lease is renewed while the step runs, however long it takes: only a runner
             // that died loses its instance.
             let heartbeat = self.spawn_heartbeat(store.clone(), id);
-            let outcome = run_step(services, step, &instance.variables, &run_as).await;
+            // The step's writes commit with its saved state, or not at all.
+            let unit = UnitOfWork::new(store);
+            let in_unit = store.within(&unit);
+            let outcome = run_step(services, &in_unit, step, &instance.variables, &run_as).await;
             heartbeat.abort();
             let mut log = instance.step_log.as_array().cloned().unwrap_or_default();
             let mut entry = json!({"name": step.name(), "startedAt": started, "finishedAt": hookbus_core::now()});
@@ -149,14 +152,29 @@ impl ProcessEngine {
                         .filter(instances::Column::Id.eq(id))
                         .filter(instances::Column::Status.eq(ProcessStatus::Running))
                         .filter(instances::Column::CurrentStep.eq(instance.current_step))
-                        .exec(store.db())
-                        .await?;
-                    if saved.rows_affected == 0 {
-                        return Ok(());
+                        .exec(in_unit.db())
+                        .await;
+                    drop(in_unit);
+                    match saved {
+                        Ok(saved) if saved.rows_affected == 1 => unit.commit().await.map_err(|e| match e {
+                            UnitError::Database(e) => e,
+                            other => DbErr::Custom(other.to_string()),
+                        })?,
+                        // Cancelled or taken over meanwhile: the step's writes go with it.
+                        Ok(_) => {
+                            unit.rollback().await;
+                            return Ok(());
+                        }
+                        Err(error) => {
+                            unit.rollback().await;
+                            return Err(error.into());
+                        }
                     }
                     next = self.running(store, id).await?;
                 }
                 Err(error) => {
+                    drop(in_unit);
+                    unit.rollback().await;
                     entry["error"] = error.summary();
                     log.push(entry);
                     let message = format!("step {} ({}) failed: {}", index, step.name(), error.message());
@@ -229,12 +247,15 @@ pub enum EngineError {
 /// Runs one step with the instance's authority.
 async fn run_step(
     services: &Arc<Services>,
+    store: &Store,
     step: &Step,
     variables: &Value,
     run_as: &Delegation,
 ) -> Result<Value, CommandError> {
     let principal = services.get::<Router>()?.principal(run_as, "process");
-    let ctx = Context::new(principal, Arc::clone(services));
+    let mut local = Services::default();
+    local.insert(store.clone());
+    let ctx = Context::new(principal, Arc::clone(services)).with_local(local);
     match step {
         Step::Command { command, input, .. } => {
             let fields = match input {

@@ -6,6 +6,7 @@ use hookbus_core::{
     run_command,
 };
 use hookbus_script::{CompiledScript, HostError, HostFailure, ScriptEngine, ScriptError, ScriptHost, ScriptThreads};
+use hookbus_store::{Store, UnitOfWork};
 use serde_json::{Map, Value, json};
 
 use crate::InboundRequest;
@@ -37,7 +38,27 @@ impl Router {
         request: &InboundRequest,
         services: &Arc<Services>,
     ) -> Result<Reply, CommandError> {
-        let ctx = Context::new(self.principal(&entry.run_as, "router"), Arc::clone(services));
+        // One unit of work: what the request's commands write commits if it succeeds and is
+        // rolled back if it fails.
+        let store = services.get::<Store>()?;
+        let unit = UnitOfWork::new(store);
+        let mut local = Services::default();
+        local.insert(store.within(&unit));
+        let ctx = Context::new(self.principal(&entry.run_as, "router"), Arc::clone(services)).with_local(local);
+        let result = self.run(entry, request, ctx).await;
+        match result {
+            Ok(reply) => match unit.commit().await {
+                Ok(()) => Ok(reply),
+                Err(error) => Err(CommandError::internal(error)),
+            },
+            Err(error) => {
+                unit.rollback().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn run(&self, entry: &ConfigEntry, request: &InboundRequest, ctx: Context) -> Result<Reply, CommandError> {
         // `ctx` moves into a script's host; the other types borrow it.
         match &entry.execution {
             Execution::NativeCommand(name) => run_named(name, &request.body, &ctx).await,

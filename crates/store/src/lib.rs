@@ -14,15 +14,21 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+mod unit;
+
+pub use unit::{Db, UnitError, UnitInUse, UnitOfWork};
+
 /// The database, and on SQLite the queue its writers take turns in.
 ///
 /// SQLite allows one writer at a time. Left to itself, a waiting writer sleeps and retries in
 /// SQLite's busy handler, which is unfair: under load some writers wait for seconds. Writers of one
 /// instance therefore queue first-come-first-served on an async mutex before `BEGIN`. PostgreSQL
 /// needs no gate.
+///
+/// A store made [`within`](Self::within) a [`UnitOfWork`] writes in the unit's transaction.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Db,
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -34,12 +40,43 @@ impl Store {
 
     pub fn new(db: DatabaseConnection) -> Self {
         let writers = (db.get_database_backend() == DbBackend::Sqlite).then(Arc::default);
-        Self { db, writers }
+        Self { db: Db { conn: db, unit: None }, writers }
+    }
+
+    /// This store, writing in `unit`.
+    pub fn within(&self, unit: &Arc<UnitOfWork>) -> Self {
+        Self { db: Db { conn: self.db.conn.clone(), unit: Some(Arc::clone(unit)) }, writers: self.writers.clone() }
+    }
+
+    /// This store outside any unit of work.
+    pub fn shared(&self) -> Self {
+        Self { db: Db { conn: self.db.conn.clone(), unit: None }, writers: self.writers.clone() }
+    }
+
+    /// Whether statements go to a unit of work.
+    pub fn in_unit(&self) -> bool {
+        self.db.unit.is_some()
+    }
+
+    /// Runs `hook` once the writes are durable: at once outside a unit of work, after its commit
+    /// inside one (never, if it rolls back).
+    pub fn after_commit(&self, hook: impl FnOnce() + Send + 'static) {
+        match &self.db.unit {
+            Some(unit) => unit.after_commit(Box::new(hook)),
+            None => hook(),
+        }
+    }
+
+    /// Runs `hook` if the unit of work this store writes in rolls back; outside one, never.
+    pub fn on_rollback(&self, hook: impl FnOnce() + Send + 'static) {
+        if let Some(unit) = &self.db.unit {
+            unit.on_rollback(Box::new(hook));
+        }
     }
 
     /// For reads, and for writes of a single statement off the busy paths; a single statement
     /// that competes with the busy writers goes through [`write`](Self::write).
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &Db {
         &self.db
     }
 
@@ -49,7 +86,7 @@ impl Store {
     /// ahead of it. Writes of several statements take [`begin_write`](Self::begin_write).
     pub async fn write<'a, T, F, Fut>(&'a self, statement: F) -> T
     where
-        F: FnOnce(&'a DatabaseConnection) -> Fut,
+        F: FnOnce(&'a Db) -> Fut,
         Fut: std::future::Future<Output = T> + 'a,
     {
         let _turn = self.write_turn().await;
@@ -60,6 +97,10 @@ impl Store {
     /// [`write`](Self::write) and [`begin_write`](Self::begin_write) hold while they write, and
     /// what a writer outside sea-orm (the inbound log's bulk insert) takes around its transaction.
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if self.in_unit() {
+            // The unit's transaction holds the turn from its first write to its end.
+            return None;
+        }
         match &self.writers {
             Some(writers) => Some(Arc::clone(writers).lock_owned().await),
             None => None,
@@ -72,12 +113,22 @@ impl Store {
     /// `BEGIN` (`IMMEDIATE`): a deferred transaction that reads and then writes would fail with
     /// `SQLITE_BUSY` when another writer got there first. PostgreSQL ignores the mode.
     pub async fn begin_write(&self) -> Result<WriteTransaction, DbErr> {
+        if let Some(unit) = &self.db.unit {
+            // A savepoint in the unit's transaction: its commit is the unit's to make.
+            let savepoint = unit.begin().await?.begin().await?;
+            return Ok(WriteTransaction { txn: savepoint, _turn: None });
+        }
+        self.begin_own_write().await
+    }
+
+    /// [`begin_write`](Self::begin_write) on the pool.
+    pub(crate) async fn begin_own_write(&self) -> Result<WriteTransaction, DbErr> {
         let turn = self.write_turn().await;
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        let txn = self.db.begin_with_options(options).await?;
+        let txn = self.db.conn.begin_with_options(options).await?;
         Ok(WriteTransaction { txn, _turn: turn })
     }
 
@@ -140,7 +191,7 @@ impl Store {
         if self.db.get_database_backend() != DbBackend::Postgres {
             return Ok(Some(work().await));
         }
-        let txn = self.db.begin().await?;
+        let txn = self.db.conn.begin().await?;
         let locked = txn
             .query_one_raw(sea_orm::Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -250,7 +301,7 @@ pub async fn server_warnings(db: &DatabaseConnection) -> Result<Vec<String>, DbE
 pub async fn fetch_page<E, T>(
     query: Select<E>,
     page: PageRequest,
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     view: impl FnMut(E::Model) -> T,
 ) -> Result<Page<T>, CommandError>
 where

@@ -82,7 +82,8 @@ impl Handler for GenerateSimulatedWebhookCommand {
             ))
         })?;
         let event = NewEvent { event_name: kind.name, data: kind.sample_payload, ..NewEvent::default() };
-        let published = publish_to(ctx.services(), event, Audience::Owner(owner), true).await?;
+        let (store, outbound) = (ctx.service::<Store>()?, ctx.service::<crate::Outbound>()?);
+        let published = publish_to(store, outbound, event, Audience::Owner(owner), true).await?;
         Answered::ok(published, "Simulated webhook queued")
     }
 }

@@ -23,3 +23,4 @@ mod states;
 mod support;
 mod tls_receiver;
 mod tokens;
+mod unit;
