@@ -274,6 +274,27 @@ async fn commit(ctx: &Context, txn: WriteTransaction, change: CacheChange) -> Re
     Ok(())
 }
 
+/// An unsaved configuration, checked as a create checks it (but for a key, and a path another
+/// configuration has), ready to run in a dry run with the authority of `ctx`'s caller.
+pub async fn draft_entry(ctx: &Context, fields: ConfigFields) -> Result<ConfigEntry, CommandError> {
+    let scripts = ctx.service::<ScriptEngine>()?;
+    let spec = fields.validate(scripts, Problems::default())?;
+    authorize(ctx, &spec)?;
+    ensure_process_exists(ctx, &spec).await?;
+    secrets::check_script(ctx, &spec.execution).await?;
+    let now = hookbus_core::now();
+    let mut row = entity::ActiveModel {
+        id: Set(0),
+        key: Set("draft".to_owned()),
+        version: Set(0),
+        created_at: Set(now),
+        ..Default::default()
+    };
+    apply(&mut row, spec, Delegation::of(&ctx.principal), now);
+    let row = sea_orm::TryIntoModel::try_into_model(row).map_err(CommandError::internal)?;
+    ConfigEntry::new(row, scripts).map_err(CommandError::internal)
+}
+
 /// The cache entry of a row just saved.
 fn entry(ctx: &Context, saved: &entity::Model) -> Result<Arc<ConfigEntry>, CommandError> {
     ConfigEntry::new(saved.clone(), ctx.service::<ScriptEngine>()?).map(Arc::new).map_err(CommandError::internal)

@@ -18,6 +18,7 @@ pub mod secrets;
 mod view;
 
 pub use cache::{CacheError, CachedConfig, ConfigCache};
+pub use commands::draft_entry;
 pub use entry::{ChainStep, ConfigEntry, CorruptConfig, Execution, IdempotencyRule, StepInput};
 pub use history::{Change, ConfigVersion, entry_at_version, sweep as sweep_history};
 pub use input::{ChainStepInput, ConfigFields};

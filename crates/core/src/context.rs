@@ -131,6 +131,11 @@ impl Context {
         self.services.get::<T>()
     }
 
+    /// A service of this context alone (see [`with_local`](Self::with_local)), if it has one.
+    pub fn local<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.local.as_ref().and_then(|local| local.require::<T>().ok())
+    }
+
     /// The shared services, for work that outlives the command (a spawned process run); the
     /// command's own work takes its services from [`service`](Self::service).
     pub fn services(&self) -> &Arc<Services> {

@@ -58,18 +58,31 @@ impl CompiledFilters {
     /// lists changed attributes and the subscription lists paths), and every JSONPath selects
     /// something in `{eventName, resource, data}`.
     pub fn admit(&self, event: &Value, changed: Option<&[String]>) -> bool {
-        let attributes_pass = match changed {
-            Some(changed) if !self.attributes.is_empty() => {
-                changed.iter().any(|path| self.attributes.iter().any(|filter| filter.matches(path)))
-            }
-            _ => true,
-        };
-        attributes_pass
-            && self
-                .matches
-                .iter()
-                .all(|query| jsonpath_rust::query::js_path_process(query, event).is_ok_and(|found| !found.is_empty()))
+        self.refusal(event, changed).is_none()
     }
+
+    /// The first filter the event does not pass, if any.
+    pub fn refusal(&self, event: &Value, changed: Option<&[String]>) -> Option<Refusal> {
+        if let Some(changed) = changed
+            && !self.attributes.is_empty()
+            && !changed.iter().any(|path| self.attributes.iter().any(|filter| filter.matches(path)))
+        {
+            return Some(Refusal::Attributes);
+        }
+        self.matches
+            .iter()
+            .position(|query| !jsonpath_rust::query::js_path_process(query, event).is_ok_and(|found| !found.is_empty()))
+            .map(Refusal::Match)
+    }
+}
+
+/// Which filter refused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No changed attribute is under any of `filters.attributes`.
+    Attributes,
+    /// `filters.match[i]` selects nothing.
+    Match(usize),
 }
 
 /// One attribute filter path.

@@ -9,7 +9,7 @@ use hookbus_script::{CompiledScript, HostError, HostFailure, ScriptEngine, Scrip
 use hookbus_store::{Store, UnitOfWork};
 use serde_json::{Map, Value, json};
 
-use crate::InboundRequest;
+use crate::{InboundRequest, dry_run::Recorder};
 
 /// Runs configurations' handlers on the bus.
 #[derive(Debug, Clone)]
@@ -58,7 +58,13 @@ impl Router {
         }
     }
 
-    async fn run(&self, entry: &ConfigEntry, request: &InboundRequest, ctx: Context) -> Result<Reply, CommandError> {
+    /// Runs the handler in `ctx`, which the caller has set in a unit of work.
+    pub(crate) async fn run(
+        &self,
+        entry: &ConfigEntry,
+        request: &InboundRequest,
+        ctx: Context,
+    ) -> Result<Reply, CommandError> {
         // `ctx` moves into a script's host; the other types borrow it.
         match &entry.execution {
             Execution::NativeCommand(name) => run_named(name, &request.body, &ctx).await,
@@ -86,8 +92,17 @@ pub async fn run_named(name: &str, fields: &Value, ctx: &Context) -> Result<Repl
             )));
         }
     };
-    let command = parse_named_command(name, fields)?;
-    run_command(command.as_ref(), ctx).await
+    let Some(recorder) = ctx.local::<Arc<Recorder>>() else {
+        let command = parse_named_command(name, fields)?;
+        return run_command(command.as_ref(), ctx).await;
+    };
+    let started = Instant::now();
+    let result = match parse_named_command(name, fields) {
+        Ok(command) => run_command(command.as_ref(), ctx).await,
+        Err(error) => Err(error),
+    };
+    recorder.called(name, fields, &result, started.elapsed());
+    result
 }
 
 /// Runs the steps in order over the context `{request, body, steps, last}`.
@@ -199,13 +214,16 @@ pub fn script_error(error: ScriptError) -> CommandError {
 pub struct BusHost {
     runtime: tokio::runtime::Handle,
     ctx: Context,
+    /// A dry run's record, which takes the script's log lines and operations too.
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl BusHost {
     /// A host for scripts started from the current runtime, running commands as `ctx` (marked as
     /// called from a script).
     pub fn new(ctx: Context) -> Self {
-        Self { runtime: tokio::runtime::Handle::current(), ctx: ctx.for_script() }
+        let recorder = ctx.local::<Arc<Recorder>>().cloned();
+        Self { runtime: tokio::runtime::Handle::current(), ctx: ctx.for_script(), recorder }
     }
 }
 
@@ -236,10 +254,25 @@ impl ScriptHost for BusHost {
         let read =
             async { tokio::time::timeout_at(deadline.into(), hookbus_configs::secrets::reveal(&self.ctx, name)).await };
         match self.runtime.block_on(read) {
-            Ok(Ok(Some(value))) => Ok(value),
+            Ok(Ok(Some(value))) => {
+                if let Some(recorder) = &self.recorder {
+                    recorder.revealed(&value);
+                }
+                Ok(value)
+            }
             Ok(Ok(None)) => Err(refused(404, "Secret not found", format!("secret: no secret named '{name}'"))),
             Ok(Err(error)) => Err(refused(error.status(), &error.message(), error.details().join("; "))),
             Err(_elapsed) => Err(HostFailure::Deadline),
+        }
+    }
+
+    fn log(&self, line: &str) -> bool {
+        self.recorder.as_ref().is_some_and(|recorder| recorder.log(line))
+    }
+
+    fn finished(&self, operations: u64) {
+        if let Some(recorder) = &self.recorder {
+            recorder.operations(operations);
         }
     }
 }

@@ -29,9 +29,15 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("constant_time_eq", |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes())))
         .register_fn("now", || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .register_fn("log", |text: &str| {
-            let (label, text) = with_run(|run| (run.label.clone(), redact_text(text, &run.revealed.borrow())))
-                .unwrap_or_else(|| (String::new(), text.to_owned()));
-            tracing::info!(target: "hookbus::script", script = %label, "{text}");
+            let (label, text, taken) = with_run(|run| {
+                let text = redact_text(text, &run.revealed.borrow());
+                let taken = run.host.log(&text);
+                (run.label.clone(), text, taken)
+            })
+            .unwrap_or_else(|| (String::new(), text.to_owned(), false));
+            if !taken {
+                tracing::info!(target: "hookbus::script", script = %label, "{text}");
+            }
         })
         .register_fn("secret", secret)
         .register_fn("reject", reject)

@@ -3,7 +3,11 @@
 //! A script runs on a blocking thread; the run's host and deadline sit in thread-locals for its
 //! duration, so that the engine, shared by every run, stays free of per-run state.
 
-use std::{cell::RefCell, sync::Arc, time::Instant};
+use std::{
+    cell::{Cell, RefCell},
+    sync::Arc,
+    time::Instant,
+};
 
 use serde_json::Value;
 
@@ -37,6 +41,14 @@ impl From<HostError> for HostFailure {
 pub trait ScriptHost: Send + Sync {
     fn command(&self, name: &str, fields: Value, deadline: Instant) -> Result<Value, HostFailure>;
 
+    /// Takes a `log()` line (secrets already redacted); `false` leaves it to the log.
+    fn log(&self, _line: &str) -> bool {
+        false
+    }
+
+    /// Told how many operations the run took, when it ends.
+    fn finished(&self, _operations: u64) {}
+
     /// The value of script secret `name`, for `secret(name)`. A host without secrets has none.
     fn secret(&self, name: &str, _deadline: Instant) -> Result<String, HostFailure> {
         Err(HostError {
@@ -54,10 +66,12 @@ pub(crate) struct Run {
     pub label: String,
     /// The secret values the run has read: never in its value, its errors or its log lines.
     pub revealed: RefCell<Vec<String>>,
+    /// Operations so far.
+    pub operations: Cell<u64>,
 }
 
 /// Replaces every secret value in `text` with `***`.
-pub(crate) fn redact_text(text: &str, revealed: &[String]) -> String {
+pub fn redact_text(text: &str, revealed: &[String]) -> String {
     revealed
         .iter()
         .filter(|value| !value.is_empty())
@@ -65,7 +79,7 @@ pub(crate) fn redact_text(text: &str, revealed: &[String]) -> String {
 }
 
 /// As [`redact_text`], in every string (and member name) of `value`.
-pub(crate) fn redact_value(value: &mut Value, revealed: &[String]) {
+pub fn redact_value(value: &mut Value, revealed: &[String]) {
     match value {
         Value::String(text) => *text = redact_text(text, revealed),
         Value::Array(items) => items.iter_mut().for_each(|item| redact_value(item, revealed)),

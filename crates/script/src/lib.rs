@@ -18,7 +18,7 @@ use std::{
 
 use serde::Deserialize;
 
-pub use host::{HostError, HostFailure, ScriptHost};
+pub use host::{HostError, HostFailure, ScriptHost, redact_text, redact_value};
 pub use rhai::AST;
 pub use run::ScriptError;
 pub use select::select;
@@ -106,12 +106,13 @@ impl ScriptEngine {
             .disable_symbol("import")
             .disable_symbol("export");
         // The wall clock: checked every 256 operations against the running script's deadline.
+        // The operations so far are kept for the run's report.
         engine.on_progress(|operations| {
-            if operations % 256 != 0 {
-                return None;
-            }
-            let expired = host::with_run(|run| Instant::now() > run.deadline).unwrap_or(false);
-            expired.then(|| rhai::Dynamic::from("timeout"))
+            let expired = host::with_run(|run| {
+                run.operations.set(operations);
+                operations % 256 == 0 && Instant::now() > run.deadline
+            });
+            expired.unwrap_or(false).then(|| rhai::Dynamic::from("timeout"))
         });
         engine.on_print(|text| tracing::info!(target: "hookbus::script", "{text}"));
         engine.on_debug(|text, _, _| tracing::debug!(target: "hookbus::script", "{text}"));

@@ -40,7 +40,13 @@ impl ScriptEngine {
             scope.push_dynamic(name.to_string(), value);
         }
         let deadline = Instant::now() + self.limits().timeout;
-        let run = host::enter(host::Run { host, deadline, label: label.to_owned(), revealed: Default::default() });
+        let run = host::enter(host::Run {
+            host,
+            deadline,
+            label: label.to_owned(),
+            revealed: Default::default(),
+            operations: Default::default(),
+        });
         let result = self.engine().eval_ast_with_scope::<Dynamic>(&mut scope, ast);
         let result = match result {
             Ok(value) => rhai::serde::from_dynamic::<Value>(&value)
@@ -48,7 +54,11 @@ impl ScriptEngine {
             Err(error) => Err(self.classify(*error)),
         };
         // The secrets it read stay out of what it answers and of why it failed.
-        let revealed = host::with_run(|run| run.revealed.take()).unwrap_or_default();
+        let revealed = host::with_run(|run| {
+            run.host.finished(run.operations.get());
+            run.revealed.take()
+        })
+        .unwrap_or_default();
         drop(run);
         if revealed.is_empty() {
             return result;

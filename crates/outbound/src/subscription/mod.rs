@@ -6,6 +6,7 @@ mod commands;
 mod owner_wide;
 mod probe;
 mod queries;
+mod trial;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -24,3 +24,4 @@ mod support;
 mod tls_receiver;
 mod tokens;
 mod unit;
+mod workbench;
