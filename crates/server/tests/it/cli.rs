@@ -10,7 +10,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, ready, serve, terminate, within};
+use crate::support::{
+    ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, native_config, ready, serve, terminate, with, within,
+};
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
@@ -186,4 +188,41 @@ async fn the_server_runs_without_transparent_huge_pages() {
 
     let code = terminate(&mut child);
     assert!(code.success(), "a graceful stop exits 0, got {code}");
+}
+
+/// A script's `log()` line reaches the server's log, with the value of a secret it read as `***`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripts_log_line_never_carries_a_secrets_value() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let log_path = dir.path().join("stdout.log");
+    let port = free_port();
+    let mut child = hookbus(&database.url)
+        .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+        .env("HOOKBUS_LOG__LEVEL", "info")
+        .stdout(std::fs::File::create(&log_path).expect("the log file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = within(Duration::from_secs(20), || async { crate::support::ready(&client, &base).await }).await;
+    assert!(ready.is_some(), "the server comes up");
+    let command = |body: Value| client.post(format!("{base}/api/bpm/cmd")).bearer_auth(ADMIN_TOKEN).json(&body).send();
+
+    let value = "Log-Secret-Value-42";
+    let saved = command(json!({"$type": "SetScriptSecretCommand", "name": "log-key", "value": value})).await;
+    assert_eq!(saved.expect("answered").status(), 200);
+    let code = r#"let key = secret("log-key"); log("checking with " + key); #{ ok: true }"#;
+    let config =
+        with(native_config("logs-secret"), json!({"commandName": null, "executionType": 2, "executionCode": code}));
+    assert_eq!(command(config).await.expect("answered").status(), 200);
+    let routed = client.post(format!("{base}/api/webhooks/logs-secret")).json(&json!({})).send().await;
+    assert_eq!(routed.expect("answered").status(), 200);
+
+    terminate(&mut child);
+    let log = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(log.contains("checking with ***"), "the script's line is logged, redacted:\n{log}");
+    assert!(!log.contains(value), "the secret's value is in the log:\n{log}");
 }
