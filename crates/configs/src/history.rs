@@ -91,13 +91,7 @@ pub(crate) async fn record(
 /// Before `existing` changes: its state joins the history if it is not there yet (a
 /// configuration saved before history was kept).
 pub(crate) async fn ensure_recorded(txn: &impl ConnectionTrait, existing: &config::Model) -> Result<(), CommandError> {
-    let found = entity::Entity::find()
-        .filter(entity::Column::ConfigId.eq(existing.id))
-        .filter(entity::Column::Version.eq(existing.version))
-        .one(txn)
-        .await
-        .or_internal()?;
-    if found.is_some() {
+    if version_row(txn, existing.id, existing.version).await?.is_some() {
         return Ok(());
     }
     let by =
@@ -169,25 +163,24 @@ pub(crate) async fn fields_at_version(
     id: i32,
     version: i32,
 ) -> Result<Option<crate::ConfigFields>, CommandError> {
-    let row = entity::Entity::find()
+    let row = version_row(db, id, version).await?;
+    row.map(|row| serde_json::from_str(&row.config).map_err(CommandError::internal)).transpose()
+}
+
+/// The history's row for version `version` of configuration `id`.
+async fn version_row(db: &impl ConnectionTrait, id: i32, version: i32) -> Result<Option<entity::Model>, CommandError> {
+    entity::Entity::find()
         .filter(entity::Column::ConfigId.eq(id))
         .filter(entity::Column::Version.eq(version))
         .one(db)
         .await
-        .or_internal()?;
-    row.map(|row| serde_json::from_str(&row.config).map_err(CommandError::internal)).transpose()
+        .or_internal()
 }
 
 /// Version `version` of configuration `id`, ready to run (its authority as recorded then).
 /// `None` when the history has no such version.
 pub async fn entry_at_version(ctx: &Context, id: i32, version: i32) -> Result<Option<ConfigEntry>, CommandError> {
-    let Some(row) = entity::Entity::find()
-        .filter(entity::Column::ConfigId.eq(id))
-        .filter(entity::Column::Version.eq(version))
-        .one(ctx.service::<Store>()?.db())
-        .await
-        .or_internal()?
-    else {
+    let Some(row) = version_row(ctx.service::<Store>()?.db(), id, version).await? else {
         return Ok(None);
     };
     let view: WebHookConfig = serde_json::from_str(&row.config).map_err(CommandError::internal)?;

@@ -226,14 +226,8 @@ impl Handler for ReplayInboundEventCommand {
         // A replay may run a script, which would wait for a script thread while the calling
         // script holds one.
         ctx.refuse_in_script("ReplayInboundEventCommand")?;
-        if ctx.service::<Store>()?.in_unit() {
-            // The replay is a routed request of its own, with its own unit of work.
-            return Err(CommandError::Rejected {
-                status: 422,
-                message: "Not available in routed requests".into(),
-                errors: vec!["ReplayInboundEventCommand cannot run inside a routed request".into()],
-            });
-        }
+        // The replay is a routed request of its own, with its own unit of work.
+        ctx.service::<Store>()?.refuse_in_unit("ReplayInboundEventCommand cannot run inside a routed request")?;
         let original = find(ctx, self.id, "Replay failed").await?;
         if original.config_id == FixedRouteEntry::CONFIG_ID {
             if self.version.is_some() {

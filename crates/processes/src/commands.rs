@@ -291,19 +291,12 @@ impl Handler for StartProcessInstanceCommand {
         if self.execution_mode == ExecutionMode::Supervised {
             // It would wait for the process's script steps while its own script waits for it.
             ctx.refuse_in_script("StartProcessInstanceCommand with executionMode Supervised")?;
-            if ctx.service::<Store>()?.in_unit() {
-                // In a routed request or a process step the instance starts when their writes
-                // commit, after this command has answered: there is no end to wait for.
-                return Err(CommandError::Rejected {
-                    status: 422,
-                    message: "Not available in routed requests".into(),
-                    errors: vec![
-                        "executionMode: a routed request or a process step starts processes Unsupervised: \
-                         the instance starts once its writes commit"
-                            .into(),
-                    ],
-                });
-            }
+            // In a routed request or a process step the instance starts when their writes commit,
+            // after this command has answered: there is no end to wait for.
+            ctx.service::<Store>()?.refuse_in_unit(
+                "executionMode: a routed request or a process step starts processes Unsupervised: the instance \
+                 starts once its writes commit",
+            )?;
         }
         let definition = find_definition(ctx, self.id, "Start failed").await?;
         let run_as = definition_authority(&definition)?.for_caller(&ctx.principal).ok_or_else(|| {

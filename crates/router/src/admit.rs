@@ -17,6 +17,12 @@ pub fn admit(entry: &ConfigEntry, method: &str, client: IpAddr) -> Result<(), Co
             format!("Configuration '{}' is disabled", entry.key),
         ));
     }
+    admit_caller(entry, method, client)
+}
+
+/// The caller's part of [`admit`]: the method and the allow-list, whether or not the
+/// configuration is active (a dry run runs inactive ones too).
+pub(crate) fn admit_caller(entry: &ConfigEntry, method: &str, client: IpAddr) -> Result<(), CommandError> {
     if !method.eq_ignore_ascii_case(entry.action.as_str()) {
         return Err(CommandError::MethodNotAllowed { allow: entry.action.as_str().to_owned() });
     }

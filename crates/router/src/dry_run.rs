@@ -18,7 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{InboundRequest, Router};
+use crate::{InboundRequest, Router, admit::admit_caller};
 
 /// Runs a configuration on a sample request and answers what would have happened; every write is
 /// rolled back. Give `id` (a saved configuration, active or not) or `config` (the fields of an
@@ -166,13 +166,7 @@ impl Handler for TestWebHookConfigCommand {
         // It runs a route: not from inside one, nor from a script waiting on a script thread.
         ctx.refuse_in_script("TestWebHookConfigCommand")?;
         let store = ctx.service::<Store>()?;
-        if store.in_unit() {
-            return Err(CommandError::Rejected {
-                status: 422,
-                message: "Not available in routed requests".into(),
-                errors: vec!["TestWebHookConfigCommand cannot run inside a routed request".into()],
-            });
-        }
+        store.refuse_in_unit("TestWebHookConfigCommand cannot run inside a routed request")?;
         let entry = match (self.id, &self.config) {
             (Some(id), None) => ctx
                 .service::<ConfigCache>()?
@@ -186,7 +180,7 @@ impl Handler for TestWebHookConfigCommand {
         let started = Instant::now();
         let recorder = Arc::new(Recorder::default());
         let router = ctx.service::<Router>()?;
-        let result = match admitted(&entry, &request) {
+        let result = match admit_caller(&entry, &request.method, request.ip) {
             Err(refused) => Err(refused),
             Ok(()) => {
                 let unit = UnitOfWork::new(store);
@@ -231,18 +225,6 @@ impl Handler for TestWebHookConfigCommand {
     }
 }
 register_command!("TestWebHookConfigCommand" => TestWebHookConfigCommand);
-
-/// The router's admission, but for whether the configuration is active: a dry run runs inactive
-/// configurations too.
-fn admitted(entry: &ConfigEntry, request: &InboundRequest) -> Result<(), CommandError> {
-    if !request.method.eq_ignore_ascii_case(entry.action.as_str()) {
-        return Err(CommandError::MethodNotAllowed { allow: entry.action.as_str().to_owned() });
-    }
-    if !entry.allow_list.allows(request.ip) {
-        return Err(CommandError::Denied(format!("client IP {} is not allowed to call this webhook", request.ip)));
-    }
-    Ok(())
-}
 
 impl SampleRequest {
     fn inbound(&self, entry: &ConfigEntry) -> Result<InboundRequest, CommandError> {

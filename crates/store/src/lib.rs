@@ -58,6 +58,19 @@ impl Store {
         self.db.unit.is_some()
     }
 
+    /// Refuses (422, `detail` saying why) what cannot run inside a unit of work: it would wait for
+    /// work that starts only once the unit commits.
+    pub fn refuse_in_unit(&self, detail: &str) -> Result<(), CommandError> {
+        if !self.in_unit() {
+            return Ok(());
+        }
+        Err(CommandError::Rejected {
+            status: 422,
+            message: "Not available in routed requests".into(),
+            errors: vec![detail.to_owned()],
+        })
+    }
+
     /// Runs `hook` once the writes are durable: at once outside a unit of work, after its commit
     /// inside one (never, if it rolls back).
     pub fn after_commit(&self, hook: impl FnOnce() + Send + 'static) {

@@ -14,6 +14,37 @@ use crate::support::{
     ADMIN_TOKEN, TestApp, TestDatabase, free_port, hookbus, native_config, ready, serve, terminate, with, within,
 };
 
+/// A server whose info-level log goes to a file, up and answering.
+struct Logging {
+    child: std::process::Child,
+    client: reqwest::Client,
+    base: String,
+    log_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Logging {
+    async fn start(database: &TestDatabase, format: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a folder");
+        let log_path = dir.path().join("stdout.log");
+        let port = free_port();
+        let child = hookbus(&database.url)
+            .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+            .env("HOOKBUS_LOG__LEVEL", "info")
+            .env("HOOKBUS_LOG__FORMAT", format)
+            .stdout(std::fs::File::create(&log_path).expect("the log file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = within(Duration::from_secs(20), || async { crate::support::ready(&client, &base).await }).await;
+        assert!(ready.is_some(), "the server comes up");
+        Self { child, client, base, log_path, _dir: dir }
+    }
+}
+
 fn run(command: &mut Command) -> Output {
     command.output().expect("the binary runs")
 }
@@ -128,22 +159,9 @@ async fn a_config_file_layers_over_the_defaults_and_sigterm_stops_gracefully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_log_lines_name_the_request_and_keep_tokens_out() {
     let database = TestDatabase::create().await;
-    let dir = tempfile::tempdir().expect("a folder");
-    let log_path = dir.path().join("stdout.log");
-    let port = free_port();
-    let mut child = hookbus(&database.url)
-        .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-        .env("HOOKBUS_LOG__LEVEL", "info")
-        .env("HOOKBUS_LOG__FORMAT", "json")
-        .stdout(std::fs::File::create(&log_path).expect("the log file"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts");
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = within(Duration::from_secs(20), || async { crate::support::ready(&client, &base).await }).await;
-    assert!(ready.is_some(), "the server comes up");
+    let logging = Logging::start(&database, "json").await;
+    let (client, base, log_path) = (&logging.client, &logging.base, &logging.log_path);
+    let mut child = logging.child;
 
     let response = client
         .post(format!("{base}/api/bpm/cmd"))
@@ -157,7 +175,7 @@ async fn request_log_lines_name_the_request_and_keep_tokens_out() {
 
     // The line is written when the span closes; a graceful stop flushes the rest.
     terminate(&mut child);
-    let log = std::fs::read_to_string(&log_path).expect("the log");
+    let log = std::fs::read_to_string(log_path).expect("the log");
     let line: Value = log
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -194,21 +212,9 @@ async fn the_server_runs_without_transparent_huge_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripts_log_line_never_carries_a_secrets_value() {
     let database = TestDatabase::create().await;
-    let dir = tempfile::tempdir().expect("a folder");
-    let log_path = dir.path().join("stdout.log");
-    let port = free_port();
-    let mut child = hookbus(&database.url)
-        .env("HOOKBUS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HOOKBUS_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-        .env("HOOKBUS_LOG__LEVEL", "info")
-        .stdout(std::fs::File::create(&log_path).expect("the log file"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts");
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = within(Duration::from_secs(20), || async { crate::support::ready(&client, &base).await }).await;
-    assert!(ready.is_some(), "the server comes up");
+    let logging = Logging::start(&database, "text").await;
+    let (client, base, log_path) = (&logging.client, &logging.base, &logging.log_path);
+    let mut child = logging.child;
     let command = |body: Value| client.post(format!("{base}/api/bpm/cmd")).bearer_auth(ADMIN_TOKEN).json(&body).send();
 
     let value = "Log-Secret-Value-42";
@@ -222,7 +228,7 @@ async fn a_scripts_log_line_never_carries_a_secrets_value() {
     assert_eq!(routed.expect("answered").status(), 200);
 
     terminate(&mut child);
-    let log = std::fs::read_to_string(&log_path).expect("the log");
+    let log = std::fs::read_to_string(log_path).expect("the log");
     assert!(log.contains("checking with ***"), "the script's line is logged, redacted:\n{log}");
     assert!(!log.contains(value), "the secret's value is in the log:\n{log}");
 }
