@@ -7,12 +7,12 @@ use hookbus_core::{CommandError, Reply, Services, Timestamp};
 use hookbus_router::{InboundRequest, Router};
 use hookbus_seal::Sealer;
 use hookbus_store::{DbResultExt, Store};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    HeaderRedaction, InboundStatus, LogWriter, entity,
+    HeaderRedaction, InboundStatus, Intake, LogWriter, entity,
     entity::JsonText,
     row::{LogRow, outcome_columns, stored_text, take_for_storage},
 };
@@ -55,14 +55,19 @@ impl Inbound {
         row.status = Set(if queued { InboundStatus::Pending } else { InboundStatus::Processing });
         row.attempts = Set(if queued { 0 } else { 1 });
         row.next_attempt_at = Set(queued.then(hookbus_core::now));
+        let id = row.id.clone().unwrap();
+        let intake = services.get::<Intake>()?;
         // A second try only after freeing the key of a first request that was abandoned.
         let mut tries = 0;
-        let event = loop {
+        loop {
             tries += 1;
-            let inserted = store.write(|db| row.clone().insert(db)).await;
-            match inserted {
-                Ok(event) => break event,
-                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            match intake.insert(row.clone()).await {
+                Ok(()) => break,
+                // Its idempotency key is taken: the row was left out, or refused.
+                Err(e)
+                    if matches!(e, DbErr::RecordNotInserted)
+                        || matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+                {
                     let value = idempotency_value.clone().unwrap_or_default();
                     match repeat(store, entry, &value, &request, services.get::<HeaderRedaction>()?).await? {
                         Repeat::Answered(receipt) => return Ok(receipt),
@@ -72,11 +77,11 @@ impl Inbound {
                 }
                 Err(e) => return Err(CommandError::internal(e)),
             }
-        };
-        if queued {
-            return Ok(Receipt::Accepted(event.id));
         }
-        Ok(Receipt::Done(run_and_record(services, entry, &request, event.id).await))
+        if queued {
+            return Ok(Receipt::Accepted(id));
+        }
+        Ok(Receipt::Done(run_and_record(services, entry, &request, id).await))
     }
 }
 

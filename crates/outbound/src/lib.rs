@@ -2,7 +2,7 @@
 //! engine that sends each notification, signed, from a durable queue in the database.
 //!
 //! Publishing writes the event and one notification per matching subscription in one
-//! transaction, then hands the notifications straight to this instance's workers (no polling
+//! transaction (publishes that arrive together share it: group commit), then hands the notifications straight to this instance's workers (no polling
 //! delay). Each notification is leased while a worker holds it; notifications that wait for a
 //! retry, or whose worker died, are claimed by whichever instance polls first
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Outcomes are written in batches.
@@ -48,16 +48,25 @@ pub struct Outbound {
     pub dispatcher: Dispatcher,
     pub sender: Sender,
     pub metrics: DeliveryMetrics,
+    /// Publishes outside a unit of work, committed in groups.
+    events: hookbus_store::GroupCommit<publish::EventWriter>,
 }
 
 impl Outbound {
-    /// Builds the service from its settings. Start its workers with [`Outbound::spawn`].
-    pub fn new(settings: OutboundSettings, metrics: DeliveryMetrics) -> Result<Self, BadKey> {
+    /// Builds the service from its settings, publishing through `store` (its group commits counted
+    /// in `groups`). Start its workers with [`Outbound::spawn`].
+    pub fn new(
+        settings: OutboundSettings,
+        metrics: DeliveryMetrics,
+        store: &hookbus_store::Store,
+        groups: &hookbus_store::GroupCommitMetrics,
+    ) -> Result<Self, BadKey> {
         let secrets = SecretBox::from_base64(&settings.encryption_key)?;
         let policy = Arc::new(AddressPolicy { allow: settings.allow_cidrs.clone(), allow_http: settings.allow_http });
         let sender = Sender::new(&settings, Arc::clone(&policy));
         let dispatcher = Dispatcher::new(&settings);
-        Ok(Self { settings: Arc::new(settings), policy, secrets, dispatcher, sender, metrics })
+        let events = publish::EventWriter::group(store, groups);
+        Ok(Self { settings: Arc::new(settings), policy, secrets, dispatcher, sender, metrics, events })
     }
 
     /// Checks the encryption key against the database (see `keycheck`): call it before serving.

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use hookbus_core::{
     Answered, CommandError, Context, Handler, Owner, Permission, Services, Timestamp, register_command,
 };
-use hookbus_store::{DbResultExt, Store};
+use hookbus_store::{DbResultExt, GroupCommit, GroupCommitMetrics, GroupWrite, Store};
 use schemars::JsonSchema;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
@@ -172,10 +172,16 @@ async fn publish_with(
         })
         .collect();
 
-    let written = write(store, &row, &notifications, queued, &signalled).await;
+    let rows = Arc::new(EventRows { row, subscriptions, notifications, queued, reserved, signalled });
+    // Inside a unit of work the unit commits; outside, concurrent publishes share commits.
+    let written = if store.in_unit() {
+        write(store, std::slice::from_ref(&rows)).await
+    } else {
+        outbound.events.write(Arc::clone(&rows)).await
+    };
     if let Err(error) = written {
-        outbound.dispatcher.lanes.cancel(&reserved.keys().copied().collect::<Vec<_>>());
-        return match (error, &event.event_id) {
+        outbound.dispatcher.lanes.cancel(&rows.reserved.keys().copied().collect::<Vec<_>>());
+        return match (Written::from(error), &event.event_id) {
             // Another publisher of the same eventId won the race: answer with its result.
             (Written::Duplicate, Some(key)) => find_published(store, key)
                 .await?
@@ -186,39 +192,30 @@ async fn publish_with(
             (Written::Failed(error), _) => Err(error),
         };
     }
-    let answer = published(&row, false);
+    let answer = published(&rows.row, false);
     // Senders get the notifications once they are durable: at once, or when the routed request
     // this publish belongs to commits. Rolled back, the lanes reserved for them are released.
     if store.in_unit() {
-        let reserved_lanes: Vec<Uuid> = reserved.keys().copied().collect();
+        let reserved_lanes: Vec<Uuid> = rows.reserved.keys().copied().collect();
         let released = outbound.clone();
         store.on_rollback(move || released.dispatcher.lanes.cancel(&reserved_lanes));
         let outbound = outbound.clone();
-        store.after_commit(move || {
-            deliver_published(&outbound, &row, &subscriptions, &notifications, &reserved, &signalled);
-        });
+        store.after_commit(move || deliver_published(&outbound, &rows));
     } else {
-        deliver_published(outbound, &row, &subscriptions, &notifications, &reserved, &signalled);
+        deliver_published(outbound, &rows);
     }
     Ok(answer)
 }
 
 /// What follows a durable publish: the reserved lanes' notifications to this instance's senders,
 /// the others' lanes signalled.
-fn deliver_published(
-    outbound: &Outbound,
-    row: &event::Model,
-    subscriptions: &[subscription::Model],
-    notifications: &[notification::Model],
-    reserved: &HashMap<Uuid, Timestamp>,
-    signalled: &[Uuid],
-) {
+fn deliver_published(outbound: &Outbound, rows: &EventRows) {
     outbound.metrics.published();
-    if !reserved.is_empty() {
-        hand_over(outbound, row, subscriptions, notifications, reserved);
+    if !rows.reserved.is_empty() {
+        hand_over(outbound, &rows.row, &rows.subscriptions, &rows.notifications, &rows.reserved);
     }
-    if !signalled.is_empty() {
-        outbound.dispatcher.lanes.queued(signalled);
+    if !rows.signalled.is_empty() {
+        outbound.dispatcher.lanes.queued(&rows.signalled);
         outbound.dispatcher.poll_now();
     }
 }
@@ -262,21 +259,6 @@ enum Written {
     Failed(CommandError),
 }
 
-/// Writes the event, its notifications and their queue entries, all or nothing.
-async fn write(
-    store: &Store,
-    row: &event::Model,
-    notifications: &[notification::Model],
-    queued: Vec<queue::Entry>,
-    signalled: &[Uuid],
-) -> Result<(), Written> {
-    if store.db().get_database_backend() == DbBackend::Postgres && notifications.len() <= 1_000 {
-        write_in_one_statement(store, row, notifications, &queued, signalled).await.map_err(Written::from)
-    } else {
-        write_in_a_transaction(store, row, notifications, queued, signalled).await
-    }
-}
-
 impl From<DbErr> for Written {
     fn from(error: DbErr) -> Self {
         match error.sql_err() {
@@ -286,107 +268,192 @@ impl From<DbErr> for Written {
     }
 }
 
-async fn write_in_a_transaction(
-    store: &Store,
-    row: &event::Model,
-    notifications: &[notification::Model],
+/// One publish: the event, its notifications and their queue entries, the lanes to signal, and
+/// what its senders get once they are durable.
+pub(crate) struct EventRows {
+    row: event::Model,
+    subscriptions: Vec<subscription::Model>,
+    notifications: Vec<notification::Model>,
     queued: Vec<queue::Entry>,
-    signalled: &[Uuid],
-) -> Result<(), Written> {
-    let txn = store.begin_write().await?;
-    event::Entity::insert(event::ActiveModel::from(row.clone())).exec(&*txn).await?;
-    for chunk in notifications.chunks(1_000) {
-        let rows = chunk.iter().cloned().map(notification::ActiveModel::from);
-        notification::Entity::insert_many(rows).exec(&*txn).await?;
-    }
-    queue::enqueue(&*txn, queued).await?;
-    lane::mark_due(&*txn, signalled, row.occurred_at).await?;
-    Ok(txn.commit().await?)
+    /// Lanes this instance owns, leased until then: their notifications go to its senders.
+    reserved: HashMap<Uuid, Timestamp>,
+    /// Lanes other instances own (or nobody does): signalled in the same write.
+    signalled: Vec<Uuid>,
 }
 
-/// PostgreSQL: the event, its notifications, their queue entries and the signals of the lanes
-/// this instance does not own in one statement, atomic on its own, so that publishing costs one
-/// round trip and one commit instead of several.
-async fn write_in_one_statement(
-    store: &Store,
-    row: &event::Model,
-    notifications: &[notification::Model],
-    queued: &[queue::Entry],
-    signalled: &[Uuid],
-) -> Result<(), DbErr> {
-    let mut params = Params::default();
-    let event = format!(
-        "INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
-         notifications, occurred_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
-        params.push(row.id),
-        params.push(row.event_key.clone()),
-        params.push(row.event_name.clone()),
-        params.push(row.resource.clone()),
-        params.push(row.data.clone()),
-        params.push(row.changed_attributes.clone()),
-        params.push(row.simulated),
-        params.push(row.notifications),
-        params.push(row.occurred_at),
-    );
-    let sql = if notifications.is_empty() {
-        event
+impl EventRows {
+    /// Parameters its rows bind in the one-statement write.
+    fn parameters(&self) -> usize {
+        EVENT_COLUMNS
+            + NOTIFICATION_COLUMNS * self.notifications.len()
+            + QUEUE_COLUMNS * self.queued.len()
+            + self.signalled.len()
+            + 1
+    }
+}
+
+const EVENT_COLUMNS: usize = 9;
+const NOTIFICATION_COLUMNS: usize = 9;
+const QUEUE_COLUMNS: usize = 4;
+
+/// Parameters of the largest one-statement write; PostgreSQL binds at most 65,535.
+const PARAMETERS_PER_STATEMENT: usize = 30_000;
+
+/// Writes publishes in groups: the publishes that arrive while one commits share the next
+/// commit (see [`GroupCommit`]).
+#[derive(Debug, Clone)]
+pub(crate) struct EventWriter {
+    store: Store,
+}
+
+impl EventWriter {
+    pub(crate) fn group(store: &Store, metrics: &GroupCommitMetrics) -> GroupCommit<Self> {
+        GroupCommit::new(Self { store: store.shared() }, metrics, "publish")
+    }
+}
+
+impl GroupWrite for EventWriter {
+    type Item = EventRows;
+    const BUDGET: usize = PARAMETERS_PER_STATEMENT;
+
+    fn weight(&self, rows: &EventRows) -> usize {
+        rows.parameters()
+    }
+
+    async fn write(&self, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
+        write(&self.store, items).await?;
+        Ok(vec![true; items.len()])
+    }
+}
+
+/// Writes the events of `items`, their notifications and their queue entries, and signals their
+/// lanes, all or nothing.
+async fn write(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
+    let parameters: usize = items.iter().map(|rows| rows.parameters()).sum();
+    if store.db().get_database_backend() == DbBackend::Postgres && parameters <= PARAMETERS_PER_STATEMENT {
+        write_in_one_statement(store, items).await
     } else {
-        let rows: Vec<String> = notifications
-            .iter()
-            .map(|n| {
-                format!(
-                    "({}, {}, {}, {}, {}, {}, {}, {}, {})",
-                    params.push(n.id),
-                    params.push(n.event_id),
-                    params.push(n.subscription_id),
-                    params.push(n.event_name.clone()),
-                    params.push(n.status),
-                    params.push(n.attempts),
-                    params.push(n.next_attempt_at),
-                    params.push(n.created_at),
-                    params.push(n.updated_at),
-                )
-            })
-            .collect();
-        let notifications = format!(
+        write_in_a_transaction(store, items).await
+    }
+}
+
+/// The lanes `items` signal, each once, and the time to signal them with (the earliest event's).
+fn signals(items: &[Arc<EventRows>]) -> (Vec<Uuid>, Timestamp) {
+    let mut lanes: Vec<Uuid> = items.iter().flat_map(|rows| rows.signalled.iter().copied()).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    let now = items.iter().map(|rows| rows.row.occurred_at).min().unwrap_or_else(hookbus_core::now);
+    (lanes, now)
+}
+
+async fn write_in_a_transaction(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
+    let txn = store.begin_write().await?;
+    for chunk in items.chunks(1_000) {
+        let rows = chunk.iter().map(|rows| event::ActiveModel::from(rows.row.clone()));
+        event::Entity::insert_many(rows).exec_without_returning(&*txn).await?;
+    }
+    let notifications: Vec<&notification::Model> = items.iter().flat_map(|rows| &rows.notifications).collect();
+    for chunk in notifications.chunks(1_000) {
+        let rows = chunk.iter().map(|n| notification::ActiveModel::from((*n).clone()));
+        notification::Entity::insert_many(rows).exec_without_returning(&*txn).await?;
+    }
+    queue::enqueue(&*txn, items.iter().flat_map(|rows| rows.queued.iter().cloned()).collect()).await?;
+    let (lanes, now) = signals(items);
+    lane::mark_due(&*txn, &lanes, now).await?;
+    txn.commit().await
+}
+
+/// PostgreSQL: the events, their notifications, their queue entries and the signals of the lanes
+/// this instance does not own in one statement, atomic on its own, so that a group of publishes
+/// costs one round trip and one commit.
+async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
+    let mut params = Params::default();
+    let events: Vec<String> = items
+        .iter()
+        .map(|rows| {
+            let row = &rows.row;
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                params.push(row.id),
+                params.push(row.event_key.clone()),
+                params.push(row.event_name.clone()),
+                params.push(row.resource.clone()),
+                params.push(row.data.clone()),
+                params.push(row.changed_attributes.clone()),
+                params.push(row.simulated),
+                params.push(row.notifications),
+                params.push(row.occurred_at),
+            )
+        })
+        .collect();
+    let mut statements = vec![format!(
+        "INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
+         notifications, occurred_at) VALUES {}",
+        events.join(", ")
+    )];
+    let notifications: Vec<String> = items
+        .iter()
+        .flat_map(|rows| &rows.notifications)
+        .map(|n| {
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                params.push(n.id),
+                params.push(n.event_id),
+                params.push(n.subscription_id),
+                params.push(n.event_name.clone()),
+                params.push(n.status),
+                params.push(n.attempts),
+                params.push(n.next_attempt_at),
+                params.push(n.created_at),
+                params.push(n.updated_at),
+            )
+        })
+        .collect();
+    if !notifications.is_empty() {
+        statements.push(format!(
             "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, \
              next_attempt_at, created_at, updated_at) VALUES {}",
-            rows.join(", ")
-        );
-        if queued.is_empty() {
-            format!("WITH event AS ({event}) {notifications}")
-        } else {
-            let entries: Vec<String> = queued
-                .iter()
-                .map(|entry| {
-                    format!(
-                        "({}, {}, {}, {})",
-                        params.push(entry.notification_id),
-                        params.push(entry.subscription_id),
-                        params.push(entry.next_attempt_at),
-                        params.push(entry.lease_until),
-                    )
-                })
-                .collect();
-            let signals = if signalled.is_empty() {
-                String::new()
-            } else {
-                let lanes: Vec<String> = signalled.iter().map(|id| params.push(*id)).collect();
-                let now = params.push(row.occurred_at);
-                format!(
-                    ", signalled AS (UPDATE delivery_lanes SET due_at = {now} WHERE subscription_id IN ({}) \
-                     AND (due_at IS NULL OR due_at > {now}) AND (healthy OR next_probe_at <= {now}))",
-                    lanes.join(", ")
-                )
-            };
-            // The queue entries reference the notifications (by convention, not by key), so the
-            // notifications' insert runs first, as a CTE whose result is not read.
+            notifications.join(", ")
+        ));
+    }
+    let (lanes, now) = signals(items);
+    if !lanes.is_empty() {
+        let lanes: Vec<String> = lanes.into_iter().map(|id| params.push(id)).collect();
+        let now = params.push(now);
+        statements.push(format!(
+            "UPDATE delivery_lanes SET due_at = {now} WHERE subscription_id IN ({}) \
+             AND (due_at IS NULL OR due_at > {now}) AND (healthy OR next_probe_at <= {now})",
+            lanes.join(", ")
+        ));
+    }
+    let entries: Vec<String> = items
+        .iter()
+        .flat_map(|rows| &rows.queued)
+        .map(|entry| {
             format!(
-                "WITH event AS ({event}), notified AS ({notifications}){signals} INSERT INTO delivery_queue \
-                 (notification_id, subscription_id, next_attempt_at, lease_until) VALUES {}",
-                entries.join(", ")
+                "({}, {}, {}, {})",
+                params.push(entry.notification_id),
+                params.push(entry.subscription_id),
+                params.push(entry.next_attempt_at),
+                params.push(entry.lease_until),
             )
-        }
+        })
+        .collect();
+    if !entries.is_empty() {
+        statements.push(format!(
+            "INSERT INTO delivery_queue (notification_id, subscription_id, next_attempt_at, lease_until) VALUES {}",
+            entries.join(", ")
+        ));
+    }
+    // Every data-modifying statement in a WITH runs, read or not: the last is the main statement,
+    // the others its CTEs.
+    let main = statements.pop().unwrap_or_default();
+    let sql = if statements.is_empty() {
+        main
+    } else {
+        let ctes: Vec<String> =
+            statements.iter().enumerate().map(|(i, statement)| format!("w{i} AS ({statement})")).collect();
+        format!("WITH {} {main}", ctes.join(", "))
     };
     store.db().execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, params.values)).await?;
     Ok(())

@@ -14,13 +14,13 @@ use actix_web::{
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
-use hookbus_inbound::{AsyncWorker, HeaderRedaction, LogWriter};
+use hookbus_inbound::{AsyncWorker, HeaderRedaction, Intake, LogWriter};
 use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
 use hookbus_providers::Providers;
 use hookbus_router::{Router, TrustedProxies};
 use hookbus_script::{ScriptEngine, ScriptThreads};
-use hookbus_store::Store;
+use hookbus_store::{GroupCommitMetrics, Store};
 use hookbus_tokens::TokenAuthority;
 use tracing_actix_web::{RequestId, TracingLogger};
 use uuid::Uuid;
@@ -207,6 +207,8 @@ impl Application {
         services.insert(Router::new(settings.router.permissions()));
         let log = LogWriter::spawn(store.clone(), 10_000);
         services.insert(log.clone());
+        let group_commits = GroupCommitMetrics::default();
+        services.insert(Intake::new(&store, &group_commits));
         services.insert(HeaderRedaction::new(&settings.inbound.redact_headers).map_err(|problem| {
             StartupError::Settings(SettingsError::new(format!("inbound.redact_headers: {problem}")))
         })?);
@@ -224,7 +226,8 @@ impl Application {
             hookbus_outbound::secret::Sealer::from_base64(&outbound_settings.encryption_key)
                 .map_err(StartupError::Outbound)?,
         );
-        let outbound = Outbound::new(outbound_settings, delivery_metrics.clone()).map_err(StartupError::Outbound)?;
+        let outbound = Outbound::new(outbound_settings, delivery_metrics.clone(), &store, &group_commits)
+            .map_err(StartupError::Outbound)?;
         outbound.check_key(&db).await.map_err(StartupError::KeyCheck)?;
         services.insert(outbound.clone());
         services.insert(Providers::new(&settings.providers).map_err(StartupError::Providers)?);
@@ -254,7 +257,7 @@ impl Application {
             services,
             configs,
             trusted_proxies,
-            metrics: Arc::new(Metrics::new(&delivery_metrics)),
+            metrics: Arc::new(Metrics::new(&delivery_metrics, &group_commits)),
             db,
             body_limits: BodyLimits {
                 bytes: settings.server.body_limit_bytes,

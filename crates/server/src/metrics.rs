@@ -54,10 +54,11 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// The server's figures, plus the delivery engine's.
-    pub fn new(delivery: &hookbus_outbound::DeliveryMetrics) -> Self {
+    /// The server's figures, plus the delivery engine's and the group commits'.
+    pub fn new(delivery: &hookbus_outbound::DeliveryMetrics, groups: &hookbus_store::GroupCommitMetrics) -> Self {
         let mut registry = Registry::with_prefix("hookbus");
         delivery.register(&mut registry);
+        groups.register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
         let commands: HistogramFamily<CommandLabels> = Family::new_with_constructor(latency_histogram);
@@ -122,6 +123,6 @@ fn method_label(method: &Method) -> &'static str {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(&hookbus_outbound::DeliveryMetrics::default())
+        Self::new(&hookbus_outbound::DeliveryMetrics::default(), &hookbus_store::GroupCommitMetrics::default())
     }
 }

@@ -14,8 +14,10 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+mod group;
 mod unit;
 
+pub use group::{GroupCommit, GroupCommitMetrics, GroupWrite};
 pub use unit::{Db, UnitError, UnitInUse, UnitOfWork};
 
 /// The database, and on SQLite the queue its writers take turns in.

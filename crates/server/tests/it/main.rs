@@ -6,6 +6,7 @@ mod auth;
 mod bus;
 mod cli;
 mod configs;
+mod group_commit;
 mod inbound;
 mod instances;
 mod isolation;
