@@ -41,6 +41,10 @@ impl GroupWrite for Rows {
     /// parameters (21 columns a row).
     const BUDGET: usize = 256;
 
+    fn in_flight(&self) -> usize {
+        self.store.commits_in_flight()
+    }
+
     fn weight(&self, _row: &entity::ActiveModel) -> usize {
         1
     }

@@ -316,6 +316,10 @@ impl GroupWrite for EventWriter {
     type Item = EventRows;
     const BUDGET: usize = PARAMETERS_PER_STATEMENT;
 
+    fn in_flight(&self) -> usize {
+        self.store.commits_in_flight()
+    }
+
     fn weight(&self, rows: &EventRows) -> usize {
         rows.parameters()
     }

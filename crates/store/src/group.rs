@@ -4,9 +4,10 @@
 //! SQLite a writer turn and a WAL append of every page it touched. Callers that each commit on
 //! their own spend most of their time in commits under load; callers that share them do not.
 //!
-//! Leader and followers, without a timer: a caller that finds no commit in progress starts one at
-//! once with whatever is waiting (often only its own write, so a lone write is never delayed);
-//! callers that arrive while it commits wait, and the next commit takes all of them together. Each
+//! Leader and followers, without a timer: a caller that finds no commit in progress (or fewer
+//! than the writer allows at once, [`GroupWrite::in_flight`]) starts one at once with whatever is
+//! waiting (often only its own write, so a lone write is never delayed); callers that arrive while
+//! it commits wait, and the next commit takes all of them together. Each
 //! caller is answered when the commit holding its write is done, never before. When a shared
 //! commit fails, its writes are written again one by one, so a write the database refuses (a
 //! unique key taken, say) fails only its own caller.
@@ -64,6 +65,13 @@ pub trait GroupWrite: Send + Sync + 'static {
     /// What one commit may hold, in the unit of [`weight`](Self::weight).
     const BUDGET: usize;
 
+    /// Commits under way at once. One lets the most writes share each commit; on PostgreSQL,
+    /// whose commits run side by side, a second keeps the server busy while the first waits for
+    /// its WAL flush.
+    fn in_flight(&self) -> usize {
+        1
+    }
+
     /// What `item` takes of a commit's budget (bound parameters, say: PostgreSQL takes at most
     /// 65,535 per statement). An item heavier than the budget goes in a commit of its own.
     fn weight(&self, item: &Self::Item) -> usize;
@@ -104,8 +112,8 @@ struct Shared<W: GroupWrite> {
 
 struct State<I> {
     waiting: VecDeque<Waiter<I>>,
-    /// A commit is in progress: new writes wait for the next one.
-    committing: bool,
+    /// Commits under way: at [`GroupWrite::in_flight`], new writes wait for the next one.
+    committing: usize,
 }
 
 struct Waiter<I> {
@@ -116,7 +124,7 @@ struct Waiter<I> {
 impl<W: GroupWrite> GroupCommit<W> {
     /// Writes with `writer`, counted in `metrics` under `kind`.
     pub fn new(writer: W, metrics: &GroupCommitMetrics, kind: &'static str) -> Self {
-        let state = Mutex::new(State { waiting: VecDeque::new(), committing: false });
+        let state = Mutex::new(State { waiting: VecDeque::new(), committing: 0 });
         let kind = KindLabels { writes: kind };
         let commits = metrics.commits.get_or_create(&kind).clone();
         let writes = metrics.writes.get_or_create(&kind).clone();
@@ -130,7 +138,11 @@ impl<W: GroupWrite> GroupCommit<W> {
         let lead = {
             let mut state = self.shared.lock();
             state.waiting.push_back(Waiter { item, answer });
-            !std::mem::replace(&mut state.committing, true)
+            let lead = state.committing < self.shared.writer.in_flight();
+            if lead {
+                state.committing += 1;
+            }
+            lead
         };
         if lead {
             tokio::spawn(Arc::clone(&self.shared).commit_while_waiting());
@@ -158,7 +170,7 @@ impl<W: GroupWrite> Shared<W> {
     fn next_group(&self) -> Option<Vec<Waiter<W::Item>>> {
         let mut state = self.lock();
         if state.waiting.is_empty() {
-            state.committing = false;
+            state.committing -= 1;
             return None;
         }
         let mut group = Vec::new();
@@ -214,7 +226,8 @@ impl<W: GroupWrite> Shared<W> {
 }
 
 /// Ends the leader's turn if its task stops early (a panic in a write, the runtime shutting down):
-/// the waiting writes fail instead of waiting for ever, and the next write leads again.
+/// when no other leader is left, the waiting writes fail instead of waiting for ever, and the next
+/// write leads again.
 struct Leading<'a, W: GroupWrite> {
     shared: &'a Shared<W>,
     done: bool,
@@ -224,8 +237,10 @@ impl<W: GroupWrite> Drop for Leading<'_, W> {
     fn drop(&mut self) {
         if !self.done {
             let mut state = self.shared.lock();
-            state.waiting.clear();
-            state.committing = false;
+            state.committing -= 1;
+            if state.committing == 0 {
+                state.waiting.clear();
+            }
         }
     }
 }
@@ -243,11 +258,16 @@ mod tests {
         started: AtomicUsize,
         release: tokio::sync::Notify,
         hold_first: bool,
+        in_flight: usize,
     }
 
     impl GroupWrite for Arc<Recorder> {
         type Item = u32;
         const BUDGET: usize = 10;
+
+        fn in_flight(&self) -> usize {
+            self.in_flight.max(1)
+        }
 
         fn weight(&self, item: &u32) -> usize {
             if *item >= 100 { 11 } else { 1 }
@@ -313,5 +333,25 @@ mod tests {
             vec![vec![1], vec![2, 13, 4], vec![2], vec![13], vec![4], vec![100], vec![5, 7, 8]],
             "the group stops before a write over the budget, which goes alone"
         );
+    }
+
+    /// With two commits allowed at once, a write arriving while the first commit hangs starts the
+    /// second at once; the third waits for one of them.
+    #[tokio::test]
+    async fn a_second_commit_may_run_beside_the_first() {
+        let recorder = Arc::new(Recorder { hold_first: true, in_flight: 2, ..Recorder::default() });
+        let group = GroupCommit::new(Arc::clone(&recorder), &GroupCommitMetrics::default(), "test");
+        let first = tokio::spawn({
+            let group = group.clone();
+            async move { group.write(Arc::new(1)).await }
+        });
+        while recorder.started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        group.write(Arc::new(2)).await.expect("the second commits while the first hangs");
+        assert_eq!(*recorder.commits.lock().expect("the recorder is not poisoned"), vec![vec![2]]);
+        recorder.release.notify_one();
+        first.await.expect("the first write ran").expect("the first commits");
+        assert_eq!(group.shared.lock().committing, 0, "no commit is left under way");
     }
 }

@@ -55,6 +55,16 @@ impl Store {
         Self { db: Db { conn: self.db.conn.clone(), unit: None }, writers: self.writers.clone() }
     }
 
+    /// How many commits of one kind of write should be under way at once (see
+    /// [`GroupWrite::in_flight`]): PostgreSQL runs commits side by side and two keep it busy while
+    /// one waits for its WAL flush; SQLite takes one writer at a time anyway.
+    pub fn commits_in_flight(&self) -> usize {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => 2,
+            _ => 1,
+        }
+    }
+
     /// Whether statements go to a unit of work.
     pub fn in_unit(&self) -> bool {
         self.db.unit.is_some()
