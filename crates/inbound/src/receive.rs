@@ -55,6 +55,7 @@ impl Inbound {
         row.status = Set(if queued { InboundStatus::Pending } else { InboundStatus::Processing });
         row.attempts = Set(if queued { 0 } else { 1 });
         row.next_attempt_at = Set(queued.then(hookbus_core::now));
+        // `new_row` gave the row its id.
         let id = row.id.clone().unwrap();
         let intake = services.get::<Intake>()?;
         // A second try only after freeing the key of a first request that was abandoned.

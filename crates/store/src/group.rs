@@ -7,10 +7,10 @@
 //! Leader and followers, without a timer: a caller that finds no commit in progress (or fewer
 //! than the writer allows at once, [`GroupWrite::in_flight`]) starts one at once with whatever is
 //! waiting (often only its own write, so a lone write is never delayed); callers that arrive while
-//! it commits wait, and the next commit takes all of them together. Each
-//! caller is answered when the commit holding its write is done, never before. When a shared
-//! commit fails, its writes are written again one by one, so a write the database refuses (a
-//! unique key taken, say) fails only its own caller.
+//! it commits wait, and the next commit takes all of them together. Each caller is answered when
+//! the commit holding its write is done, never before. When a shared commit fails, its writes are
+//! written again one by one, so a write the database refuses (a unique key taken, say) fails only
+//! its own caller.
 //!
 //! The commits run in a task of their own rather than in the first caller's future, so a caller
 //! that goes away (its client hung up) cannot abandon the others' commit halfway.
