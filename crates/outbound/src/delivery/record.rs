@@ -37,6 +37,12 @@ use crate::{
 /// Outcomes written per transaction, at most.
 const BATCH: usize = 512;
 
+/// How long the writer lets a small batch fill before writing it. Outcomes are recorded after
+/// their delivery, off every answer's path; at a steady few hundred deliveries a second, writing
+/// each one as it comes costs a transaction (a WAL flush on PostgreSQL) per delivery, which
+/// competes with the publishes' own commits. Under load batches fill at once and never wait.
+const LINGER: Duration = Duration::from_millis(10);
+
 /// Rows per statement, at most (see [`piece_sizes`]). The notifications' statement binds
 /// [`NOTIFICATION_VALUES`] parameters per row: 576 at most, far under SQLite's 32,766.
 const PIECE: usize = 64;
@@ -127,6 +133,15 @@ impl Writer {
             // another instance's already.
             let patience = Duration::from_secs(Ord::max(outbound.settings.lease_secs, 1)) / 2;
             while receiver.recv_many(&mut batch, BATCH).await > 0 {
+                if batch.len() < PIECE {
+                    tokio::time::sleep(LINGER).await;
+                    while batch.len() < BATCH {
+                        match receiver.try_recv() {
+                            Ok(outcome) => batch.push(outcome),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let suspended = write_until_done(&store, &outbound, &batch, patience).await;
                 let written: Vec<(Uuid, Uuid)> =
                     batch.iter().map(|outcome| (outcome.subscription_id, outcome.notification_id)).collect();
