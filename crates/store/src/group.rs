@@ -285,6 +285,21 @@ mod tests {
         }
     }
 
+    /// Starts writing `1` and returns once its commit has begun (and, with `hold_first`, hangs).
+    async fn first_write_held(
+        group: &GroupCommit<Arc<Recorder>>,
+        recorder: &Recorder,
+    ) -> tokio::task::JoinHandle<Result<(), DbErr>> {
+        let first = tokio::spawn({
+            let group = group.clone();
+            async move { group.write(Arc::new(1)).await }
+        });
+        while recorder.started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        first
+    }
+
     #[tokio::test]
     async fn a_lone_write_commits_at_once() {
         let recorder = Arc::new(Recorder::default());
@@ -301,13 +316,7 @@ mod tests {
     async fn writes_arriving_during_a_commit_share_the_next_and_a_refused_one_fails_alone() {
         let recorder = Arc::new(Recorder { hold_first: true, ..Recorder::default() });
         let group = GroupCommit::new(Arc::clone(&recorder), &GroupCommitMetrics::default(), "test");
-        let first = tokio::spawn({
-            let group = group.clone();
-            async move { group.write(Arc::new(1)).await }
-        });
-        while recorder.started.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let first = first_write_held(&group, &recorder).await;
         let mut followers = Vec::new();
         for item in [2, 13, 4, 100, 5, 7, 8] {
             let writer = group.clone();
@@ -341,13 +350,7 @@ mod tests {
     async fn a_second_commit_may_run_beside_the_first() {
         let recorder = Arc::new(Recorder { hold_first: true, in_flight: 2, ..Recorder::default() });
         let group = GroupCommit::new(Arc::clone(&recorder), &GroupCommitMetrics::default(), "test");
-        let first = tokio::spawn({
-            let group = group.clone();
-            async move { group.write(Arc::new(1)).await }
-        });
-        while recorder.started.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let first = first_write_held(&group, &recorder).await;
         group.write(Arc::new(2)).await.expect("the second commits while the first hangs");
         assert_eq!(*recorder.commits.lock().expect("the recorder is not poisoned"), vec![vec![2]]);
         recorder.release.notify_one();
