@@ -263,6 +263,12 @@ impl Deref for WriteTransaction {
     }
 }
 
+/// A pooled connection idle this long is checked (a round trip) before it is handed out: the
+/// database, a proxy or a firewall may have dropped it meanwhile. One used more recently is handed
+/// out as it is: the pool checks every connection as it takes it back, and checking again on every
+/// checkout would add a round trip to every statement.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
 /// Opens a pool. A SQLite file is created when missing; every connection runs in WAL mode, so
 /// readers do not wait for the writer, with `synchronous = NORMAL` (in WAL mode a commit is
 /// durable against a crash of the process, and fsyncs only at checkpoints) and foreign keys on.
@@ -285,6 +291,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire_if_idle_for(STALE_AFTER)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |sqlite| {
             let sqlite = sqlite.synchronous(SqliteSynchronous::Normal).foreign_keys(true);
