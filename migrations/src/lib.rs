@@ -21,6 +21,7 @@ mod m20261204_000013_sealed_headers;
 mod m20261204_000014_delivery_lanes;
 mod m20261205_000015_config_versions;
 mod m20261205_000016_script_secrets;
+mod m20261205_000017_subscription_generation;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000014_delivery_lanes::Migration),
             Box::new(m20261205_000015_config_versions::Migration),
             Box::new(m20261205_000016_script_secrets::Migration),
+            Box::new(m20261205_000017_subscription_generation::Migration),
         ]
     }
 }

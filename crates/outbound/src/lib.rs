@@ -19,6 +19,7 @@ mod notifications;
 mod owner;
 mod publish;
 mod queue;
+mod recipients;
 pub mod secret;
 mod settings;
 pub mod sign;
@@ -50,6 +51,8 @@ pub struct Outbound {
     pub metrics: DeliveryMetrics,
     /// Publishes outside a unit of work, committed in groups.
     events: hookbus_store::GroupCommit<publish::EventWriter>,
+    /// The subscriptions of each event name, kept between publishes.
+    recipients: Arc<recipients::Recipients>,
 }
 
 impl Outbound {
@@ -66,7 +69,16 @@ impl Outbound {
         let sender = Sender::new(&settings, Arc::clone(&policy));
         let dispatcher = Dispatcher::new(&settings);
         let events = publish::EventWriter::group(store, groups);
-        Ok(Self { settings: Arc::new(settings), policy, secrets, dispatcher, sender, metrics, events })
+        Ok(Self {
+            settings: Arc::new(settings),
+            policy,
+            secrets,
+            dispatcher,
+            sender,
+            metrics,
+            events,
+            recipients: Arc::default(),
+        })
     }
 
     /// Checks the encryption key against the database (see `keycheck`): call it before serving.

@@ -8,10 +8,7 @@ use hookbus_core::{
 };
 use hookbus_store::{DbResultExt, GroupCommit, GroupCommitMetrics, GroupWrite, Store};
 use schemars::JsonSchema;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    SqlErr, Statement,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, SqlErr, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -19,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     NotificationStatus, Outbound, catalog,
     delivery::{EventBody, Job, Target},
-    entity::{event, notification, subscription, subscription_event},
+    entity::{event, notification, subscription},
     lane, queue,
     subscription::{Ordering, filters_of},
 };
@@ -98,7 +95,7 @@ pub(crate) async fn publish_operational(
 async fn publish_with(
     store: &Store,
     outbound: &Outbound,
-    event: NewEvent,
+    mut event: NewEvent,
     audience: Audience,
     simulated: bool,
 ) -> Result<Published, CommandError> {
@@ -113,85 +110,58 @@ async fn publish_with(
     let now = hookbus_core::now();
     let id = Uuid::now_v7();
     let document = json!({"eventName": event.event_name, "resource": event.resource, "data": event.data});
-    let subscriptions: Vec<subscription::Model> = recipients(&event.event_name, &audience)
-        .all(db)
-        .await
-        .or_internal()?
-        .into_iter()
-        .filter(|sub| wants(sub, &event, &document))
-        .collect();
-
-    let row = event::Model {
+    let data = std::mem::take(&mut event.data);
+    let mut row = event::Model {
         id,
         event_key: event.event_id.clone().unwrap_or_else(|| id.to_string()),
         event_name: event.event_name.clone(),
         resource: event.resource.clone(),
-        data: event.data,
-        changed_attributes: event.changed_attributes.map(|paths| json!(paths)),
+        data,
+        changed_attributes: event.changed_attributes.clone().map(|paths| json!(paths)),
         simulated,
-        notifications: i32::try_from(subscriptions.len()).unwrap_or(i32::MAX),
+        notifications: 0,
         occurred_at: now,
     };
-    // Subscriptions whose lane this instance owns take their notification in memory, leased
-    // until the lane's lease; the others' lanes are signalled in the same write.
-    let waiting: Vec<&subscription::Model> = subscriptions.iter().filter(|sub| !sub.suspended).collect();
-    let unordered: Vec<Uuid> =
-        waiting.iter().filter(|sub| sub.ordering == Ordering::Unordered).map(|sub| sub.id).collect();
-    let reserved: HashMap<Uuid, Timestamp> = unordered
-        .iter()
-        .zip(outbound.dispatcher.lanes.reserve(&unordered, now))
-        .filter_map(|(id, lease)| lease.map(|until| (*id, until)))
-        .collect();
-    let signalled: Vec<Uuid> = waiting.iter().map(|sub| sub.id).filter(|id| !reserved.contains_key(id)).collect();
-    let notifications: Vec<notification::Model> = subscriptions
-        .iter()
-        .map(|sub| notification::Model {
-            id: Uuid::now_v7(),
-            event_id: id,
-            subscription_id: sub.id,
-            event_name: row.event_name.clone(),
-            status: if sub.suspended { NotificationStatus::Diverted } else { NotificationStatus::Pending },
-            attempts: 0,
-            next_attempt_at: (!sub.suspended).then_some(now),
-            last_attempt_at: None,
-            last_http_status: None,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            delivered_at: None,
-        })
-        .collect();
-    let queued: Vec<queue::Entry> = notifications
-        .iter()
-        .filter(|n| n.next_attempt_at.is_some())
-        .map(|n| queue::Entry {
-            notification_id: n.id,
-            subscription_id: n.subscription_id,
-            next_attempt_at: now,
-            lease_until: reserved.get(&n.subscription_id).copied(),
-        })
-        .collect();
-
-    let rows = Arc::new(EventRows { row, subscriptions, notifications, queued, reserved, signalled });
-    // Inside a unit of work the unit commits; outside, concurrent publishes share commits.
-    let written = if store.in_unit() {
-        write(store, std::slice::from_ref(&rows)).await
-    } else {
-        outbound.events.write(Arc::clone(&rows)).await
-    };
-    if let Err(error) = written {
-        outbound.dispatcher.lanes.cancel(&rows.reserved.keys().copied().collect::<Vec<_>>());
-        return match (Written::from(error), &event.event_id) {
-            // Another publisher of the same eventId won the race: answer with its result.
-            (Written::Duplicate, Some(key)) => find_published(store, key)
-                .await?
-                .ok_or_else(|| CommandError::conflict("Publishing failed", "eventId was published concurrently")),
-            (Written::Duplicate, None) => {
-                Err(CommandError::conflict("Publishing failed", "eventId was published concurrently"))
-            }
-            (Written::Failed(error), _) => Err(error),
+    // Outside a unit of work everyone's subscriptions come from memory, checked as the rows are
+    // written (see `recipients`); inside one, the unit's own changes count, so they are read.
+    let from_memory = !store.in_unit() && matches!(audience, Audience::Everyone);
+    let mut outdated = 0;
+    let rows = loop {
+        let (subscriptions, generation) = if from_memory && outdated < OUTDATED_TRIES {
+            let matching = outbound.recipients.of(db, &event.event_name).await.or_internal()?;
+            let wanted = matching.subscriptions.iter().filter(|sub| wants(sub, &event, &document)).cloned().collect();
+            (wanted, Some(matching.generation))
+        } else {
+            let read = recipients(&event.event_name, &audience).all(db).await.or_internal()?;
+            (read.into_iter().filter(|sub| wants(sub, &event, &document)).collect(), None)
         };
-    }
+        let rows = Arc::new(EventRows::new(outbound, row, subscriptions, generation));
+        // Inside a unit of work the unit commits; outside, concurrent publishes share commits.
+        let written = if store.in_unit() {
+            write(store, std::slice::from_ref(&rows)).await.and_then(|written| only(&written))
+        } else {
+            outbound.events.write(Arc::clone(&rows)).await
+        };
+        let Err(error) = written else { break rows };
+        outbound.dispatcher.lanes.cancel(&rows.reserved.keys().copied().collect::<Vec<_>>());
+        match (Written::from(error), &event.event_id) {
+            (Written::Outdated, _) => {
+                outbound.recipients.outdated(generation.unwrap_or_default());
+                outdated += 1;
+                row = Arc::try_unwrap(rows).map_or_else(|shared| shared.row.clone(), |rows| rows.row);
+            }
+            // Another publisher of the same eventId won the race: answer with its result.
+            (Written::Duplicate, Some(key)) => {
+                return find_published(store, key)
+                    .await?
+                    .ok_or_else(|| CommandError::conflict("Publishing failed", "eventId was published concurrently"));
+            }
+            (Written::Duplicate, None) => {
+                return Err(CommandError::conflict("Publishing failed", "eventId was published concurrently"));
+            }
+            (Written::Failed(error), _) => return Err(error),
+        }
+    };
     let answer = published(&rows.row, false);
     // Senders get the notifications once they are durable: at once, or when the routed request
     // this publish belongs to commits. Rolled back, the lanes reserved for them are released.
@@ -254,8 +224,14 @@ fn hand_over(
     }
 }
 
+/// Times a publish answered from memory may find the subscriptions changed before it reads them
+/// from the database for its write (a writer changing them faster than publishes can follow).
+const OUTDATED_TRIES: u32 = 2;
+
 enum Written {
     Duplicate,
+    /// Not written: the subscriptions changed since they were read.
+    Outdated,
     Failed(CommandError),
 }
 
@@ -263,9 +239,15 @@ impl From<DbErr> for Written {
     fn from(error: DbErr) -> Self {
         match error.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => Written::Duplicate,
+            _ if matches!(error, DbErr::RecordNotInserted) => Written::Outdated,
             _ => Written::Failed(CommandError::internal(error)),
         }
     }
+}
+
+/// One write's result as an error: [`DbErr::RecordNotInserted`] when it was left out.
+fn only(written: &[bool]) -> Result<(), DbErr> {
+    if written.iter().all(|&done| done) { Ok(()) } else { Err(DbErr::RecordNotInserted) }
 }
 
 /// One publish: the event, its notifications and their queue entries, the lanes to signal, and
@@ -279,9 +261,63 @@ pub(crate) struct EventRows {
     reserved: HashMap<Uuid, Timestamp>,
     /// Lanes other instances own (or nobody does): signalled in the same write.
     signalled: Vec<Uuid>,
+    /// The generation its subscriptions were read at, when they came from memory: its rows are
+    /// written only while it is the current one.
+    generation: Option<i64>,
 }
 
 impl EventRows {
+    /// The rows of `row` for `subscriptions`, read at `generation` (`None`: read in this write's
+    /// own transaction). Subscriptions whose lane this instance owns take their notification in
+    /// memory, leased until the lane's lease; the others' lanes are signalled in the same write.
+    fn new(
+        outbound: &Outbound,
+        mut row: event::Model,
+        subscriptions: Vec<subscription::Model>,
+        generation: Option<i64>,
+    ) -> Self {
+        let now = row.occurred_at;
+        row.notifications = i32::try_from(subscriptions.len()).unwrap_or(i32::MAX);
+        let waiting: Vec<&subscription::Model> = subscriptions.iter().filter(|sub| !sub.suspended).collect();
+        let unordered: Vec<Uuid> =
+            waiting.iter().filter(|sub| sub.ordering == Ordering::Unordered).map(|sub| sub.id).collect();
+        let reserved: HashMap<Uuid, Timestamp> = unordered
+            .iter()
+            .zip(outbound.dispatcher.lanes.reserve(&unordered, now))
+            .filter_map(|(id, lease)| lease.map(|until| (*id, until)))
+            .collect();
+        let signalled: Vec<Uuid> = waiting.iter().map(|sub| sub.id).filter(|id| !reserved.contains_key(id)).collect();
+        let notifications: Vec<notification::Model> = subscriptions
+            .iter()
+            .map(|sub| notification::Model {
+                id: Uuid::now_v7(),
+                event_id: row.id,
+                subscription_id: sub.id,
+                event_name: row.event_name.clone(),
+                status: if sub.suspended { NotificationStatus::Diverted } else { NotificationStatus::Pending },
+                attempts: 0,
+                next_attempt_at: (!sub.suspended).then_some(now),
+                last_attempt_at: None,
+                last_http_status: None,
+                last_error: None,
+                created_at: now,
+                updated_at: now,
+                delivered_at: None,
+            })
+            .collect();
+        let queued: Vec<queue::Entry> = notifications
+            .iter()
+            .filter(|n| n.next_attempt_at.is_some())
+            .map(|n| queue::Entry {
+                notification_id: n.id,
+                subscription_id: n.subscription_id,
+                next_attempt_at: now,
+                lease_until: reserved.get(&n.subscription_id).copied(),
+            })
+            .collect();
+        Self { row, subscriptions, notifications, queued, reserved, signalled, generation }
+    }
+
     /// Parameters its rows bind in the one-statement write.
     fn parameters(&self) -> usize {
         EVENT_COLUMNS
@@ -292,7 +328,7 @@ impl EventRows {
     }
 }
 
-const EVENT_COLUMNS: usize = 9;
+const EVENT_COLUMNS: usize = 10;
 const NOTIFICATION_COLUMNS: usize = 9;
 const QUEUE_COLUMNS: usize = 4;
 
@@ -325,14 +361,15 @@ impl GroupWrite for EventWriter {
     }
 
     async fn write(&self, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
-        write(&self.store, items).await?;
-        Ok(vec![true; items.len()])
+        write(&self.store, items).await
     }
 }
 
 /// Writes the events of `items`, their notifications and their queue entries, and signals their
-/// lanes, all or nothing.
-async fn write(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
+/// lanes, all or nothing; except that an event whose subscriptions were read at a generation that
+/// is no longer the current one is left out with its rows. Returns, item by item, whether it was
+/// written.
+async fn write(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
     let parameters: usize = items.iter().map(|rows| rows.parameters()).sum();
     if store.db().get_database_backend() == DbBackend::Postgres && parameters <= PARAMETERS_PER_STATEMENT {
         write_in_one_statement(store, items).await
@@ -341,8 +378,13 @@ async fn write(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
     }
 }
 
+/// Whether `rows` are written when the subscriptions' generation is `current`.
+fn current_for(rows: &EventRows, current: i64) -> bool {
+    rows.generation.is_none_or(|generation| generation == current)
+}
+
 /// The lanes `items` signal, each once, and the time to signal them with (the earliest event's).
-fn signals(items: &[Arc<EventRows>]) -> (Vec<Uuid>, Timestamp) {
+fn signals(items: &[&EventRows]) -> (Vec<Uuid>, Timestamp) {
     let mut lanes: Vec<Uuid> = items.iter().flat_map(|rows| rows.signalled.iter().copied()).collect();
     lanes.sort_unstable();
     lanes.dedup();
@@ -350,8 +392,16 @@ fn signals(items: &[Arc<EventRows>]) -> (Vec<Uuid>, Timestamp) {
     (lanes, now)
 }
 
-async fn write_in_a_transaction(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
+async fn write_in_a_transaction(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
     let txn = store.begin_write().await?;
+    let current = if items.iter().any(|rows| rows.generation.is_some()) {
+        crate::recipients::current_generation(&*txn).await?
+    } else {
+        0
+    };
+    let written: Vec<bool> = items.iter().map(|rows| current_for(rows, current)).collect();
+    let items: Vec<&EventRows> =
+        items.iter().zip(&written).filter(|(_, done)| **done).map(|(rows, _)| &**rows).collect();
     for chunk in items.chunks(1_000) {
         let rows = chunk.iter().map(|rows| event::ActiveModel::from(rows.row.clone()));
         event::Entity::insert_many(rows).exec_without_returning(&*txn).await?;
@@ -362,65 +412,95 @@ async fn write_in_a_transaction(store: &Store, items: &[Arc<EventRows>]) -> Resu
         notification::Entity::insert_many(rows).exec_without_returning(&*txn).await?;
     }
     queue::enqueue(&*txn, items.iter().flat_map(|rows| rows.queued.iter().cloned()).collect()).await?;
-    let (lanes, now) = signals(items);
+    let (lanes, now) = signals(&items);
     lane::mark_due(&*txn, &lanes, now).await?;
-    txn.commit().await
+    txn.commit().await?;
+    Ok(written)
 }
 
 /// PostgreSQL: the events, their notifications, their queue entries and the signals of the lanes
 /// this instance does not own in one statement, atomic on its own, so that a group of publishes
-/// costs one round trip and one commit.
-async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Result<(), DbErr> {
+/// costs one round trip and one commit. An event is inserted only if its generation is the
+/// current one (or it has none); its notifications only with their event, its queue entries only
+/// with their notification. The statement answers the current generation, which tells which were.
+async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
     let mut params = Params::default();
     let events: Vec<String> = items
         .iter()
         .map(|rows| {
             let row = &rows.row;
-            format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
-                params.push(row.id),
-                params.push(row.event_key.clone()),
-                params.push(row.event_name.clone()),
-                params.push(row.resource.clone()),
-                params.push(row.data.clone()),
-                params.push(row.changed_attributes.clone()),
-                params.push(row.simulated),
-                params.push(row.notifications),
-                params.push(row.occurred_at),
-            )
+            params.tuple([
+                row.id.into(),
+                row.event_key.clone().into(),
+                row.event_name.clone().into(),
+                row.resource.clone().into(),
+                row.data.clone().into(),
+                row.changed_attributes.clone().into(),
+                row.simulated.into(),
+                row.notifications.into(),
+                row.occurred_at.into(),
+                rows.generation.into(),
+            ])
         })
         .collect();
     let mut statements = vec![format!(
         "INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
-         notifications, occurred_at) VALUES {}",
-        events.join(", ")
+         notifications, occurred_at) \
+         SELECT id, event_key, event_name, resource, data, changed_attributes, simulated, notifications, occurred_at \
+         FROM (VALUES {}) AS v (id, event_key, event_name, resource, data, changed_attributes, simulated, \
+         notifications, occurred_at, generation) \
+         WHERE generation IS NULL OR generation = ({}) RETURNING id",
+        events.join(", "),
+        crate::recipients::GENERATION_SQL,
     )];
     let notifications: Vec<String> = items
         .iter()
         .flat_map(|rows| &rows.notifications)
         .map(|n| {
-            format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
-                params.push(n.id),
-                params.push(n.event_id),
-                params.push(n.subscription_id),
-                params.push(n.event_name.clone()),
-                params.push(n.status),
-                params.push(n.attempts),
-                params.push(n.next_attempt_at),
-                params.push(n.created_at),
-                params.push(n.updated_at),
-            )
+            params.tuple([
+                n.id.into(),
+                n.event_id.into(),
+                n.subscription_id.into(),
+                n.event_name.clone().into(),
+                n.status.into(),
+                n.attempts.into(),
+                n.next_attempt_at.into(),
+                n.created_at.into(),
+                n.updated_at.into(),
+            ])
         })
         .collect();
     if !notifications.is_empty() {
         statements.push(format!(
             "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES {}",
+             next_attempt_at, created_at, updated_at) \
+             SELECT v.* FROM (VALUES {}) AS v (id, event_id, subscription_id, event_name, status, attempts, \
+             next_attempt_at, created_at, updated_at) JOIN w0 ON w0.id = v.event_id RETURNING notifications.id",
             notifications.join(", ")
         ));
     }
-    let (lanes, now) = signals(items);
+    let entries: Vec<String> = items
+        .iter()
+        .flat_map(|rows| &rows.queued)
+        .map(|entry| {
+            params.tuple([
+                entry.notification_id.into(),
+                entry.subscription_id.into(),
+                entry.next_attempt_at.into(),
+                entry.lease_until.into(),
+            ])
+        })
+        .collect();
+    if !entries.is_empty() {
+        statements.push(format!(
+            "INSERT INTO delivery_queue (notification_id, subscription_id, next_attempt_at, lease_until) \
+             SELECT v.* FROM (VALUES {}) AS v (notification_id, subscription_id, next_attempt_at, lease_until) \
+             JOIN w1 ON w1.id = v.notification_id",
+            entries.join(", ")
+        ));
+    }
+    // A lane signalled for an event left out finds nothing to do: harmless.
+    let (lanes, now) = signals(&items.iter().map(|rows| &**rows).collect::<Vec<_>>());
     if !lanes.is_empty() {
         let lanes: Vec<String> = lanes.into_iter().map(|id| params.push(id)).collect();
         let now = params.push(now);
@@ -430,37 +510,19 @@ async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Resu
             lanes.join(", ")
         ));
     }
-    let entries: Vec<String> = items
-        .iter()
-        .flat_map(|rows| &rows.queued)
-        .map(|entry| {
-            format!(
-                "({}, {}, {}, {})",
-                params.push(entry.notification_id),
-                params.push(entry.subscription_id),
-                params.push(entry.next_attempt_at),
-                params.push(entry.lease_until),
-            )
-        })
-        .collect();
-    if !entries.is_empty() {
-        statements.push(format!(
-            "INSERT INTO delivery_queue (notification_id, subscription_id, next_attempt_at, lease_until) VALUES {}",
-            entries.join(", ")
-        ));
-    }
-    // Every data-modifying statement in a WITH runs, read or not: the last is the main statement,
-    // the others its CTEs.
-    let main = statements.pop().unwrap_or_default();
-    let sql = if statements.is_empty() {
-        main
-    } else {
-        let ctes: Vec<String> =
-            statements.iter().enumerate().map(|(i, statement)| format!("w{i} AS ({statement})")).collect();
-        format!("WITH {} {main}", ctes.join(", "))
-    };
-    store.db().execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, params.values)).await?;
-    Ok(())
+    // Every data-modifying statement in a WITH runs, read or not; all of them and the final read
+    // of the generation see one snapshot.
+    let ctes: Vec<String> =
+        statements.iter().enumerate().map(|(i, statement)| format!("w{i} AS ({statement})")).collect();
+    let sql = format!("WITH {} {}", ctes.join(", "), crate::recipients::GENERATION_SQL);
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, params.values);
+    let current: i64 = store
+        .db()
+        .query_one_raw(statement)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("subscription_generation".to_owned()))?
+        .try_get("", "generation")?;
+    Ok(items.iter().map(|rows| current_for(rows, current)).collect())
 }
 
 /// Positional parameters (`$1`, `$2`, ...) of a statement built by hand.
@@ -473,6 +535,12 @@ impl Params {
     fn push(&mut self, value: impl Into<sea_orm::Value>) -> String {
         self.values.push(value.into());
         format!("${}", self.values.len())
+    }
+
+    /// `values` as one row of a `VALUES` list: `($1, $2, ...)`.
+    fn tuple<const N: usize>(&mut self, values: [sea_orm::Value; N]) -> String {
+        let placeholders: Vec<String> = values.into_iter().map(|value| self.push(value)).collect();
+        format!("({})", placeholders.join(", "))
     }
 }
 
@@ -537,16 +605,7 @@ async fn find_published(store: &Store, key: &str) -> Result<Option<Published>, C
 
 /// Active subscriptions to `event_name` (by name or to everything), limited to the audience.
 fn recipients(event_name: &str, audience: &Audience) -> sea_orm::Select<subscription::Entity> {
-    let by_name = subscription_event::Entity::find()
-        .select_only()
-        .column(subscription_event::Column::SubscriptionId)
-        .filter(subscription_event::Column::EventName.eq(event_name))
-        .into_query();
-    let query = subscription::Entity::find().filter(subscription::Column::IsActive.eq(true)).filter(
-        Condition::any()
-            .add(subscription::Column::SubscribeAll.eq(true))
-            .add(subscription::Column::Id.in_subquery(by_name)),
-    );
+    let query = crate::recipients::subscribed(event_name);
     match audience {
         Audience::Everyone => query,
         Audience::Owner(owner) => query.filter(crate::owner::owner_condition(owner)),

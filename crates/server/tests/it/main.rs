@@ -17,6 +17,7 @@ mod partner;
 mod processes;
 mod providers;
 mod receiver;
+mod recipients;
 mod router;
 mod secrets;
 mod security;
