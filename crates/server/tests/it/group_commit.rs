@@ -144,3 +144,30 @@ async fn concurrent_queued_requests_share_commits_and_a_repeated_key_fails_only_
     .await;
     assert!(ran.is_some(), "the worker did not run every stored request");
 }
+
+/// A backlog of queued requests drains round after round, not one batch per poll: 40 requests
+/// queued between two polls 3 s apart all run before the poll after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_backlog_drains_without_waiting_for_the_next_poll() {
+    let poll = Duration::from_secs(3);
+    let started = tokio::time::Instant::now();
+    let app = TestApp::builder()
+        .configure(move |s| s.inbound.async_poll_ms = u64::try_from(poll.as_millis()).expect("millis"))
+        .spawn()
+        .await;
+    let config =
+        with(native_config("backlog"), json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true}));
+    let created = app.admin(config).await;
+    let body = json!({"id": created.data()["id"].clone()});
+    let app = &app;
+    let requests = (0..40).map(|_| app.call("POST", "/api/webhooks/backlog", Some(body.clone()), &[]));
+    for reply in join_all(requests).await {
+        assert_eq!(reply.status, 202, "{:#}", reply.body);
+    }
+    assert!(started.elapsed() < poll, "the requests were queued before the second poll");
+
+    // The second poll (at 3 s) takes a batch of 16; the third (at 6 s) would take the next.
+    let succeeded = "inbound_events WHERE status = 'Succeeded'";
+    tokio::time::sleep_until(started + poll * 2 - Duration::from_millis(500)).await;
+    assert_eq!(app.count_rows(succeeded).await, 40, "every queued request ran before the third poll");
+}
