@@ -8,7 +8,7 @@ use hookbus_core::{
 };
 use hookbus_store::{DbResultExt, GroupCommit, GroupCommitMetrics, GroupWrite, Store};
 use schemars::JsonSchema;
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, SqlErr, Statement};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, SqlErr};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -318,8 +318,8 @@ impl EventRows {
         Self { row, subscriptions, notifications, queued, reserved, signalled, generation }
     }
 
-    /// Parameters its rows bind in the one-statement write.
-    fn parameters(&self) -> usize {
+    /// Values its rows take in a group's write, a column's value each.
+    fn values(&self) -> usize {
         EVENT_COLUMNS
             + NOTIFICATION_COLUMNS * self.notifications.len()
             + QUEUE_COLUMNS * self.queued.len()
@@ -332,8 +332,9 @@ const EVENT_COLUMNS: usize = 10;
 const NOTIFICATION_COLUMNS: usize = 9;
 const QUEUE_COLUMNS: usize = 4;
 
-/// Parameters of the largest one-statement write; PostgreSQL binds at most 65,535.
-const PARAMETERS_PER_STATEMENT: usize = 30_000;
+/// Values one group's write holds at most, so that its statement (or transaction) stays a
+/// bounded size.
+const VALUES_PER_WRITE: usize = 30_000;
 
 /// Writes publishes in groups: the publishes that arrive while one commits share the next
 /// commit (see [`GroupCommit`]).
@@ -350,14 +351,14 @@ impl EventWriter {
 
 impl GroupWrite for EventWriter {
     type Item = EventRows;
-    const BUDGET: usize = PARAMETERS_PER_STATEMENT;
+    const BUDGET: usize = VALUES_PER_WRITE;
 
     fn in_flight(&self) -> usize {
         self.store.commits_in_flight()
     }
 
     fn weight(&self, rows: &EventRows) -> usize {
-        rows.parameters()
+        rows.values()
     }
 
     async fn write(&self, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
@@ -369,9 +370,9 @@ impl GroupWrite for EventWriter {
 /// lanes, all or nothing; except that an event whose subscriptions were read at a generation that
 /// is no longer the current one is left out with its rows. Returns, item by item, whether it was
 /// written.
+/// Inside a unit of work the rows are written in a savepoint of the unit's transaction.
 async fn write(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
-    let parameters: usize = items.iter().map(|rows| rows.parameters()).sum();
-    if store.db().get_database_backend() == DbBackend::Postgres && parameters <= PARAMETERS_PER_STATEMENT {
+    if store.db().get_database_backend() == DbBackend::Postgres && !store.in_unit() {
         write_in_one_statement(store, items).await
     } else {
         write_in_a_transaction(store, items).await
@@ -423,125 +424,73 @@ async fn write_in_a_transaction(store: &Store, items: &[Arc<EventRows>]) -> Resu
 /// costs one round trip and one commit. An event is inserted only if its generation is the
 /// current one (or it has none); its notifications only with their event, its queue entries only
 /// with their notification. The statement answers the current generation, which tells which were.
+///
+/// The rows go as one array per column: the statement's text is the same for any group, so each
+/// connection prepares it once (a `VALUES` list would have a text per group shape, and parsing
+/// and planning those would cost PostgreSQL more than the rows).
 async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
-    let mut params = Params::default();
-    let events: Vec<String> = items
-        .iter()
-        .map(|rows| {
-            let row = &rows.row;
-            params.tuple([
-                row.id.into(),
-                row.event_key.clone().into(),
-                row.event_name.clone().into(),
-                row.resource.clone().into(),
-                row.data.clone().into(),
-                row.changed_attributes.clone().into(),
-                row.simulated.into(),
-                row.notifications.into(),
-                row.occurred_at.into(),
-                rows.generation.into(),
-            ])
-        })
-        .collect();
-    let mut statements = vec![format!(
-        "INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
-         notifications, occurred_at) \
-         SELECT id, event_key, event_name, resource, data, changed_attributes, simulated, notifications, occurred_at \
-         FROM (VALUES {}) AS v (id, event_key, event_name, resource, data, changed_attributes, simulated, \
-         notifications, occurred_at, generation) \
-         WHERE generation IS NULL OR generation = ({}) RETURNING id",
-        events.join(", "),
-        crate::recipients::GENERATION_SQL,
-    )];
-    let notifications: Vec<String> = items
-        .iter()
-        .flat_map(|rows| &rows.notifications)
-        .map(|n| {
-            params.tuple([
-                n.id.into(),
-                n.event_id.into(),
-                n.subscription_id.into(),
-                n.event_name.clone().into(),
-                n.status.into(),
-                n.attempts.into(),
-                n.next_attempt_at.into(),
-                n.created_at.into(),
-                n.updated_at.into(),
-            ])
-        })
-        .collect();
-    if !notifications.is_empty() {
-        statements.push(format!(
-            "INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, \
-             next_attempt_at, created_at, updated_at) \
-             SELECT v.* FROM (VALUES {}) AS v (id, event_id, subscription_id, event_name, status, attempts, \
-             next_attempt_at, created_at, updated_at) JOIN w0 ON w0.id = v.event_id RETURNING notifications.id",
-            notifications.join(", ")
-        ));
-    }
-    let entries: Vec<String> = items
-        .iter()
-        .flat_map(|rows| &rows.queued)
-        .map(|entry| {
-            params.tuple([
-                entry.notification_id.into(),
-                entry.subscription_id.into(),
-                entry.next_attempt_at.into(),
-                entry.lease_until.into(),
-            ])
-        })
-        .collect();
-    if !entries.is_empty() {
-        statements.push(format!(
-            "INSERT INTO delivery_queue (notification_id, subscription_id, next_attempt_at, lease_until) \
-             SELECT v.* FROM (VALUES {}) AS v (notification_id, subscription_id, next_attempt_at, lease_until) \
-             JOIN w1 ON w1.id = v.notification_id",
-            entries.join(", ")
-        ));
-    }
+    const WRITE: &str = "WITH \
+        w0 AS (INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
+            notifications, occurred_at) \
+            SELECT id, event_key, event_name, resource, data, changed_attributes, simulated, notifications, \
+            occurred_at \
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::bool[], \
+            $8::int4[], $9::timestamptz[], $10::int8[]) AS v (id, event_key, event_name, resource, data, \
+            changed_attributes, simulated, notifications, occurred_at, generation) \
+            WHERE generation IS NULL \
+            OR generation = (SELECT generation FROM subscription_generation WHERE id = 1) \
+            RETURNING id), \
+        w1 AS (INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, \
+            next_attempt_at, created_at, updated_at) \
+            SELECT v.* FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::text[], \
+            $16::int4[], $17::timestamptz[], $18::timestamptz[], $19::timestamptz[]) AS v (id, event_id, \
+            subscription_id, event_name, status, attempts, next_attempt_at, created_at, updated_at) \
+            JOIN w0 ON w0.id = v.event_id RETURNING notifications.id), \
+        w2 AS (INSERT INTO delivery_queue (notification_id, subscription_id, next_attempt_at, lease_until) \
+            SELECT v.* FROM unnest($20::uuid[], $21::uuid[], $22::timestamptz[], $23::timestamptz[]) \
+            AS v (notification_id, subscription_id, next_attempt_at, lease_until) \
+            JOIN w1 ON w1.id = v.notification_id), \
+        w3 AS (UPDATE delivery_lanes SET due_at = $25 WHERE subscription_id = ANY($24::uuid[]) \
+            AND (due_at IS NULL OR due_at > $25) AND (healthy OR next_probe_at <= $25)) \
+        SELECT generation FROM subscription_generation WHERE id = 1";
+    use sqlx::types::Json;
+
+    let events: Vec<&event::Model> = items.iter().map(|rows| &rows.row).collect();
+    let notifications: Vec<&notification::Model> = items.iter().flat_map(|rows| &rows.notifications).collect();
+    let entries: Vec<&queue::Entry> = items.iter().flat_map(|rows| &rows.queued).collect();
     // A lane signalled for an event left out finds nothing to do: harmless.
     let (lanes, now) = signals(&items.iter().map(|rows| &**rows).collect::<Vec<_>>());
-    if !lanes.is_empty() {
-        let lanes: Vec<String> = lanes.into_iter().map(|id| params.push(id)).collect();
-        let now = params.push(now);
-        statements.push(format!(
-            "UPDATE delivery_lanes SET due_at = {now} WHERE subscription_id IN ({}) \
-             AND (due_at IS NULL OR due_at > {now}) AND (healthy OR next_probe_at <= {now})",
-            lanes.join(", ")
-        ));
-    }
-    // Every data-modifying statement in a WITH runs, read or not; all of them and the final read
-    // of the generation see one snapshot.
-    let ctes: Vec<String> =
-        statements.iter().enumerate().map(|(i, statement)| format!("w{i} AS ({statement})")).collect();
-    let sql = format!("WITH {} {}", ctes.join(", "), crate::recipients::GENERATION_SQL);
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, params.values);
-    let current: i64 = store
-        .db()
-        .query_one_raw(statement)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("subscription_generation".to_owned()))?
-        .try_get("", "generation")?;
+    let pool = store.db().pool().get_postgres_connection_pool();
+    let current: i64 = sqlx::query_scalar(WRITE)
+        .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.event_key.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.event_name.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.resource.as_deref()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| Json(&e.data)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.changed_attributes.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.simulated).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.notifications).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(items.iter().map(|rows| rows.generation).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.id).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.event_id).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.subscription_id).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.event_name.as_str()).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.status.as_str()).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.attempts).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.next_attempt_at).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.created_at).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|n| n.updated_at).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.notification_id).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.subscription_id).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.next_attempt_at).collect::<Vec<_>>())
+        .bind(entries.iter().map(|entry| entry.lease_until).collect::<Vec<_>>())
+        .bind(lanes)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))?;
     Ok(items.iter().map(|rows| current_for(rows, current)).collect())
-}
-
-/// Positional parameters (`$1`, `$2`, ...) of a statement built by hand.
-#[derive(Default)]
-struct Params {
-    values: Vec<sea_orm::Value>,
-}
-
-impl Params {
-    fn push(&mut self, value: impl Into<sea_orm::Value>) -> String {
-        self.values.push(value.into());
-        format!("${}", self.values.len())
-    }
-
-    /// `values` as one row of a `VALUES` list: `($1, $2, ...)`.
-    fn tuple<const N: usize>(&mut self, values: [sea_orm::Value; N]) -> String {
-        let placeholders: Vec<String> = values.into_iter().map(|value| self.push(value)).collect();
-        format!("({})", placeholders.join(", "))
-    }
 }
 
 /// Event ids the bus may not use: the provider routes' (`mono:<key>`, `remita.payment:<rrr>`), so
