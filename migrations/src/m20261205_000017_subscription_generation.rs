@@ -82,7 +82,9 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         let postgres = manager.get_database_backend() == DbBackend::Postgres;
-        for (trigger, table) in TRIGGERS {
+        let triggers =
+            EVERY_CHANGE.iter().map(|(trigger, _, table)| (*trigger, *table)).chain([(CHANGED, "subscriptions")]);
+        for (trigger, table) in triggers {
             let on = if postgres { format!(" ON {table}") } else { String::new() };
             db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {trigger}{on}")).await?;
         }
@@ -93,61 +95,53 @@ impl MigrationTrait for Migration {
     }
 }
 
-const TRIGGERS: [(&str, &str); 6] = [
-    ("subscriptions_added", "subscriptions"),
-    ("subscriptions_removed", "subscriptions"),
-    ("subscriptions_changed", "subscriptions"),
-    ("subscription_events_added", "subscription_events"),
-    ("subscription_events_removed", "subscription_events"),
-    ("subscription_events_changed", "subscription_events"),
+/// The triggers that count every row their event touches: (name, event, table).
+const EVERY_CHANGE: [(&str, &str, &str); 5] = [
+    ("subscriptions_added", "INSERT", "subscriptions"),
+    ("subscriptions_removed", "DELETE", "subscriptions"),
+    ("subscription_events_added", "INSERT", "subscription_events"),
+    ("subscription_events_removed", "DELETE", "subscription_events"),
+    ("subscription_events_changed", "UPDATE", "subscription_events"),
 ];
 
-/// PostgreSQL: statement triggers for inserts and deletes, and a row trigger for updates that
-/// compares the rows without their statistics, so that a column added later is watched too.
+/// The trigger on updates of `subscriptions`, which counts only those that change more than the
+/// statistics.
+const CHANGED: &str = "subscriptions_changed";
+
+/// PostgreSQL: statement triggers for [`EVERY_CHANGE`], and a row trigger for updates of
+/// subscriptions that compares the rows without their statistics, so that a column added later is
+/// watched too.
 fn postgres() -> Vec<String> {
+    const BUMP_FUNCTION: &str = "hookbus_bump_subscription_generation()";
     let statistics = STATISTICS.iter().map(|column| format!("'{column}'")).collect::<Vec<_>>().join(", ");
-    vec![
-        format!(
-            "CREATE FUNCTION hookbus_bump_subscription_generation() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN {BUMP}; RETURN NULL; END $$"
-        ),
-        "CREATE TRIGGER subscriptions_added AFTER INSERT ON subscriptions \
-         FOR EACH STATEMENT EXECUTE FUNCTION hookbus_bump_subscription_generation()"
-            .to_owned(),
-        "CREATE TRIGGER subscriptions_removed AFTER DELETE ON subscriptions \
-         FOR EACH STATEMENT EXECUTE FUNCTION hookbus_bump_subscription_generation()"
-            .to_owned(),
-        format!(
-            "CREATE TRIGGER subscriptions_changed AFTER UPDATE ON subscriptions FOR EACH ROW \
+    let every_change = EVERY_CHANGE.iter().map(|(trigger, event, table)| {
+        format!("CREATE TRIGGER {trigger} AFTER {event} ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {BUMP_FUNCTION}")
+    });
+    [format!(
+        "CREATE FUNCTION {BUMP_FUNCTION} RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {BUMP}; RETURN NULL; END $$"
+    )]
+    .into_iter()
+    .chain(every_change)
+    .chain([format!(
+        "CREATE TRIGGER {CHANGED} AFTER UPDATE ON subscriptions FOR EACH ROW \
              WHEN ((to_jsonb(OLD) - ARRAY[{statistics}]) IS DISTINCT FROM (to_jsonb(NEW) - ARRAY[{statistics}])) \
-             EXECUTE FUNCTION hookbus_bump_subscription_generation()"
-        ),
-        "CREATE TRIGGER subscription_events_added AFTER INSERT ON subscription_events \
-         FOR EACH STATEMENT EXECUTE FUNCTION hookbus_bump_subscription_generation()"
-            .to_owned(),
-        "CREATE TRIGGER subscription_events_removed AFTER DELETE ON subscription_events \
-         FOR EACH STATEMENT EXECUTE FUNCTION hookbus_bump_subscription_generation()"
-            .to_owned(),
-        "CREATE TRIGGER subscription_events_changed AFTER UPDATE ON subscription_events \
-         FOR EACH STATEMENT EXECUTE FUNCTION hookbus_bump_subscription_generation()"
-            .to_owned(),
-    ]
+             EXECUTE FUNCTION {BUMP_FUNCTION}"
+    )])
+    .collect()
 }
 
-/// SQLite: row triggers; the update of a subscription counts when a watched column's value changes.
+/// SQLite: row triggers for [`EVERY_CHANGE`]; an update of a subscription counts when a watched
+/// column's value changes.
 fn sqlite() -> Vec<String> {
     let changed = WATCHED.iter().map(|column| format!("OLD.{column} IS NOT NEW.{column}")).collect::<Vec<_>>();
-    vec![
-        format!("CREATE TRIGGER subscriptions_added AFTER INSERT ON subscriptions BEGIN {BUMP}; END"),
-        format!("CREATE TRIGGER subscriptions_removed AFTER DELETE ON subscriptions BEGIN {BUMP}; END"),
-        format!(
-            "CREATE TRIGGER subscriptions_changed AFTER UPDATE ON subscriptions WHEN {} BEGIN {BUMP}; END",
+    EVERY_CHANGE
+        .iter()
+        .map(|(trigger, event, table)| format!("CREATE TRIGGER {trigger} AFTER {event} ON {table} BEGIN {BUMP}; END"))
+        .chain([format!(
+            "CREATE TRIGGER {CHANGED} AFTER UPDATE ON subscriptions WHEN {} BEGIN {BUMP}; END",
             changed.join(" OR ")
-        ),
-        format!("CREATE TRIGGER subscription_events_added AFTER INSERT ON subscription_events BEGIN {BUMP}; END"),
-        format!("CREATE TRIGGER subscription_events_removed AFTER DELETE ON subscription_events BEGIN {BUMP}; END"),
-        format!("CREATE TRIGGER subscription_events_changed AFTER UPDATE ON subscription_events BEGIN {BUMP}; END"),
-    ]
+        )])
+        .collect()
 }
 
 #[derive(DeriveIden)]
