@@ -120,7 +120,7 @@ async fn insert_arrays(pool: &PgPool, rows: &[Arc<entity::ActiveModel>]) -> Resu
         .bind(array!(config_version))
         .fetch_all(pool)
         .await
-        .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+        .map_err(hookbus_store::query_error)?;
     Ok(inserted.into_iter().collect())
 }
 

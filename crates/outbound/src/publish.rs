@@ -489,7 +489,7 @@ async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Resu
         .bind(now)
         .fetch_one(pool)
         .await
-        .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+        .map_err(hookbus_store::query_error)?;
     Ok(items.iter().map(|rows| current_for(rows, current)).collect())
 }
 

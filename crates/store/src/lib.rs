@@ -350,6 +350,12 @@ pub async fn ping(db: &DatabaseConnection) -> bool {
     db.ping().await.is_ok()
 }
 
+/// The error of a statement run through sqlx directly (on the pool sea-orm opened), as sea-orm
+/// reports its own, so that [`DbErr::sql_err`] still tells a unique-key violation apart.
+pub fn query_error(error: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Query(sea_orm::RuntimeErr::SqlxError(error.into()))
+}
+
 /// Turns database errors into client-facing errors.
 pub trait DbResultExt<T> {
     /// Any database error is internal: logged with an id, never shown.
