@@ -7,7 +7,7 @@
 use std::{collections::HashSet, sync::Arc};
 
 use hookbus_store::{GroupCommit, GroupCommitMetrics, GroupWrite, Store};
-use sea_orm::{ActiveValue, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait};
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
@@ -87,12 +87,12 @@ async fn insert_arrays(pool: &PgPool, rows: &[Arc<entity::ActiveModel>]) -> Resu
     macro_rules! array {
         ($field:ident) => {
             rows.iter()
-                .map(|row| set(&row.$field).ok_or_else(|| column(stringify!($field))))
+                .map(|row| row.$field.try_as_ref().ok_or_else(|| column(stringify!($field))))
                 .collect::<Result<Vec<_>, DbErr>>()?
         };
         ($field:ident, $view:expr) => {
             rows.iter()
-                .map(|row| set(&row.$field).map($view).ok_or_else(|| column(stringify!($field))))
+                .map(|row| row.$field.try_as_ref().map($view).ok_or_else(|| column(stringify!($field))))
                 .collect::<Result<Vec<_>, DbErr>>()?
         };
     }
@@ -122,9 +122,4 @@ async fn insert_arrays(pool: &PgPool, rows: &[Arc<entity::ActiveModel>]) -> Resu
         .await
         .map_err(hookbus_store::query_error)?;
     Ok(inserted.into_iter().collect())
-}
-
-/// A column's value, when it was set.
-fn set<V: Into<sea_orm::Value>>(value: &ActiveValue<V>) -> Option<&V> {
-    value.try_as_ref()
 }

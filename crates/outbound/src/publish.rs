@@ -370,6 +370,7 @@ impl GroupWrite for EventWriter {
 /// lanes, all or nothing; except that an event whose subscriptions were read at a generation that
 /// is no longer the current one is left out with its rows. Returns, item by item, whether it was
 /// written.
+///
 /// Inside a unit of work the rows are written in a savepoint of the unit's transaction.
 async fn write(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
     if store.db().get_database_backend() == DbBackend::Postgres && !store.in_unit() {
