@@ -7,13 +7,14 @@ use hookbus_core::{CommandError, Reply, Services, Timestamp};
 use hookbus_router::{InboundRequest, Router};
 use hookbus_seal::Sealer;
 use hookbus_store::{DbResultExt, Store};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr, Unchanged};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    HeaderRedaction, InboundStatus, Intake, LogWriter, entity,
+    HeaderRedaction, InboundStatus, Intake, LogWriter, Outcomes, entity,
     entity::JsonText,
+    outcome::Outcome,
     row::{LogRow, outcome_columns, stored_text, take_for_storage},
 };
 
@@ -38,7 +39,6 @@ impl Inbound {
         entry: &ConfigEntry,
         request: InboundRequest,
     ) -> Result<Receipt, CommandError> {
-        let store = services.get::<Store>()?;
         let idempotency_value = entry.idempotency.as_ref().and_then(|rule| idempotency_value(rule, &request));
         let queued = entry.respond_async;
         if !queued && idempotency_value.is_none() {
@@ -70,7 +70,7 @@ impl Inbound {
                         || matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
                 {
                     let value = idempotency_value.clone().unwrap_or_default();
-                    match repeat(store, entry, &value, &request, services.get::<HeaderRedaction>()?).await? {
+                    match repeat(services, entry, &value, &request, services.get::<HeaderRedaction>()?).await? {
                         Repeat::Answered(receipt) => return Ok(receipt),
                         Repeat::Freed if tries < 2 => continue,
                         Repeat::Freed => return Err(in_progress()),
@@ -122,43 +122,31 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: Result<&Reply, 
     }
 }
 
-/// Runs the handler and records the outcome on event `id`.
+/// Runs the handler and records the outcome on event `id`, its last run.
 pub(crate) async fn run_and_record(
     services: &Arc<Services>,
     entry: &ConfigEntry,
     request: &InboundRequest,
     id: Uuid,
 ) -> Result<Reply, CommandError> {
-    let started = Instant::now();
-    let result = services.get::<Router>()?.execute(entry, request, services).await;
-    record(services.get::<Store>()?, id, &result, started, Some(entry.version)).await?;
+    let (result, outcome) = run(services, entry, request, id).await?;
+    services.get::<Outcomes>()?.write(outcome).await?;
     result
 }
 
-/// Stores a finished run on its row. A failure frees the idempotency key, so the sender may try
-/// again.
-pub(crate) async fn record(
-    store: &Store,
+/// Runs the handler on event `id`: its result, and the outcome to store for it (as the last run;
+/// a run to be tried again makes it [`Outcome::retry_at`]).
+pub(crate) async fn run(
+    services: &Arc<Services>,
+    entry: &ConfigEntry,
+    request: &InboundRequest,
     id: Uuid,
-    result: &Result<Reply, CommandError>,
-    started: Instant,
-    ran_version: Option<i32>,
-) -> Result<(), CommandError> {
-    let mut row = entity::ActiveModel { id: Unchanged(id), ..Default::default() };
-    if let Some(version) = ran_version {
-        // A queued request runs with the configuration as it is when it runs.
-        row.config_version = Set(Some(version));
-    }
-    set_outcome(&mut row, result.as_ref());
-    if result.is_err() {
-        row.idempotency_value = Set(None);
-    }
-    row.duration_ms = Set(Some(elapsed_ms(started)));
-    row.completed_at = Set(Some(hookbus_core::now()));
-    row.lease_until = Set(None);
-    row.next_attempt_at = Set(None);
-    store.write(|db| row.update(db)).await.or_internal()?;
-    Ok(())
+) -> Result<(Result<Reply, CommandError>, Outcome), CommandError> {
+    let started = Instant::now();
+    let result = services.get::<Router>()?.execute(entry, request, services).await;
+    // A queued request runs with the configuration as it is when it runs.
+    let outcome = Outcome::finished(id, result.as_ref(), elapsed_ms(started), Some(entry.version))?;
+    Ok((result, outcome))
 }
 
 /// How a repeat was handled.
@@ -179,12 +167,13 @@ const DUPLICATE_ANSWER: &str = "Duplicate request: one with this idempotency key
 
 /// A request whose idempotency key was seen before.
 async fn repeat(
-    store: &Store,
+    services: &Services,
     entry: &ConfigEntry,
     value: &str,
     request: &InboundRequest,
     redaction: &HeaderRedaction,
 ) -> Result<Repeat, CommandError> {
+    let store = services.get::<Store>()?;
     let first = entity::Entity::find()
         .filter(entity::Column::ConfigId.eq(entry.id))
         .filter(entity::Column::IdempotencyValue.eq(value))
@@ -199,8 +188,8 @@ async fn repeat(
         && first.lease_until.is_none()
         && hookbus_core::now() - first.received_at > ABANDONED_AFTER;
     if abandoned {
-        let failed = Err(CommandError::Unavailable("Abandoned: the server stopped while it ran".into()));
-        record(store, first.id, &failed, Instant::now(), None).await?;
+        let failed = CommandError::Unavailable("Abandoned: the server stopped while it ran".into());
+        services.get::<Outcomes>()?.write(Outcome::finished(first.id, Err(&failed), 0, None)?).await?;
         return Ok(Repeat::Freed);
     }
     let mut duplicate = new_row(entry, request.clone(), redaction)?;

@@ -9,13 +9,12 @@ use hookbus_core::{CommandError, MissingService, Services, Timestamp, error_chai
 use hookbus_seal::Sealer;
 use hookbus_store::Store;
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    Statement,
-    sea_query::{Expr, ExprTrait},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select, Statement,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
-use uuid::Uuid;
 
-use crate::{HeaderRedaction, InboundStatus, entity, receive};
+use crate::{HeaderRedaction, InboundStatus, Outcomes, entity, outcome::Outcome, receive};
 
 /// Events claimed per round.
 const BATCH: u64 = 16;
@@ -54,37 +53,39 @@ impl AsyncWorker {
         })
     }
 
-    /// Claims and runs what is due, up to a batch. Returns how many were due.
+    /// Claims what is due, up to a batch, and runs it side by side. Returns how many it claimed.
     pub async fn round(&self, services: &Arc<Services>) -> Result<usize, WorkerError> {
         let store = services.require::<Store>()?;
-        let now = hookbus_core::now();
-        let candidates: Vec<Uuid> = due_ids(now).into_tuple().all(store.db()).await?;
-        for id in &candidates {
-            if let Some(event) = self.claim(store, *id, now).await? {
-                self.run(services, store, event).await?;
-            }
-        }
-        Ok(candidates.len())
+        let claimed = self.claim(store, hookbus_core::now()).await?;
+        let count = claimed.len();
+        // Side by side, so that their outcomes (and the writes of their handlers) share commits.
+        let runs = futures_util::future::join_all(claimed.into_iter().map(|event| self.run(services, event))).await;
+        runs.into_iter().collect::<Result<(), _>>()?;
+        Ok(count)
     }
 
-    /// Takes `id` if it is still due: one conditional update, so of several workers exactly one
-    /// wins.
-    async fn claim(&self, store: &Store, id: Uuid, now: Timestamp) -> Result<Option<entity::Model>, DbErr> {
+    /// Takes up to a batch of due events, the longest due first, in one statement: of several
+    /// workers each event goes to exactly one (on PostgreSQL the rows another worker is taking are
+    /// skipped, not waited for; on SQLite an instance's writes take turns and instances share one
+    /// file lock).
+    async fn claim(&self, store: &Store, now: Timestamp) -> Result<Vec<entity::Model>, DbErr> {
         let lease_until = now + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
+        let mut candidates = due_ids(now).into_query();
+        if store.db().get_database_backend() == DbBackend::Postgres {
+            candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
         let claim = entity::Entity::update_many()
             .col_expr(entity::Column::Status, Expr::value(InboundStatus::Processing))
             .col_expr(entity::Column::LeaseUntil, Expr::value(Some(lease_until)))
             .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
-            .filter(entity::Column::Id.eq(id))
+            .filter(entity::Column::Id.in_subquery(candidates))
             .filter(due(now));
-        let claimed = store.write(|db| claim.exec(db)).await?;
-        if claimed.rows_affected == 0 {
-            return Ok(None);
-        }
-        entity::Entity::find_by_id(id).one(store.db()).await
+        store.write(|db| claim.exec_with_returning(db)).await
     }
 
-    async fn run(&self, services: &Arc<Services>, store: &Store, event: entity::Model) -> Result<(), WorkerError> {
+    /// Runs a claimed event and stores its outcome: a failure goes back in the queue until its
+    /// last attempt.
+    async fn run(&self, services: &Arc<Services>, event: entity::Model) -> Result<(), WorkerError> {
         let started = std::time::Instant::now();
         let entry = services.require::<ConfigCache>()?.by_id(event.config_id);
         let request = receive::request_of(&event).and_then(|mut request| {
@@ -95,34 +96,30 @@ impl AsyncWorker {
             }
             Ok(request)
         });
-        let result = match (entry, request) {
-            (Some(entry), Ok(request)) => receive::run_and_record(services, &entry, &request, event.id).await,
+        let outcome = match (entry, request) {
+            (Some(entry), Ok(request)) => {
+                let (result, outcome) = receive::run(services, &entry, &request, event.id).await?;
+                if result.is_err() && event.attempts < self.max_attempts {
+                    outcome.retry_at(self.next_attempt(event.attempts))
+                } else {
+                    outcome
+                }
+            }
             (None, _) => {
-                let gone = Err(CommandError::not_found("Configuration not found", "The configuration was deleted"));
-                receive::record(store, event.id, &gone, started, None).await?;
-                return Ok(forget_secrets(store, &event).await?);
+                let gone = CommandError::not_found("Configuration not found", "The configuration was deleted");
+                Outcome::finished(event.id, Err(&gone), receive::elapsed_ms(started), None)?
             }
-            (_, Err(bad)) => {
-                receive::record(store, event.id, &Err(bad), started, None).await?;
-                return Ok(forget_secrets(store, &event).await?);
-            }
+            (_, Err(bad)) => Outcome::finished(event.id, Err(&bad), receive::elapsed_ms(started), None)?,
         };
-        if result.is_ok() || event.attempts >= self.max_attempts {
-            return Ok(forget_secrets(store, &event).await?);
-        }
-        {
-            // Back in the queue; the failure is kept on the event meanwhile.
-            let delay = self.retry_base.saturating_mul(1 << (event.attempts - 1).clamp(0, 12));
-            let next =
-                hookbus_core::now() + Span::from_std(delay.min(Duration::from_secs(3600))).unwrap_or(Span::hours(1));
-            let retry = entity::Entity::update_many()
-                .col_expr(entity::Column::Status, Expr::value(InboundStatus::Pending))
-                .col_expr(entity::Column::NextAttemptAt, Expr::value(Some(next)))
-                .col_expr(entity::Column::CompletedAt, Expr::value(Option::<Timestamp>::None))
-                .filter(entity::Column::Id.eq(event.id));
-            store.write(|db| retry.exec(db)).await?;
-        }
+        services.require::<Outcomes>()?.write(outcome).await?;
         Ok(())
+    }
+
+    /// When a request that failed its `attempts`th run runs again: the first retry after
+    /// `retry_base`, each next one after twice the last, up to an hour.
+    fn next_attempt(&self, attempts: i32) -> Timestamp {
+        let delay = self.retry_base.saturating_mul(1 << (attempts - 1).clamp(0, 12));
+        hookbus_core::now() + Span::from_std(delay.min(Duration::from_secs(3600))).unwrap_or(Span::hours(1))
     }
 }
 
@@ -135,18 +132,6 @@ pub enum WorkerError {
     Wiring(#[from] MissingService),
     #[error("a request's outcome was not recorded")]
     Record(#[from] CommandError),
-}
-
-/// Drops a queued request's sealed secret headers after its last run.
-async fn forget_secrets(store: &Store, event: &entity::Model) -> Result<(), DbErr> {
-    if event.sealed_headers.is_none() {
-        return Ok(());
-    }
-    let forget = entity::Entity::update_many()
-        .col_expr(entity::Column::SealedHeaders, Expr::value(Option::<String>::None))
-        .filter(entity::Column::Id.eq(event.id));
-    store.write(|db| forget.exec(db)).await?;
-    Ok(())
 }
 
 /// Deletes the finished events received before `cutoff` (queued and running ones stay, however

@@ -14,7 +14,7 @@ use actix_web::{
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
-use hookbus_inbound::{AsyncWorker, HeaderRedaction, Intake, LogWriter};
+use hookbus_inbound::{AsyncWorker, HeaderRedaction, Intake, LogWriter, Outcomes};
 use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
 use hookbus_providers::Providers;
@@ -209,6 +209,7 @@ impl Application {
         services.insert(log.clone());
         let group_commits = GroupCommitMetrics::default();
         services.insert(Intake::new(&store, &group_commits));
+        services.insert(Outcomes::new(&store, &group_commits));
         services.insert(HeaderRedaction::new(&settings.inbound.redact_headers).map_err(|problem| {
             StartupError::Settings(SettingsError::new(format!("inbound.redact_headers: {problem}")))
         })?);

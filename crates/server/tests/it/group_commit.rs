@@ -167,7 +167,91 @@ async fn a_queued_backlog_drains_without_waiting_for_the_next_poll() {
     assert!(started.elapsed() < poll, "the requests were queued before the second poll");
 
     // The second poll (at 3 s) takes a batch of 16; the third (at 6 s) would take the next.
-    let succeeded = "inbound_events WHERE status = 'Succeeded'";
+    let succeeded = "inbound_events WHERE status = 'Succeeded' AND attempts = 1 AND lease_until IS NULL \
+                     AND next_attempt_at IS NULL AND completed_at IS NOT NULL";
     tokio::time::sleep_until(started + poll * 2 - Duration::from_millis(500)).await;
-    assert_eq!(app.count_rows(succeeded).await, 40, "every queued request ran before the third poll");
+    assert_eq!(app.count_rows(succeeded).await, 40, "every queued request ran once before the third poll");
+
+    // A batch runs side by side: its outcomes share commits.
+    let written = counter(app, "hookbus_group_commit_writes", "outcome").await;
+    let commits = counter(app, "hookbus_group_commits", "outcome").await;
+    assert_eq!(written, 40, "every outcome counted once");
+    assert!(commits < 40, "{commits} commits for 40 outcomes: none was shared");
+}
+
+/// Two instances drain one queue: each queued request is claimed by exactly one of them, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_run_each_queued_request_once() {
+    let fast = |s: &mut hookbus_server::Settings| s.inbound.async_poll_ms = 20;
+    let first = TestApp::builder().configure(fast).spawn().await;
+    let config =
+        with(native_config("shared"), json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true}));
+    let created = first.admin(config).await;
+    // Started after the configuration was made, the second instance loads it at start.
+    let second = TestApp::builder().database(std::sync::Arc::clone(&first.database)).configure(fast).spawn().await;
+    let body = json!({"id": created.data()["id"].clone()});
+    let (first, second) = (&first, &second);
+    let requests = (0..200).map(|n| {
+        let app = if n % 2 == 0 { first } else { second };
+        app.call("POST", "/api/webhooks/shared", Some(body.clone()), &[])
+    });
+    for reply in join_all(requests).await {
+        assert_eq!(reply.status, 202, "{:#}", reply.body);
+    }
+    let ran = within(Duration::from_secs(20), || async {
+        first.count_rows("inbound_events WHERE status = 'Succeeded'").await == 200
+    })
+    .await;
+    assert!(ran.is_some(), "the queued requests did not all run");
+    assert_eq!(first.count_rows("inbound_events WHERE attempts = 1").await, 200, "a request was claimed twice");
+    let by_first = counter(first, "hookbus_group_commit_writes", "outcome").await;
+    let by_second = counter(second, "hookbus_group_commit_writes", "outcome").await;
+    assert_eq!(by_first + by_second, 200, "each outcome written once: {by_first} + {by_second}");
+}
+
+/// A queued request whose handler fails goes back in the queue, its failure kept on it, until its
+/// last attempt; then it is left `Failed`, its sealed secret headers gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_queued_request_is_retried_then_left_failed() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.inbound.async_poll_ms = 20;
+            s.inbound.async_max_attempts = 3;
+            s.inbound.async_retry_base_ms = 1_000;
+        })
+        .spawn()
+        .await;
+    let config =
+        with(native_config("failing"), json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true}));
+    app.admin(config).await;
+    let accepted =
+        app.call("POST", "/api/webhooks/failing", Some(json!({"id": 999})), &[("x-api-key", "sealed-secret")]).await;
+    assert_eq!(accepted.status, 202, "{:#}", accepted.body);
+    let id = accepted.data()["eventId"].clone();
+    let app = &app;
+    let event = || async {
+        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        event.data().clone()
+    };
+
+    let retrying = within(Duration::from_secs(5), || async {
+        let event = event().await;
+        event["status"] == json!("Pending") && event["attempts"] == json!(1)
+    })
+    .await;
+    assert!(retrying.is_some(), "the failed first run was not queued again");
+    let waiting = event().await;
+    assert_eq!(waiting["httpStatus"], json!(404), "the failure is kept meanwhile: {waiting:#}");
+    assert!(waiting["completedAt"].is_null() && waiting["nextAttemptAt"].is_string(), "{waiting:#}");
+    let sealed = "inbound_events WHERE sealed_headers IS NOT NULL";
+    assert_eq!(app.count_rows(sealed).await, 1, "sealed until the last run");
+
+    let failed = within(Duration::from_secs(10), || async { event().await["status"] == json!("Failed") }).await;
+    assert!(failed.is_some(), "the request was not left failed");
+    let last = event().await;
+    assert_eq!(last["attempts"], json!(3), "{last:#}");
+    assert_eq!(last["httpStatus"], json!(404), "{last:#}");
+    assert!(last["completedAt"].is_string() && last["nextAttemptAt"].is_null(), "{last:#}");
+    assert_eq!(app.count_rows(sealed).await, 0, "the secrets went with the last run");
+    assert_eq!(app.count_rows("inbound_events WHERE lease_until IS NOT NULL").await, 0);
 }
