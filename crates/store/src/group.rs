@@ -46,7 +46,7 @@ impl GroupCommitMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "group_commits",
-            "Transactions of writes that arrive together, by kind of write (publish, intake)",
+            "Transactions of writes that arrive together, by kind of write (publish, intake, outcome)",
             self.commits.clone(),
         );
         registry.register(
