@@ -28,4 +28,4 @@ pub use outcome::Outcomes;
 pub use receive::{Inbound, Receipt};
 pub use redact::{DEFAULT_SECRET_HEADER_PARTS, HeaderRedaction, REDACTED};
 pub use status::InboundStatus;
-pub use worker::{AsyncWorker, poll_statement, sweep};
+pub use worker::{AsyncWorker, Handoff, Handovers, poll_statement, sweep};

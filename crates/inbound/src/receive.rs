@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    HeaderRedaction, InboundStatus, Intake, LogWriter, Outcomes, entity,
+    Handoff, HeaderRedaction, InboundStatus, Intake, LogWriter, Outcomes, entity,
     entity::JsonText,
     outcome::Outcome,
     row::{LogRow, outcome_columns, stored_text, take_for_storage},
@@ -51,10 +51,15 @@ impl Inbound {
             // wait sealed until its last run.
             row.sealed_headers = Set(redaction.seal(&request.headers, services.get::<Sealer>()?));
         }
+        // With room in the hand-over, it goes to this instance's worker once committed, its row
+        // leased to this instance meanwhile; without, it waits for a poll.
+        let handoff = if queued { services.get::<Handoff>()?.reserve() } else { None };
         row.idempotency_value = Set(idempotency_value.clone());
         row.status = Set(if queued { InboundStatus::Pending } else { InboundStatus::Processing });
-        row.attempts = Set(if queued { 0 } else { 1 });
+        // A claim counts the run it is for; a handed-over request has its one already.
+        row.attempts = Set(if queued && handoff.is_none() { 0 } else { 1 });
         row.next_attempt_at = Set(queued.then(hookbus_core::now));
+        row.lease_until = Set(handoff.as_ref().map(|reserved| reserved.lease_until));
         // `new_row` gave the row its id.
         let id = row.id.clone().unwrap();
         let intake = services.get::<Intake>()?;
@@ -80,6 +85,9 @@ impl Inbound {
             }
         }
         if queued {
+            if let Some(reserved) = handoff {
+                reserved.hand_over(id, entry.id, request);
+            }
             return Ok(Receipt::Accepted(id));
         }
         Ok(Receipt::Done(run_and_record(services, entry, &request, id).await))

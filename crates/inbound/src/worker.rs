@@ -1,11 +1,18 @@
 //! The durable queue behind `respondAsync`: requests answered 202 are run here, with retries,
 //! from the database, so a crash after the 202 loses nothing. And the log's retention sweep.
+//!
+//! A request reaches the worker in one of two ways. Handed over in memory ([`Handoff`]): the
+//! intake gives its row this instance's lease before writing it, and once the row is committed
+//! hands the request itself to the worker, which runs it at once, without a poll, a claim or a
+//! read of the row. Or from the database: a poll claims due rows under a lease (a request that
+//! found the hand-over full, a retry, or one whose instance died holding it).
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
 use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, MissingService, Services, Timestamp, error_chain};
+use hookbus_router::InboundRequest;
 use hookbus_seal::Sealer;
 use hookbus_store::Store;
 use sea_orm::{
@@ -13,11 +20,74 @@ use sea_orm::{
     QueryTrait, Select, Statement,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use crate::{HeaderRedaction, InboundStatus, Outcomes, entity, outcome::Outcome, receive};
 
-/// Events claimed per round.
-const BATCH: u64 = 16;
+/// Events claimed per round, and handed-over requests run side by side at most.
+const BATCH: usize = 16;
+
+/// Queued requests handed from the intake to this instance's worker in memory.
+///
+/// A request is handed over only when there is room ([`reserve`](Self::reserve) before its row is
+/// written): its row then carries this instance's lease from the start, so no other instance's
+/// poll takes it while it waits here; should this instance die first, the lease runs out and any
+/// instance's poll runs it, as it would a claimed request. Without room the row is written
+/// without a lease and waits for a poll.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// `None` when nothing is handed over (room for none).
+    requests: Option<mpsc::Sender<Handed>>,
+    lease: Duration,
+}
+
+/// The worker's end of the [`Handoff`].
+#[derive(Debug)]
+pub struct Handovers(Option<mpsc::Receiver<Handed>>);
+
+impl Handoff {
+    /// Room for `capacity` requests waiting for the worker (0: every request waits for a poll);
+    /// each handed over under a lease of `lease`.
+    pub fn new(capacity: usize, lease: Duration) -> (Self, Handovers) {
+        if capacity == 0 {
+            return (Self { requests: None, lease }, Handovers(None));
+        }
+        let (requests, received) = mpsc::channel(capacity);
+        (Self { requests: Some(requests), lease }, Handovers(Some(received)))
+    }
+
+    /// A place for one request, when there is room: its row is to carry the lease it names.
+    pub(crate) fn reserve(&self) -> Option<Reserved> {
+        let permit = self.requests.clone()?.try_reserve_owned().ok()?;
+        let lease_until = hookbus_core::now() + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
+        Some(Reserved { permit, lease_until })
+    }
+}
+
+/// Room for one request in the [`Handoff`]; dropped unused, it is given back.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    permit: mpsc::OwnedPermit<Handed>,
+    pub lease_until: Timestamp,
+}
+
+impl Reserved {
+    /// Hands over the request of event `id` (its row committed) to configuration `config_id`.
+    pub(crate) fn hand_over(self, id: Uuid, config_id: i32, request: InboundRequest) {
+        let lease_until = self.lease_until;
+        self.permit.send(Handed { id, config_id, request, lease_until });
+    }
+}
+
+/// A request handed over: as it came, secret headers and all (they never leave memory).
+#[derive(Debug)]
+pub(crate) struct Handed {
+    id: Uuid,
+    config_id: i32,
+    request: InboundRequest,
+    lease_until: Timestamp,
+}
 
 /// Runs queued requests until the runtime stops.
 #[derive(Debug, Clone)]
@@ -31,26 +101,62 @@ pub struct AsyncWorker {
 }
 
 impl AsyncWorker {
-    pub fn spawn(self, services: Arc<Services>) -> tokio::task::JoinHandle<()> {
+    /// Runs the requests handed over through `handovers` as they come, and polls the queue.
+    pub fn spawn(self, services: Arc<Services>, handovers: Handovers) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(self.poll);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let Handovers(mut handovers) = handovers;
+            let mut handed = Vec::with_capacity(BATCH);
             loop {
-                ticker.tick().await;
-                // A full batch may leave more due: the next round starts at once, so a backlog
-                // drains as fast as its requests run, not a batch per poll.
-                loop {
-                    match self.round(&services).await {
-                        Ok(due) if due >= BATCH as usize => {}
-                        Ok(_) => break,
-                        Err(error) => {
-                            tracing::warn!(error = %error_chain(&error), "async queue poll failed; the next one tries again");
-                            break;
-                        }
+                let received = async {
+                    match handovers.as_mut() {
+                        Some(handovers) => handovers.recv_many(&mut handed, BATCH).await,
+                        None => std::future::pending().await,
                     }
+                };
+                tokio::select! {
+                    received = received => {
+                        if received == 0 {
+                            // Every sender is gone: only the poll is left.
+                            handovers = None;
+                        }
+                        self.run_handed(&services, handed.drain(..)).await;
+                    }
+                    _ = ticker.tick() => self.drain(&services).await,
                 }
             }
         })
+    }
+
+    /// Rounds of the poll while each finds a full batch: a backlog drains as fast as its requests
+    /// run, not a batch per poll.
+    async fn drain(&self, services: &Arc<Services>) {
+        loop {
+            match self.round(services).await {
+                Ok(due) if due >= BATCH => {}
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "async queue poll failed; the next one tries again");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Runs handed-over requests side by side. One whose lease is half gone is left to the poll
+    /// (another instance may take it over when the lease runs out, and must not find it running).
+    async fn run_handed(&self, services: &Arc<Services>, handed: impl Iterator<Item = Handed>) {
+        let margin = Span::from_std(self.lease / 2).unwrap_or(Span::seconds(30));
+        let now = hookbus_core::now();
+        let runs = handed
+            .filter(|handed| handed.lease_until - margin > now)
+            .map(|handed| self.run(services, handed.id, handed.config_id, 1, Ok(handed.request)));
+        for result in futures_util::future::join_all(runs).await {
+            if let Err(error) = result {
+                tracing::warn!(error = %error_chain(&error), "a queued request's outcome was not recorded; it runs again when its lease runs out");
+            }
+        }
     }
 
     /// Claims what is due, up to a batch, and runs it side by side. Returns how many it claimed.
@@ -59,7 +165,18 @@ impl AsyncWorker {
         let claimed = self.claim(store, hookbus_core::now()).await?;
         let count = claimed.len();
         // Side by side, so that their outcomes (and the writes of their handlers) share commits.
-        let runs = futures_util::future::join_all(claimed.into_iter().map(|event| self.run(services, event))).await;
+        let runs = claimed.into_iter().map(|event| {
+            let request = receive::request_of(&event).and_then(|mut request| {
+                // The secret headers as they came, for this run only.
+                if let Some(sealed) = &event.sealed_headers {
+                    HeaderRedaction::unseal(&mut request.headers, sealed, services.get::<Sealer>()?)
+                        .map_err(CommandError::internal)?;
+                }
+                Ok(request)
+            });
+            self.run(services, event.id, event.config_id, event.attempts, request)
+        });
+        let runs = futures_util::future::join_all(runs).await;
         runs.into_iter().collect::<Result<(), _>>()?;
         Ok(count)
     }
@@ -83,33 +200,32 @@ impl AsyncWorker {
         store.write(|db| claim.exec_with_returning(db)).await
     }
 
-    /// Runs a claimed event and stores its outcome: a failure goes back in the queue until its
-    /// last attempt.
-    async fn run(&self, services: &Arc<Services>, event: entity::Model) -> Result<(), WorkerError> {
+    /// Runs event `id` (to configuration `config_id`, on its `attempts`th run) and stores its
+    /// outcome: a failure goes back in the queue until its last attempt.
+    async fn run(
+        &self,
+        services: &Arc<Services>,
+        id: Uuid,
+        config_id: i32,
+        attempts: i32,
+        request: Result<InboundRequest, CommandError>,
+    ) -> Result<(), WorkerError> {
         let started = std::time::Instant::now();
-        let entry = services.require::<ConfigCache>()?.by_id(event.config_id);
-        let request = receive::request_of(&event).and_then(|mut request| {
-            // The secret headers as they came, for this run only.
-            if let Some(sealed) = &event.sealed_headers {
-                HeaderRedaction::unseal(&mut request.headers, sealed, services.get::<Sealer>()?)
-                    .map_err(CommandError::internal)?;
-            }
-            Ok(request)
-        });
+        let entry = services.require::<ConfigCache>()?.by_id(config_id);
         let outcome = match (entry, request) {
             (Some(entry), Ok(request)) => {
-                let (result, outcome) = receive::run(services, &entry, &request, event.id).await?;
-                if result.is_err() && event.attempts < self.max_attempts {
-                    outcome.retry_at(self.next_attempt(event.attempts))
+                let (result, outcome) = receive::run(services, &entry, &request, id).await?;
+                if result.is_err() && attempts < self.max_attempts {
+                    outcome.retry_at(self.next_attempt(attempts))
                 } else {
                     outcome
                 }
             }
             (None, _) => {
                 let gone = CommandError::not_found("Configuration not found", "The configuration was deleted");
-                Outcome::finished(event.id, Err(&gone), receive::elapsed_ms(started), None)?
+                Outcome::finished(id, Err(&gone), receive::elapsed_ms(started), None)?
             }
-            (_, Err(bad)) => Outcome::finished(event.id, Err(&bad), receive::elapsed_ms(started), None)?,
+            (_, Err(bad)) => Outcome::finished(id, Err(&bad), receive::elapsed_ms(started), None)?,
         };
         services.require::<Outcomes>()?.write(outcome).await?;
         Ok(())
@@ -161,7 +277,7 @@ fn due_ids(now: Timestamp) -> Select<entity::Entity> {
         .column(entity::Column::Id)
         .filter(due(now))
         .order_by_asc(entity::Column::NextAttemptAt)
-        .limit(BATCH)
+        .limit(BATCH as u64)
 }
 
 /// The worker's poll as SQL for `backend`, for checking how the database plans it.
@@ -169,17 +285,17 @@ pub fn poll_statement(backend: DbBackend) -> Statement {
     due_ids(hookbus_core::now()).build(backend)
 }
 
-/// Queued and due, or claimed by a worker whose lease ran out (it died).
+/// Queued, due, and held by no worker: never leased, or its lease ran out (its worker died). A
+/// request handed over in memory waits `Pending` under its instance's lease; a claimed one runs
+/// `Processing` under its claimer's.
 ///
 /// Only queued rows have a next attempt time (a claimed row keeps the one it was claimed at;
 /// finished rows have none), so the condition starts with it: the partial index on
 /// `next_attempt_at` then holds exactly the queue, and the poll never scans the log.
 fn due(now: Timestamp) -> Condition {
-    Condition::all().add(entity::Column::NextAttemptAt.is_not_null()).add(entity::Column::NextAttemptAt.lte(now)).add(
-        Condition::any().add(entity::Column::Status.eq(InboundStatus::Pending)).add(
-            Condition::all()
-                .add(entity::Column::Status.eq(InboundStatus::Processing))
-                .add(entity::Column::LeaseUntil.lt(now)),
-        ),
-    )
+    Condition::all()
+        .add(entity::Column::NextAttemptAt.is_not_null())
+        .add(entity::Column::NextAttemptAt.lte(now))
+        .add(entity::Column::Status.is_in([InboundStatus::Pending, InboundStatus::Processing]))
+        .add(Condition::any().add(entity::Column::LeaseUntil.is_null()).add(entity::Column::LeaseUntil.lt(now)))
 }

@@ -14,7 +14,7 @@ use actix_web::{
 };
 use hookbus_configs::ConfigCache;
 use hookbus_core::Services;
-use hookbus_inbound::{AsyncWorker, HeaderRedaction, Intake, LogWriter, Outcomes};
+use hookbus_inbound::{AsyncWorker, Handoff, HeaderRedaction, Intake, LogWriter, Outcomes};
 use hookbus_outbound::{DeliveryMetrics, Outbound};
 use hookbus_processes::ProcessEngine;
 use hookbus_providers::Providers;
@@ -210,6 +210,9 @@ impl Application {
         let group_commits = GroupCommitMetrics::default();
         services.insert(Intake::new(&store, &group_commits));
         services.insert(Outcomes::new(&store, &group_commits));
+        let (handoff, handovers) =
+            Handoff::new(settings.inbound.async_handoff, Duration::from_secs(settings.inbound.async_lease_secs));
+        services.insert(handoff);
         services.insert(HeaderRedaction::new(&settings.inbound.redact_headers).map_err(|problem| {
             StartupError::Settings(SettingsError::new(format!("inbound.redact_headers: {problem}")))
         })?);
@@ -248,7 +251,7 @@ impl Application {
             max_attempts: inbound.async_max_attempts,
             retry_base: Duration::from_millis(inbound.async_retry_base_ms),
         }
-        .spawn(Arc::clone(&services));
+        .spawn(Arc::clone(&services), handovers);
         background.push(worker);
         background.push(processes.spawn_resumer(Arc::clone(&services)));
         let trusted_proxies =

@@ -71,6 +71,9 @@ pub struct InboundSettings {
     pub async_lease_secs: u64,
     pub async_max_attempts: i32,
     pub async_retry_base_ms: u64,
+    /// Queued requests an instance hands straight to its own worker in memory, waiting at most;
+    /// 0 sends every one through the poll.
+    pub async_handoff: usize,
     pub retention_days: u64,
     pub retention_sweep_secs: u64,
     /// Parts of header names that mark a secret: such headers are redacted before a request is

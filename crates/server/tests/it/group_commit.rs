@@ -102,9 +102,16 @@ async fn a_lone_publish_commits_alone() {
 /// than rows wrote them; and the worker runs each stored request once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_queued_requests_share_commits_and_a_repeated_key_fails_only_itself() {
-    // The worker polls at start and then after the requests are in: a repeat meets its first
-    // still queued (a repeat of a running request is answered 409).
-    let app = TestApp::builder().configure(|s| s.inbound.async_poll_ms = 1_500).spawn().await;
+    // Nothing handed over in memory, and the worker polls at start and then after the requests
+    // are in: a repeat meets its first still queued (a repeat of a finished request is answered
+    // 200).
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.inbound.async_poll_ms = 1_500;
+            s.inbound.async_handoff = 0;
+        })
+        .spawn()
+        .await;
     let config = with(
         native_config("later"),
         json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true,
@@ -152,7 +159,11 @@ async fn a_queued_backlog_drains_without_waiting_for_the_next_poll() {
     let poll = Duration::from_secs(3);
     let started = tokio::time::Instant::now();
     let app = TestApp::builder()
-        .configure(move |s| s.inbound.async_poll_ms = u64::try_from(poll.as_millis()).expect("millis"))
+        .configure(move |s| {
+            s.inbound.async_poll_ms = u64::try_from(poll.as_millis()).expect("millis");
+            // Through the poll, not handed over in memory.
+            s.inbound.async_handoff = 0;
+        })
         .spawn()
         .await;
     let config =
@@ -179,10 +190,14 @@ async fn a_queued_backlog_drains_without_waiting_for_the_next_poll() {
     assert!(commits < 40, "{commits} commits for 40 outcomes: none was shared");
 }
 
-/// Two instances drain one queue: each queued request is claimed by exactly one of them, once.
+/// Two instances drain one queue: each queued request runs on exactly one of them, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_run_each_queued_request_once() {
-    let fast = |s: &mut hookbus_server::Settings| s.inbound.async_poll_ms = 20;
+    // A few handed over in memory, most claimed through the polls of both instances.
+    let fast = |s: &mut hookbus_server::Settings| {
+        s.inbound.async_poll_ms = 20;
+        s.inbound.async_handoff = 4;
+    };
     let first = TestApp::builder().configure(fast).spawn().await;
     let config =
         with(native_config("shared"), json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true}));

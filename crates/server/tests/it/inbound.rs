@@ -153,6 +153,78 @@ async fn respond_async_answers_202_and_runs_in_the_background() {
     made.assert_ok("Webhook configuration found");
 }
 
+/// A queued request is handed to the instance's worker as soon as its row is committed: it runs
+/// without waiting for the next poll (ten minutes away here), once.
+#[tokio::test]
+async fn a_queued_request_runs_at_once_without_waiting_for_a_poll() {
+    let app = TestApp::builder()
+        .router_permissions(ROUTES_WRITE_CONFIGS)
+        .configure(|s| s.inbound.async_poll_ms = 600_000)
+        .spawn()
+        .await;
+    app.admin(creating_route("at-once", json!({"respondAsync": true}))).await;
+    let accepted =
+        app.call("POST", "/api/webhooks/at-once", Some(json!({"ref": "h1"})), &[("x-api-key", "in-memory")]).await;
+    assert_eq!(accepted.status, 202, "{:#}", accepted.body);
+    let id = accepted.data()["eventId"].clone();
+    let done = within(Duration::from_secs(5), || async {
+        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        event.data()["status"] == json!("Succeeded")
+    })
+    .await;
+    assert!(done.is_some(), "the handed-over request did not run before the next poll");
+    let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+    assert_eq!(event.data()["attempts"], json!(1), "{:#}", event.body);
+    assert!(event.data()["nextAttemptAt"].is_null(), "{:#}", event.body);
+    let made = app.admin(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-h1"})).await;
+    made.assert_ok("Webhook configuration found");
+    let leftovers = "inbound_events WHERE lease_until IS NOT NULL OR sealed_headers IS NOT NULL";
+    assert_eq!(app.count_rows(leftovers).await, 0, "no lease or sealed secret outlives the run");
+}
+
+/// A request handed over in memory waits under its instance's lease: no poll takes it while the
+/// lease lasts (here, as if its instance died before running it), and once the lease has run
+/// out a poll does.
+#[tokio::test]
+async fn a_handed_over_request_is_left_to_its_lease_then_taken_by_a_poll() {
+    let app = TestApp::builder().configure(|s| s.inbound.async_poll_ms = 20).spawn().await;
+    let config =
+        with(native_config("leased"), json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true}));
+    app.admin(config).await;
+    let accepted = app.call("POST", "/api/webhooks/leased", Some(json!({"id": 1})), &[]).await;
+    assert_eq!(accepted.status, 202, "{:#}", accepted.body);
+    let finished = "inbound_events WHERE status = 'Succeeded' AND attempts = 1";
+    let ran = within(Duration::from_secs(5), || async { app.count_rows(finished).await == 1 }).await;
+    assert!(ran.is_some(), "the request did not run");
+
+    // Back to how a hand-over leaves it, its instance gone before the run.
+    let db = app.database.connect().await;
+    let backend = db.get_database_backend();
+    let requeue = |lease_until: chrono::DateTime<chrono::Utc>| {
+        let sql = "UPDATE inbound_events SET status = 'Pending', completed_at = NULL, next_attempt_at = ?, \
+                   lease_until = ?";
+        let sql = if backend == DbBackend::Postgres {
+            sql.replacen('?', "$1", 1).replacen('?', "$2", 1)
+        } else {
+            sql.to_owned()
+        };
+        let now = chrono::Utc::now();
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, [now.into(), lease_until.into()]))
+    };
+    requeue(chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("requeue");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        app.count_rows("inbound_events WHERE status = 'Pending' AND attempts = 1").await,
+        1,
+        "taken under a live lease"
+    );
+
+    requeue(chrono::Utc::now() - chrono::Duration::seconds(1)).await.expect("requeue");
+    let taken = "inbound_events WHERE status = 'Succeeded' AND attempts = 2 AND lease_until IS NULL";
+    let rerun = within(Duration::from_secs(5), || async { app.count_rows(taken).await == 1 }).await;
+    assert!(rerun.is_some(), "a poll did not take the request once its lease ran out");
+}
+
 #[tokio::test]
 async fn replay_runs_the_current_handler_on_the_stored_request() {
     let app = TestApp::spawn().await;
@@ -182,9 +254,10 @@ async fn a_queued_request_survives_kill_9() {
     let database = TestDatabase::create().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = |poll_ms: &str| {
+    let start = |poll_ms: &str, handoff: &str| {
         let env = [
             ("HOOKBUS_INBOUND__ASYNC_POLL_MS", poll_ms),
+            ("HOOKBUS_INBOUND__ASYNC_HANDOFF", handoff),
             ("HOOKBUS_ROUTER__INTERNAL_PERMISSIONS", ROUTES_WRITE_CONFIGS),
         ];
         serve(&database.url, port, &env)
@@ -193,8 +266,9 @@ async fn a_queued_request_survives_kill_9() {
     let is_ready = || ready(&client, &base);
     let command = |body: Value| client.post(format!("{base}/api/bpm/cmd")).bearer_auth(ADMIN_TOKEN).json(&body).send();
 
-    // Polls once at start, then not for ten minutes: the request waits in the queue.
-    let mut first = start("600000");
+    // Polls once at start, then not for ten minutes, and hands nothing over in memory: the
+    // request waits in the queue.
+    let mut first = start("600000", "0");
     assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not start");
     let created = command(creating_route("durable", json!({"respondAsync": true}))).await.expect("answer");
     assert_eq!(created.status(), 200);
@@ -216,7 +290,7 @@ async fn a_queued_request_survives_kill_9() {
     assert_eq!(count("SELECT COUNT(*) AS n FROM inbound_events WHERE status = 'Pending'").await, 1);
     assert_eq!(count("SELECT COUNT(*) AS n FROM webhook_configs WHERE key = 'made-k9'").await, 0);
 
-    let mut second = start("100");
+    let mut second = start("100", "256");
     assert!(within(Duration::from_secs(20), is_ready).await.is_some(), "the server did not restart");
     let ran = within(Duration::from_secs(10), || async {
         let found = command(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-k9"})).await;
