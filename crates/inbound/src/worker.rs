@@ -10,6 +10,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Duration as Span;
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use hookbus_configs::ConfigCache;
 use hookbus_core::{CommandError, MissingService, Services, Timestamp, error_chain};
 use hookbus_router::InboundRequest;
@@ -25,8 +26,11 @@ use uuid::Uuid;
 
 use crate::{HeaderRedaction, InboundStatus, Outcomes, entity, outcome::Outcome, receive};
 
-/// Events claimed per round, and handed-over requests run side by side at most.
+/// Events claimed per round, and handed-over requests run side by side at most, as a batch.
 const BATCH: usize = 16;
+
+/// Batches run at once: while one waits for its outcomes' commit, the next claims and runs.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Queued requests handed from the intake to this instance's worker in memory.
 ///
@@ -104,41 +108,54 @@ impl AsyncWorker {
     /// Runs the requests handed over through `handovers` as they come, and polls the queue.
     pub fn spawn(self, services: Arc<Services>, handovers: Handovers) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(self.poll);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let Handovers(mut handovers) = handovers;
-            let mut handed = Vec::with_capacity(BATCH);
-            loop {
-                let received = async {
-                    match handovers.as_mut() {
-                        Some(handovers) => handovers.recv_many(&mut handed, BATCH).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    received = received => {
-                        if received == 0 {
-                            // Every sender is gone: only the poll is left.
-                            handovers = None;
-                        }
-                        self.run_handed(&services, handed.drain(..)).await;
-                    }
-                    _ = ticker.tick() => self.drain(&services).await,
-                }
-            }
+            tokio::join!(self.take_handovers(&services, handovers), self.poll(&services));
         })
     }
 
-    /// Rounds of the poll while each finds a full batch: a backlog drains as fast as its requests
-    /// run, not a batch per poll.
-    async fn drain(&self, services: &Arc<Services>) {
+    /// Runs the requests handed over, a batch of up to [`BATCH`] as soon as it is there, up to
+    /// [`BATCHES_IN_FLIGHT`] batches at once.
+    async fn take_handovers(&self, services: &Arc<Services>, handovers: Handovers) {
+        let Handovers(Some(mut handovers)) = handovers else { return };
+        let mut running = FuturesUnordered::new();
+        let mut handed = Vec::with_capacity(BATCH);
         loop {
-            match self.round(services).await {
-                Ok(due) if due >= BATCH => {}
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), "async queue poll failed; the next one tries again");
-                    break;
+            tokio::select! {
+                received = handovers.recv_many(&mut handed, BATCH), if running.len() < BATCHES_IN_FLIGHT => {
+                    if received == 0 {
+                        // Every sender is gone (the server is stopping).
+                        break;
+                    }
+                    running.push(self.run_handed(services, std::mem::take(&mut handed)));
+                }
+                Some(()) = running.next() => {}
+            }
+        }
+        while running.next().await.is_some() {}
+    }
+
+    /// Polls the queue every `poll`. A round that finds a full batch is followed at once by more,
+    /// up to [`BATCHES_IN_FLIGHT`] at a time (one claiming while another runs and another
+    /// records), so a backlog drains as fast as its requests run, not a batch per poll or per
+    /// round trip.
+    async fn poll(&self, services: &Arc<Services>) {
+        let mut ticker = tokio::time::interval(self.poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let mut rounds = FuturesUnordered::new();
+            rounds.push(self.round(services));
+            while let Some(round) = rounds.next().await {
+                match round {
+                    Ok(due) if due >= BATCH => {
+                        while rounds.len() < BATCHES_IN_FLIGHT {
+                            rounds.push(self.round(services));
+                        }
+                    }
+                    // The queue is drained: the rounds under way finish, no more start.
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error_chain(&error), "async queue poll failed; the next one tries again");
+                    }
                 }
             }
         }
@@ -146,10 +163,11 @@ impl AsyncWorker {
 
     /// Runs handed-over requests side by side. One whose lease is half gone is left to the poll
     /// (another instance may take it over when the lease runs out, and must not find it running).
-    async fn run_handed(&self, services: &Arc<Services>, handed: impl Iterator<Item = Handed>) {
+    async fn run_handed(&self, services: &Arc<Services>, handed: Vec<Handed>) {
         let margin = Span::from_std(self.lease / 2).unwrap_or(Span::seconds(30));
         let now = hookbus_core::now();
         let runs = handed
+            .into_iter()
             .filter(|handed| handed.lease_until - margin > now)
             .map(|handed| self.run(services, handed.id, handed.config_id, 1, Ok(handed.request)));
         for result in futures_util::future::join_all(runs).await {
