@@ -240,6 +240,24 @@ impl Target {
         }
     }
 
+    /// The async route's requests: how many were accepted, and how many of them wait or run.
+    pub async fn async_requests(&self) -> Result<(i64, i64), String> {
+        let db = sea_orm::Database::connect(&self.database.url).await.map_err(|e| e.to_string())?;
+        let count = |condition: &str| {
+            let sql = format!("SELECT COUNT(*) AS n FROM inbound_events WHERE config_key = 'async'{condition}");
+            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            let db = &db;
+            async move {
+                let row = db.query_one_raw(statement).await.map_err(|e| e.to_string())?.ok_or("no count")?;
+                row.try_get::<i64>("", "n").map_err(|e| e.to_string())
+            }
+        };
+        let accepted = count("").await?;
+        let queued = count(" AND status IN ('Pending', 'Processing')").await?;
+        db.close().await.map_err(|e| e.to_string())?;
+        Ok((accepted, queued))
+    }
+
     pub async fn finish(self) {
         self.handle.stop(false).await;
         self.database.drop().await;
