@@ -122,7 +122,7 @@ impl AsyncWorker {
             tokio::select! {
                 received = handovers.recv_many(&mut handed, BATCH), if running.len() < BATCHES_IN_FLIGHT => {
                     if received == 0 {
-                        // Every sender is gone (the server is stopping).
+                        // Every sender is gone: nothing more can come.
                         break;
                     }
                     running.push(self.run_handed(services, std::mem::take(&mut handed)));
