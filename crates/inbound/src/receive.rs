@@ -75,7 +75,7 @@ impl Inbound {
                         || matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
                 {
                     let value = idempotency_value.clone().unwrap_or_default();
-                    match repeat(services, entry, &value, &request, services.get::<HeaderRedaction>()?).await? {
+                    match repeat(services, entry, &value, &request).await? {
                         Repeat::Answered(receipt) => return Ok(receipt),
                         Repeat::Freed if tries < 2 => continue,
                         Repeat::Freed => return Err(in_progress()),
@@ -179,7 +179,6 @@ async fn repeat(
     entry: &ConfigEntry,
     value: &str,
     request: &InboundRequest,
-    redaction: &HeaderRedaction,
 ) -> Result<Repeat, CommandError> {
     let store = services.get::<Store>()?;
     let first = entity::Entity::find()
@@ -200,7 +199,7 @@ async fn repeat(
         services.get::<Outcomes>()?.write(Outcome::finished(first.id, Err(&failed), 0, None)?).await?;
         return Ok(Repeat::Freed);
     }
-    let mut duplicate = new_row(entry, request.clone(), redaction)?;
+    let mut duplicate = new_row(entry, request.clone(), services.get::<HeaderRedaction>()?)?;
     duplicate.duplicate_of = Set(Some(first.id));
     duplicate.status = Set(InboundStatus::Duplicate);
     duplicate.duration_ms = Set(Some(0));
