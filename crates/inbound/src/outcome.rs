@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use hookbus_core::{CommandError, Reply, Timestamp};
 use hookbus_store::{GroupCommit, GroupCommitMetrics, GroupWrite, Store};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
@@ -64,6 +67,9 @@ pub(crate) struct Outcome {
     pub completed_at: Option<Timestamp>,
     /// When it runs again (it goes back to `Pending`, its failure kept on it meanwhile).
     pub next_attempt_at: Option<Timestamp>,
+    /// The run is counted in the row's attempts now: it was handed over in memory. (A claim
+    /// counts the run it takes a row for; a synchronous run is counted when its row is written.)
+    pub counts_attempt: bool,
 }
 
 impl Outcome {
@@ -92,13 +98,21 @@ impl Outcome {
             duration_ms,
             completed_at: Some(hookbus_core::now()),
             next_attempt_at: None,
+            counts_attempt: false,
         })
     }
 
-    /// Makes a failed run one to try again at `next`: the request waits, still sealed.
+    /// Makes it the outcome of a run handed over in memory, which no claim counted.
+    pub(crate) fn counting_its_attempt(self) -> Self {
+        Self { counts_attempt: true, ..self }
+    }
+
+    /// Makes a failed run one to try again at `next`: the request waits, still sealed, and keeps
+    /// its idempotency key (a repeat meanwhile is told it is queued, rather than run beside it).
     pub(crate) fn retry_at(self, next: Timestamp) -> Self {
         Self {
             status: InboundStatus::Pending,
+            free_key: false,
             forget_secrets: false,
             completed_at: None,
             next_attempt_at: Some(next),
@@ -165,6 +179,9 @@ fn update_one(outcome: &Outcome) -> sea_orm::UpdateMany<entity::Entity> {
     if let Some(version) = outcome.config_version {
         update = update.col_expr(Column::ConfigVersion, Expr::value(Some(version)));
     }
+    if outcome.counts_attempt {
+        update = update.col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1));
+    }
     update
 }
 
@@ -177,11 +194,11 @@ async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<Vec<U
         idempotency_value = CASE WHEN o.free_key THEN NULL ELSE e.idempotency_value END, \
         sealed_headers = CASE WHEN o.forget_secrets THEN NULL ELSE e.sealed_headers END, \
         duration_ms = o.duration_ms, completed_at = o.completed_at, next_attempt_at = o.next_attempt_at, \
-        lease_until = NULL \
+        lease_until = NULL, attempts = e.attempts + CASE WHEN o.counts_attempt THEN 1 ELSE 0 END \
         FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::int4[], \
-        $8::bool[], $9::bool[], $10::int8[], $11::timestamptz[], $12::timestamptz[]) \
+        $8::bool[], $9::bool[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::bool[]) \
         AS o(id, status, http_status, message, data, errors, config_version, free_key, forget_secrets, \
-        duration_ms, completed_at, next_attempt_at) \
+        duration_ms, completed_at, next_attempt_at, counts_attempt) \
         WHERE e.id = o.id RETURNING e.id";
     // One column's values, borrowed from the outcomes.
     macro_rules! array {
@@ -202,6 +219,7 @@ async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<Vec<U
         .bind(array!(|o| o.duration_ms))
         .bind(array!(|o| o.completed_at))
         .bind(array!(|o| o.next_attempt_at))
+        .bind(array!(|o| o.counts_attempt))
         .fetch_all(pool)
         .await
         .map_err(hookbus_store::query_error)

@@ -56,8 +56,9 @@ impl Inbound {
         let handoff = if queued { services.get::<Handoff>()?.reserve() } else { None };
         row.idempotency_value = Set(idempotency_value.clone());
         row.status = Set(if queued { InboundStatus::Pending } else { InboundStatus::Processing });
-        // A claim counts the run it is for; a handed-over request has its one already.
-        row.attempts = Set(if queued && handoff.is_none() { 0 } else { 1 });
+        // A queued request's runs are counted as they happen (a claim counts the run it takes
+        // the row for; a handed-over run's outcome counts it).
+        row.attempts = Set(if queued { 0 } else { 1 });
         row.next_attempt_at = Set(queued.then(hookbus_core::now));
         row.lease_until = Set(handoff.as_ref().map(|reserved| reserved.lease_until));
         // `new_row` gave the row its id.

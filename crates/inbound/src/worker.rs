@@ -161,20 +161,42 @@ impl AsyncWorker {
         }
     }
 
-    /// Runs handed-over requests side by side. One whose lease is half gone is left to the poll
-    /// (another instance may take it over when the lease runs out, and must not find it running).
+    /// Runs handed-over requests side by side. One whose lease is half gone is not run here: its
+    /// lease is given up, so that a poll takes it at once (run this late, it could outlast its
+    /// lease and be taken over mid-run).
     async fn run_handed(&self, services: &Arc<Services>, handed: Vec<Handed>) {
         let margin = Span::from_std(self.lease / 2).unwrap_or(Span::seconds(30));
         let now = hookbus_core::now();
-        let runs = handed
+        let (fresh, late): (Vec<Handed>, Vec<Handed>) =
+            handed.into_iter().partition(|handed| handed.lease_until - margin > now);
+        if !late.is_empty()
+            && let Err(error) = self.give_up_leases(services, late.iter().map(|handed| handed.id)).await
+        {
+            tracing::warn!(error = %error_chain(&error), "queued requests wait for their leases to run out");
+        }
+        let runs = fresh
             .into_iter()
-            .filter(|handed| handed.lease_until - margin > now)
-            .map(|handed| self.run(services, handed.id, handed.config_id, 1, Ok(handed.request)));
+            .map(|handed| self.run(services, handed.id, handed.config_id, 1, false, Ok(handed.request)));
         for result in futures_util::future::join_all(runs).await {
             if let Err(error) = result {
                 tracing::warn!(error = %error_chain(&error), "a queued request's outcome was not recorded; it runs again when its lease runs out");
             }
         }
+    }
+
+    /// Makes the queued requests `ids`, handed over and not run, due for any poll at once.
+    async fn give_up_leases(
+        &self,
+        services: &Arc<Services>,
+        ids: impl Iterator<Item = Uuid>,
+    ) -> Result<(), WorkerError> {
+        let store = services.require::<Store>()?;
+        let release = entity::Entity::update_many()
+            .col_expr(entity::Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
+            .filter(entity::Column::Id.is_in(ids))
+            .filter(entity::Column::Status.eq(InboundStatus::Pending));
+        store.write(|db| release.exec(db)).await?;
+        Ok(())
     }
 
     /// Claims what is due, up to a batch, and runs it side by side. Returns how many it claimed.
@@ -192,7 +214,7 @@ impl AsyncWorker {
                 }
                 Ok(request)
             });
-            self.run(services, event.id, event.config_id, event.attempts, request)
+            self.run(services, event.id, event.config_id, event.attempts, true, request)
         });
         let runs = futures_util::future::join_all(runs).await;
         runs.into_iter().collect::<Result<(), _>>()?;
@@ -218,14 +240,16 @@ impl AsyncWorker {
         store.write(|db| claim.exec_with_returning(db)).await
     }
 
-    /// Runs event `id` (to configuration `config_id`, on its `attempts`th run) and stores its
-    /// outcome: a failure goes back in the queue until its last attempt.
+    /// Runs event `id` (to configuration `config_id`, on its `attempts`th run, which its row
+    /// counts already when it was `claimed`) and stores its outcome: a failure goes back in the
+    /// queue until its last attempt.
     async fn run(
         &self,
         services: &Arc<Services>,
         id: Uuid,
         config_id: i32,
         attempts: i32,
+        claimed: bool,
         request: Result<InboundRequest, CommandError>,
     ) -> Result<(), WorkerError> {
         let started = std::time::Instant::now();
@@ -245,6 +269,7 @@ impl AsyncWorker {
             }
             (_, Err(bad)) => Outcome::finished(id, Err(&bad), receive::elapsed_ms(started), None)?,
         };
+        let outcome = if claimed { outcome } else { outcome.counting_its_attempt() };
         services.require::<Outcomes>()?.write(outcome).await?;
         Ok(())
     }

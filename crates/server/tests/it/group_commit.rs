@@ -236,11 +236,14 @@ async fn a_failing_queued_request_is_retried_then_left_failed() {
         })
         .spawn()
         .await;
-    let config =
-        with(native_config("failing"), json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true}));
+    let config = with(
+        native_config("failing"),
+        json!({"commandName": "GetWebHookConfigByIdQuery", "respondAsync": true,
+               "idempotencyKey": "header:X-Delivery-Id"}),
+    );
     app.admin(config).await;
-    let accepted =
-        app.call("POST", "/api/webhooks/failing", Some(json!({"id": 999})), &[("x-api-key", "sealed-secret")]).await;
+    let headers = [("x-api-key", "sealed-secret"), ("x-delivery-id", "d-1")];
+    let accepted = app.call("POST", "/api/webhooks/failing", Some(json!({"id": 999})), &headers).await;
     assert_eq!(accepted.status, 202, "{:#}", accepted.body);
     let id = accepted.data()["eventId"].clone();
     let app = &app;
@@ -262,6 +265,11 @@ async fn a_failing_queued_request_is_retried_then_left_failed() {
     assert!(waiting["completedAt"].is_null() && waiting["nextAttemptAt"].is_string(), "{waiting:#}");
     let sealed = "inbound_events WHERE sealed_headers IS NOT NULL";
     assert_eq!(app.count_rows(sealed).await, 1, "sealed until the last run");
+    // Its key is kept while it waits to be retried: a repeat is told it is queued, and not run.
+    let repeat = app.call("POST", "/api/webhooks/failing", Some(json!({"id": 999})), &headers).await;
+    assert_eq!(repeat.status, 202, "{:#}", repeat.body);
+    assert_eq!(repeat.data()["eventId"], id, "the repeat is pointed at the first");
+    assert_eq!(app.count_rows("inbound_events WHERE duplicate_of IS NULL").await, 1, "the repeat ran beside it");
 
     let failed = within(Duration::from_secs(10), || async { event().await["status"] == json!("Failed") }).await;
     assert!(failed.is_some(), "the request was not left failed");
@@ -270,5 +278,7 @@ async fn a_failing_queued_request_is_retried_then_left_failed() {
     assert_eq!(last["httpStatus"], json!(404), "{last:#}");
     assert!(last["completedAt"].is_string() && last["nextAttemptAt"].is_null(), "{last:#}");
     assert_eq!(app.count_rows(sealed).await, 0, "the secrets went with the last run");
+    let key_kept = "inbound_events WHERE duplicate_of IS NULL AND idempotency_value IS NOT NULL";
+    assert_eq!(app.count_rows(key_kept).await, 0, "the key is freed after the last run, so the sender may try again");
     assert_eq!(app.count_rows("inbound_events WHERE lease_until IS NOT NULL").await, 0);
 }
