@@ -36,7 +36,8 @@ impl Outcomes {
     pub(crate) async fn write(&self, outcome: Outcome) -> Result<(), CommandError> {
         match self.rows.write(Arc::new(outcome)).await {
             Ok(()) => Ok(()),
-            // The row is gone (the retention sweep does not take unfinished rows; an operator
+            // Another worker took the request over (its lease ran out) and records its own run,
+            // or the row is gone (the retention sweep does not take unfinished rows; an operator
             // may have deleted it): nothing is left to record on.
             Err(DbErr::RecordNotInserted) => Ok(()),
             Err(error) => Err(CommandError::internal(error)),
@@ -48,6 +49,9 @@ impl Outcomes {
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub id: Uuid,
+    /// The row's attempts as the run found them. A row that counts more was taken over by another
+    /// worker meanwhile (its lease ran out): this outcome is not written, the other run's is.
+    pub found_attempts: i32,
     pub status: InboundStatus,
     pub http_status: i32,
     pub message: String,
@@ -73,9 +77,11 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// The last run of request `id`, which ended in `result` after `duration_ms`.
+    /// The last run of request `id`, whose row counted `found_attempts` when it ran, which ended
+    /// in `result` after `duration_ms`.
     pub(crate) fn finished(
         id: Uuid,
+        found_attempts: i32,
         result: Result<&Reply, &CommandError>,
         duration_ms: i64,
         config_version: Option<i32>,
@@ -87,6 +93,7 @@ impl Outcome {
         };
         Ok(Self {
             id,
+            found_attempts,
             status,
             http_status,
             message: stored_text(message.into_owned()),
@@ -140,7 +147,7 @@ impl GroupWrite for Rows {
     }
 
     /// One statement on PostgreSQL; on SQLite one `UPDATE` an outcome, in one transaction. An
-    /// outcome whose row is gone is not written.
+    /// outcome whose row is gone, or counts a later run, is not written.
     async fn write(&self, outcomes: &[Arc<Outcome>]) -> Result<Vec<bool>, DbErr> {
         if self.store.db().get_database_backend() == DbBackend::Postgres {
             let updated = update_arrays(self.store.db().pool().get_postgres_connection_pool(), outcomes).await?;
@@ -175,7 +182,8 @@ fn update_one(outcome: &Outcome) -> sea_orm::UpdateMany<entity::Entity> {
         .col_expr(Column::CompletedAt, Expr::value(outcome.completed_at))
         .col_expr(Column::NextAttemptAt, Expr::value(outcome.next_attempt_at))
         .col_expr(Column::LeaseUntil, Expr::value(Option::<Timestamp>::None))
-        .filter(Column::Id.eq(outcome.id));
+        .filter(Column::Id.eq(outcome.id))
+        .filter(Column::Attempts.eq(outcome.found_attempts));
     if let Some(version) = outcome.config_version {
         update = update.col_expr(Column::ConfigVersion, Expr::value(Some(version)));
     }
@@ -196,10 +204,10 @@ async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<Vec<U
         duration_ms = o.duration_ms, completed_at = o.completed_at, next_attempt_at = o.next_attempt_at, \
         lease_until = NULL, attempts = e.attempts + CASE WHEN o.counts_attempt THEN 1 ELSE 0 END \
         FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::int4[], \
-        $8::bool[], $9::bool[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::bool[]) \
+        $8::bool[], $9::bool[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::bool[], $14::int4[]) \
         AS o(id, status, http_status, message, data, errors, config_version, free_key, forget_secrets, \
-        duration_ms, completed_at, next_attempt_at, counts_attempt) \
-        WHERE e.id = o.id RETURNING e.id";
+        duration_ms, completed_at, next_attempt_at, counts_attempt, found_attempts) \
+        WHERE e.id = o.id AND e.attempts = o.found_attempts RETURNING e.id";
     // One column's values, borrowed from the outcomes.
     macro_rules! array {
         (|$o:ident| $view:expr) => {
@@ -220,6 +228,7 @@ async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<Vec<U
         .bind(array!(|o| o.completed_at))
         .bind(array!(|o| o.next_attempt_at))
         .bind(array!(|o| o.counts_attempt))
+        .bind(array!(|o| o.found_attempts))
         .fetch_all(pool)
         .await
         .map_err(hookbus_store::query_error)

@@ -131,30 +131,32 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: Result<&Reply, 
     }
 }
 
-/// Runs the handler and records the outcome on event `id`, its last run.
+/// Runs the handler and records the outcome on event `id`, its last run (a synchronous one: its
+/// row was written with its one attempt).
 pub(crate) async fn run_and_record(
     services: &Arc<Services>,
     entry: &ConfigEntry,
     request: &InboundRequest,
     id: Uuid,
 ) -> Result<Reply, CommandError> {
-    let (result, outcome) = run(services, entry, request, id).await?;
+    let (result, outcome) = run(services, entry, request, id, 1).await?;
     services.get::<Outcomes>()?.write(outcome).await?;
     result
 }
 
-/// Runs the handler on event `id`: its result, and the outcome to store for it (as the last run;
-/// a run to be tried again makes it [`Outcome::retry_at`]).
+/// Runs the handler on event `id`, whose row counts `found_attempts`: its result, and the outcome
+/// to store for it (as the last run; a run to be tried again makes it [`Outcome::retry_at`]).
 pub(crate) async fn run(
     services: &Arc<Services>,
     entry: &ConfigEntry,
     request: &InboundRequest,
     id: Uuid,
+    found_attempts: i32,
 ) -> Result<(Result<Reply, CommandError>, Outcome), CommandError> {
     let started = Instant::now();
     let result = services.get::<Router>()?.execute(entry, request, services).await;
     // A queued request runs with the configuration as it is when it runs.
-    let outcome = Outcome::finished(id, result.as_ref(), elapsed_ms(started), Some(entry.version))?;
+    let outcome = Outcome::finished(id, found_attempts, result.as_ref(), elapsed_ms(started), Some(entry.version))?;
     Ok((result, outcome))
 }
 
@@ -197,7 +199,7 @@ async fn repeat(
         && hookbus_core::now() - first.received_at > ABANDONED_AFTER;
     if abandoned {
         let failed = CommandError::Unavailable("Abandoned: the server stopped while it ran".into());
-        services.get::<Outcomes>()?.write(Outcome::finished(first.id, Err(&failed), 0, None)?).await?;
+        services.get::<Outcomes>()?.write(Outcome::finished(first.id, first.attempts, Err(&failed), 0, None)?).await?;
         return Ok(Repeat::Freed);
     }
     let mut duplicate = new_row(entry, request.clone(), services.get::<HeaderRedaction>()?)?;

@@ -253,10 +253,12 @@ impl AsyncWorker {
         request: Result<InboundRequest, CommandError>,
     ) -> Result<(), WorkerError> {
         let started = std::time::Instant::now();
+        // What the row counts while this run goes on, unless another worker takes it over.
+        let found = if claimed { attempts } else { attempts - 1 };
         let entry = services.require::<ConfigCache>()?.by_id(config_id);
         let outcome = match (entry, request) {
             (Some(entry), Ok(request)) => {
-                let (result, outcome) = receive::run(services, &entry, &request, id).await?;
+                let (result, outcome) = receive::run(services, &entry, &request, id, found).await?;
                 if result.is_err() && attempts < self.max_attempts {
                     outcome.retry_at(self.next_attempt(attempts))
                 } else {
@@ -265,9 +267,9 @@ impl AsyncWorker {
             }
             (None, _) => {
                 let gone = CommandError::not_found("Configuration not found", "The configuration was deleted");
-                Outcome::finished(id, Err(&gone), receive::elapsed_ms(started), None)?
+                Outcome::finished(id, found, Err(&gone), receive::elapsed_ms(started), None)?
             }
-            (_, Err(bad)) => Outcome::finished(id, Err(&bad), receive::elapsed_ms(started), None)?,
+            (_, Err(bad)) => Outcome::finished(id, found, Err(&bad), receive::elapsed_ms(started), None)?,
         };
         let outcome = if claimed { outcome } else { outcome.counting_its_attempt() };
         services.require::<Outcomes>()?.write(outcome).await?;
