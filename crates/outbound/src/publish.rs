@@ -1,7 +1,10 @@
 //! Publishing: the event and its notifications are written in one transaction, so once
 //! publishing succeeds every delivery it implies happens, even if the process dies at once.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use hookbus_core::{
     Answered, CommandError, Context, Handler, Owner, Permission, Services, Timestamp, register_command,
@@ -430,7 +433,9 @@ async fn write_in_a_transaction(store: &Store, items: &[Arc<EventRows>]) -> Resu
 /// connection prepares it once (a `VALUES` list would have a text per group shape, and parsing
 /// and planning those would cost PostgreSQL more than the rows).
 async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Result<Vec<bool>, DbErr> {
-    const WRITE: &str = "WITH \
+    static WRITE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH \
         w0 AS (INSERT INTO events (id, event_key, event_name, resource, data, changed_attributes, simulated, \
             notifications, occurred_at) \
             SELECT id, event_key, event_name, resource, data, changed_attributes, simulated, notifications, \
@@ -439,7 +444,7 @@ async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Resu
             $8::int4[], $9::timestamptz[], $10::int8[]) AS v (id, event_key, event_name, resource, data, \
             changed_attributes, simulated, notifications, occurred_at, generation) \
             WHERE generation IS NULL \
-            OR generation = (SELECT generation FROM subscription_generation WHERE id = 1) \
+            OR generation = ({generation}) \
             RETURNING id), \
         w1 AS (INSERT INTO notifications (id, event_id, subscription_id, event_name, status, attempts, \
             next_attempt_at, created_at, updated_at) \
@@ -453,7 +458,10 @@ async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Resu
             JOIN w1 ON w1.id = v.notification_id), \
         w3 AS (UPDATE delivery_lanes SET due_at = $25 WHERE subscription_id = ANY($24::uuid[]) \
             AND (due_at IS NULL OR due_at > $25) AND (healthy OR next_probe_at <= $25)) \
-        SELECT generation FROM subscription_generation WHERE id = 1";
+        {generation}",
+            generation = crate::recipients::GENERATION_SQL
+        )
+    });
     use sqlx::types::Json;
 
     let events: Vec<&event::Model> = items.iter().map(|rows| &rows.row).collect();
@@ -462,7 +470,7 @@ async fn write_in_one_statement(store: &Store, items: &[Arc<EventRows>]) -> Resu
     // A lane signalled for an event left out finds nothing to do: harmless.
     let (lanes, now) = signals(&items.iter().map(|rows| &**rows).collect::<Vec<_>>());
     let pool = store.db().pool().get_postgres_connection_pool();
-    let current: i64 = sqlx::query_scalar(WRITE)
+    let current: i64 = sqlx::query_scalar(WRITE.as_str())
         .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.event_key.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.event_name.as_str()).collect::<Vec<_>>())

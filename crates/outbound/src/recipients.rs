@@ -109,7 +109,7 @@ pub(crate) async fn current_generation(db: &impl ConnectionTrait) -> Result<i64,
 }
 
 /// The current generation, as SQL.
-const GENERATION_SQL: &str = "SELECT generation FROM subscription_generation WHERE id = 1";
+pub(crate) const GENERATION_SQL: &str = "SELECT generation FROM subscription_generation WHERE id = 1";
 
 /// Active subscriptions to `event_name`, by name or to everything.
 pub(crate) fn subscribed(event_name: &str) -> Select<subscription::Entity> {
