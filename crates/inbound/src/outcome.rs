@@ -3,7 +3,7 @@
 //! requests side by side, so their outcomes (and their retries, and the end of their sealed
 //! secret headers) take one commit instead of one or two each.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use hookbus_core::{CommandError, Reply, Timestamp};
 use hookbus_store::{GroupCommit, GroupCommitMetrics, GroupWrite, Store};
@@ -87,10 +87,7 @@ impl Outcome {
         config_version: Option<i32>,
     ) -> Result<Self, CommandError> {
         let (status, http_status, message) = outcome_columns(result);
-        let (data, errors) = match result {
-            Ok(reply) => (Some(JsonText::of(&reply.data)?), None),
-            Err(error) => (None, Some(JsonText::of(&error.details())?)),
-        };
+        let (data, errors) = documents(result)?;
         Ok(Self {
             id,
             found_attempts,
@@ -128,6 +125,16 @@ impl Outcome {
     }
 }
 
+/// A run's `data` (the reply's, on success) and `errors` (the error's details, on failure).
+pub(crate) fn documents(
+    result: Result<&Reply, &CommandError>,
+) -> Result<(Option<JsonText>, Option<JsonText>), CommandError> {
+    Ok(match result {
+        Ok(reply) => (Some(JsonText::of(&reply.data)?), None),
+        Err(error) => (None, Some(JsonText::of(&error.details())?)),
+    })
+}
+
 #[derive(Debug)]
 struct Rows {
     store: Store,
@@ -135,7 +142,8 @@ struct Rows {
 
 impl GroupWrite for Rows {
     type Item = Outcome;
-    /// Outcomes per commit: 12 bound values each on SQLite, one array per column on PostgreSQL.
+    /// Outcomes per commit: on SQLite an `UPDATE` each in the one transaction, on PostgreSQL an
+    /// element of each column's array.
     const BUDGET: usize = 256;
 
     fn in_flight(&self) -> usize {
@@ -150,7 +158,8 @@ impl GroupWrite for Rows {
     /// outcome whose row is gone, or counts a later run, is not written.
     async fn write(&self, outcomes: &[Arc<Outcome>]) -> Result<Vec<bool>, DbErr> {
         if self.store.db().get_database_backend() == DbBackend::Postgres {
-            let updated = update_arrays(self.store.db().pool().get_postgres_connection_pool(), outcomes).await?;
+            let updated: HashSet<Uuid> =
+                update_arrays(self.store.db().pool().get_postgres_connection_pool(), outcomes).await?;
             return Ok(outcomes.iter().map(|outcome| updated.contains(&outcome.id)).collect());
         }
         let txn = self.store.begin_write().await?;
@@ -195,7 +204,7 @@ fn update_one(outcome: &Outcome) -> sea_orm::UpdateMany<entity::Entity> {
 
 /// PostgreSQL: the outcomes as one array per column, joined to their rows in one `UPDATE` (one
 /// statement text for any number, prepared once per connection). Returns the ids updated.
-async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<Vec<Uuid>, DbErr> {
+async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<HashSet<Uuid>, DbErr> {
     const UPDATE: &str = "UPDATE inbound_events AS e SET status = o.status, http_status = o.http_status, \
         message = o.message, data = o.data, errors = o.errors, \
         config_version = COALESCE(o.config_version, e.config_version), \
@@ -231,5 +240,6 @@ async fn update_arrays(pool: &PgPool, outcomes: &[Arc<Outcome>]) -> Result<Vec<U
         .bind(array!(|o| o.found_attempts))
         .fetch_all(pool)
         .await
+        .map(|updated| updated.into_iter().collect())
         .map_err(hookbus_store::query_error)
 }

@@ -124,11 +124,10 @@ pub(crate) fn set_outcome(row: &mut entity::ActiveModel, result: Result<&Reply, 
     row.status = Set(status);
     row.http_status = Set(Some(http_status));
     row.message = Set(Some(stored_text(message.into_owned())));
-    match result {
-        // JSON values always serialize.
-        Ok(reply) => row.data = Set(Some(JsonText::of(&reply.data).expect("reply data is JSON"))),
-        Err(error) => row.errors = Set(Some(JsonText::of(&error.details()).expect("error details are JSON"))),
-    }
+    // JSON values always serialize.
+    let (data, errors) = crate::outcome::documents(result).expect("replies and error details are JSON");
+    row.data = Set(data);
+    row.errors = Set(errors);
 }
 
 /// Runs the handler and records the outcome on event `id`, its last run (a synchronous one: its
