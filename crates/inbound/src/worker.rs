@@ -64,8 +64,7 @@ impl Handoff {
     /// A place for one request, when there is room: its row is to carry the lease it names.
     pub(crate) fn reserve(&self) -> Option<Reserved> {
         let permit = self.requests.clone()?.try_reserve_owned().ok()?;
-        let lease_until = hookbus_core::now() + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
-        Some(Reserved { permit, lease_until })
+        Some(Reserved { permit, lease_until: lease_until(hookbus_core::now(), self.lease) })
     }
 }
 
@@ -91,6 +90,11 @@ pub(crate) struct Handed {
     config_id: i32,
     request: InboundRequest,
     lease_until: Timestamp,
+}
+
+/// When a lease of `lease` taken at `now` runs out.
+fn lease_until(now: Timestamp, lease: Duration) -> Timestamp {
+    now + Span::from_std(lease).unwrap_or(Span::minutes(1))
 }
 
 /// Runs queued requests until the runtime stops.
@@ -226,7 +230,7 @@ impl AsyncWorker {
     /// skipped, not waited for; on SQLite an instance's writes take turns and instances share one
     /// file lock).
     async fn claim(&self, store: &Store, now: Timestamp) -> Result<Vec<entity::Model>, DbErr> {
-        let lease_until = now + Span::from_std(self.lease).unwrap_or(Span::minutes(1));
+        let lease_until = lease_until(now, self.lease);
         let mut candidates = due_ids(now).into_query();
         if store.db().get_database_backend() == DbBackend::Postgres {
             candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);

@@ -248,12 +248,12 @@ async fn a_failing_queued_request_is_retried_then_left_failed() {
     let id = accepted.data()["eventId"].clone();
     let app = &app;
     let event = || async {
-        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        let event = app.inbound_event(&id).await;
         event.data().clone()
     };
 
-    // Handed over, it is `Pending` with its one attempt counted from the start; once that run has
-    // failed it is `Pending` again, with the failure on it.
+    // Handed over, it waits `Pending` with no attempt counted; once its first run has failed it is
+    // `Pending` again, that attempt counted and its failure on it.
     let retrying = within(Duration::from_secs(5), || async {
         let event = event().await;
         event["status"] == json!("Pending") && event["attempts"] == json!(1) && !event["httpStatus"].is_null()

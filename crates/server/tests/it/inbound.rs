@@ -68,7 +68,7 @@ async fn every_request_is_logged_with_secrets_redacted() {
     let dump = format!("{rows:?}");
     assert!(!dump.contains("partner-secret") && !dump.contains("s3cr3t"), "a secret reached the database");
 
-    let one = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": succeeded["id"]})).await;
+    let one = app.inbound_event(&succeeded["id"]).await;
     assert_eq!(one.assert_ok("Inbound event retrieved successfully")["id"], succeeded["id"]);
     assert_eq!(events(&app, json!({"status": "failed"})).await.len(), 1);
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
@@ -144,7 +144,7 @@ async fn respond_async_answers_202_and_runs_in_the_background() {
     let id = accepted.data()["eventId"].clone();
 
     let done = within(Duration::from_secs(5), || async {
-        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        let event = app.inbound_event(&id).await;
         event.data()["status"] == json!("Succeeded")
     })
     .await;
@@ -168,12 +168,12 @@ async fn a_queued_request_runs_at_once_without_waiting_for_a_poll() {
     assert_eq!(accepted.status, 202, "{:#}", accepted.body);
     let id = accepted.data()["eventId"].clone();
     let done = within(Duration::from_secs(5), || async {
-        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        let event = app.inbound_event(&id).await;
         event.data()["status"] == json!("Succeeded")
     })
     .await;
     assert!(done.is_some(), "the handed-over request did not run before the next poll");
-    let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+    let event = app.inbound_event(&id).await;
     assert_eq!(event.data()["attempts"], json!(1), "{:#}", event.body);
     assert!(event.data()["nextAttemptAt"].is_null(), "{:#}", event.body);
     let made = app.admin(json!({"$type": "LookupWebHookByKeyCommand", "key": "made-h1"})).await;
@@ -458,7 +458,7 @@ async fn a_json_body_is_stored_once_and_read_back_whole() {
     let instant =
         |value: &Value| chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).expect("a time");
     assert_eq!(instant(&event["request"]["receivedAt"]), instant(&event["receivedAt"]));
-    let one = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": event["id"]})).await;
+    let one = app.inbound_event(&event["id"]).await;
     assert_eq!(one.assert_ok("Inbound event retrieved successfully")["request"], event["request"]);
 
     let replayed = app.admin(json!({"$type": "ReplayInboundEventCommand", "id": event["id"]})).await;

@@ -262,7 +262,7 @@ async fn secret_headers_are_redacted_in_the_log() {
 
     let entries = logged(&app, "mono/callback", 2).await;
     for entry in &entries {
-        let one = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": entry["id"]})).await;
+        let one = app.inbound_event(&entry["id"]).await;
         let event = one.assert_ok("Inbound event retrieved successfully");
         assert_eq!(event["configId"], json!(0));
         assert_eq!(event["request"]["headers"]["mono-webhook-secret"], json!("[redacted]"));

@@ -634,11 +634,11 @@ async fn a_queued_request_checks_its_signature_header_and_no_secret_stays_at_res
     assert_eq!(accepted.status, 202, "{:#}", accepted.body);
     let id = accepted.data()["eventId"].clone();
     let done = || async {
-        let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+        let event = app.inbound_event(&id).await;
         event.data()["status"] == "Succeeded"
     };
     let ran = crate::support::within(WAIT, done).await;
-    let event = app.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await;
+    let event = app.inbound_event(&id).await;
     assert!(ran.is_some(), "the queued request did not succeed: {:#}", event.body);
     assert_eq!(event.data()["request"]["headers"]["x-signature"], json!("[redacted]"));
 

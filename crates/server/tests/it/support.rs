@@ -290,6 +290,11 @@ impl TestApp {
         self.cmd(Some(ADMIN_TOKEN), command).await
     }
 
+    /// The inbound event `id`, as `GetInboundEventByIdQuery` answers it.
+    pub async fn inbound_event(&self, id: &Value) -> Reply {
+        self.admin(json!({"$type": "GetInboundEventByIdQuery", "id": id})).await
+    }
+
     /// Posts a command with `token` (or none). A success's `data` must match the answer schema
     /// the command declares, so every command the suite runs checks the published schemas.
     pub async fn cmd(&self, token: Option<&str>, command: Value) -> Reply {
